@@ -1,0 +1,35 @@
+"""The errors vaelab raises for problems a user can fix.
+
+Every expected failure (bad data, a bad option, a checkpoint from another model, a diverged run)
+is a :class:`VaelabError`. The CLI prints its message, one clear paragraph saying what is wrong and
+how to fix it, and exits non-zero without a traceback. Anything else is a bug.
+"""
+from __future__ import annotations
+
+
+class VaelabError(Exception):
+    """Base class: a problem with the user's input or environment, with a message that says how to fix it."""
+
+    exit_code = 2
+
+
+class DataError(VaelabError):
+    """A dataset is missing, corrupt, or not images in [0, 1]."""
+
+
+class ConfigError(VaelabError):
+    """An option or configuration value is invalid."""
+
+
+class CheckpointError(VaelabError):
+    """A checkpoint is missing, corrupt, from another model, or not a vaelab checkpoint."""
+
+
+class DivergenceError(VaelabError):
+    """Training produced NaN/inf in a loss term or gradient."""
+
+    exit_code = 3
+
+
+class OutputError(VaelabError):
+    """An output path exists (and would be overwritten) or cannot be written."""
