@@ -1,0 +1,263 @@
+"""`vaelab` command line: thin wrappers over the Python API.
+
+Every command is a plain function ``<name>_cmd(args) -> int`` registered in ``COMMANDS`` with the
+function that adds its options. Expected failures raise VaelabError: ``main`` prints the message
+and exits non-zero, never with a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+from typing import Callable
+
+from vaelab.errors import ConfigError, VaelabError
+
+MODEL_NAMES = ("ae", "dae", "vae", "beta-vae", "cvae", "iwae", "rae")
+
+
+# -- shared option groups ----------------------------------------------------------------------
+def add_data_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", default="digits",
+                   help="digits (embedded, default), fashion-mnist, idx:FOLDER (MNIST-format IDX files, gz or raw) "
+                        "or npz:FILE (array x of (N,H,W) or (N,C,H,W) images, optional y labels)")
+    g.add_argument("--data-dir", default=None,
+                   help="folder with the Fashion-MNIST IDX files (default /usr/share/datasets/fashion-mnist, "
+                        "from the Debian package dataset-fashion-mnist)")
+    g.add_argument("--classes", default=None,
+                   help="keep only these labels, e.g. 3,5 (relabelled 0..k-1 in this order)")
+    g.add_argument("--max-train", type=int, default=None, help="keep a seeded subset of this many training images")
+    g.add_argument("--val-fraction", type=float, default=0.1,
+                   help="fraction of the training split held out for validation (default 0.1)")
+    g.add_argument("--split-seed", type=int, default=0,
+                   help="seed of the train/val/test split; fixed apart from --seed so runs share one test set")
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--latent-dim", type=int, default=16, help="size of the latent code z (default 16)")
+    g.add_argument("--backbone", choices=("mlp", "conv"), default="mlp",
+                   help="encoder/decoder architecture shared by every model (default mlp)")
+    g.add_argument("--hidden", default="512,256",
+                   help="MLP hidden widths, comma-separated (default 512,256); conv uses the last as its dense layer")
+    g.add_argument("--channels", default="32,64", help="conv only: channels per stride-2 stage (default 32,64)")
+    g.add_argument("--likelihood", choices=("bernoulli", "gaussian"), default="bernoulli",
+                   help="p(x|z): bernoulli (decoder outputs logits; on grey pixels its loss is a cross-entropy, not a "
+                        "likelihood) or gaussian with fixed --sigma (default bernoulli)")
+    g.add_argument("--sigma", type=float, default=None, help="gaussian likelihood: fixed std in pixel units (default 0.1)")
+    g.add_argument("--beta", type=float, default=None,
+                   help="weight of the KL term (default 1; 4 for beta-vae). A plain weight: no dataset-size factor")
+    g.add_argument("--free-bits", type=float, default=None,
+                   help="per-dimension KL floor in nats (Kingma et al. 2016); default 0 = off")
+    g.add_argument("--k", type=int, default=None, help="iwae: importance samples in the training bound (default 5)")
+    g.add_argument("--corruption", default=None,
+                   help="dae: training noise, gaussian:SIGMA, salt-and-pepper:P or masking:FRACTION (default gaussian:0.3)")
+
+
+def add_train_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", type=int, default=20, help="training epochs (default 20)")
+    g.add_argument("--batch-size", type=int, default=128, help="minibatch size (default 128)")
+    g.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (default 1e-3)")
+    g.add_argument("--weight-decay", type=float, default=0.0, help="AdamW decoupled weight decay (default 0)")
+    g.add_argument("--grad-clip", type=float, default=0.0, help="clip the global gradient norm to this; 0 = off")
+    g.add_argument("--patience", type=int, default=0,
+                   help="early stopping: stop after this many epochs without validation improvement; 0 = off")
+    g.add_argument("--kl-schedule", choices=("constant", "linear"), default="constant",
+                   help="KL weight schedule: constant, or linear warm-up from 0 over --kl-warmup-steps")
+    g.add_argument("--kl-warmup-steps", type=int, default=0, help="optimiser steps of the KL warm-up (default 0)")
+    g.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling and sampling (default 0)")
+    g.add_argument("--device", default="auto", help="auto (CUDA when available, else CPU), cpu, cuda or cuda:N")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def parse_classes(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        vals = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise ConfigError(f"--classes takes comma-separated integer labels like 3,5; got {text!r}.") from None
+    if len(vals) < 2 or len(set(vals)) != len(vals):
+        raise ConfigError(f"--classes needs at least two distinct labels, e.g. 3,5; got {text!r}.")
+    return vals
+
+
+def load_data_from_args(args: argparse.Namespace):
+    from vaelab.data import load_dataset
+
+    if not 0 <= args.val_fraction < 1:
+        raise ConfigError(f"--val-fraction must be in [0, 1), got {args.val_fraction}.")
+    return load_dataset(args.dataset, data_dir=args.data_dir, seed=args.split_seed, val_fraction=args.val_fraction,
+                        classes=parse_classes(args.classes), max_train=args.max_train)
+
+
+def data_meta_from_args(args: argparse.Namespace) -> dict:
+    """How to reload exactly this dataset later (sample --sampler gmm, evaluate)."""
+    return {"spec": args.dataset, "data_dir": args.data_dir, "split_seed": args.split_seed,
+            "val_fraction": args.val_fraction, "classes": parse_classes(args.classes), "max_train": args.max_train}
+
+
+def model_config_from_args(name: str, args: argparse.Namespace, data):
+    from vaelab.config import parse_ints
+    from vaelab.models import MODELS, model_config
+
+    if name not in MODELS:
+        raise ConfigError(f"unknown model {name!r}; choose from {', '.join(MODELS)}.")
+    return model_config(name, input_shape=data.shape, n_latent=args.latent_dim, backbone=args.backbone,
+                        hidden=parse_ints(args.hidden, "--hidden"), channels=parse_ints(args.channels, "--channels"),
+                        likelihood=args.likelihood, sigma=args.sigma, beta=args.beta, free_bits=args.free_bits,
+                        k=args.k, corruption=args.corruption,
+                        n_classes=data.n_classes if MODELS[name].is_conditional else 0)
+
+
+def train_config_from_args(args: argparse.Namespace):
+    from vaelab.config import TrainConfig
+
+    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+                       grad_clip=args.grad_clip, seed=args.seed, device=args.device, patience=args.patience,
+                       kl_schedule=args.kl_schedule, kl_warmup_steps=args.kl_warmup_steps)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", Path(text.split(":", 1)[-1]).stem if ":" in text else text).strip("-")
+
+
+# -- commands ----------------------------------------------------------------------------------
+def train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", metavar="MODEL", help=f"one of {', '.join(MODEL_NAMES)}")
+    p.add_argument("--out", default=None, help="model folder to write (default runs/MODEL-DATASET)")
+    p.add_argument("--overwrite", action="store_true", help="replace a trained model already in --out")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last checkpoint (optimiser, RNG and epoch restored)")
+    add_data_args(p)
+    add_model_args(p)
+    add_train_args(p)
+
+
+def train_cmd(args: argparse.Namespace) -> int:
+    from vaelab.train import fit
+
+    data = load_data_from_args(args)
+    mcfg = model_config_from_args(args.model, args, data)
+    tcfg = train_config_from_args(args)
+    out = Path(args.out or f"runs/{args.model}-{_slug(args.dataset)}")
+    run = fit(mcfg, data, tcfg, out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
+              data_meta=data_meta_from_args(args))
+    _print_run(run, data)
+    return 0
+
+
+def _print_run(run, data) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    last = run.history[-1] if run.history else None
+    t = Table(title=f"{run.model.cfg.model} on {data.name}: best epoch {run.best_epoch}, {run.status}",
+              caption="nats per image (summed over pixels / latent dims, mean over images)")
+    t.add_column("term")
+    for split in ("train (last epoch)", "val (last epoch)", "test (best weights)"):
+        t.add_column(split, justify="right")
+    names = list(run.test or (last["val"] if last else {}))
+    for k in names:
+        row = [last["train"].get(k) if last else None, last["val"].get(k) if last else None, run.test.get(k)]
+        t.add_row(k, *[f"{v:.3f}" if v is not None else "" for v in row])
+    con = Console(stderr=False)
+    con.print(t)
+    if last:
+        con.print(f"{last['images_per_s']:.0f} images/s in the last epoch; {run.seconds:.1f} s in all. "
+                  f"Model folder: {run.path}")
+
+
+def sample_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("ckpt", metavar="CKPT", help="a model folder written by `vaelab train`")
+    p.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
+    p.add_argument("--sampler", default="prior",
+                   help="prior: decode z ~ N(0, I); gmm: decode z from a 10-component Gaussian mixture fitted to the "
+                        "model's training codes (ex-post density, Ghosh et al. 2020). Default prior")
+    p.add_argument("--label", type=int, default=None, help="cvae: decode every sample with this label (default: cycle)")
+    p.add_argument("--out", required=True, help="FILE.png (an image grid) or FILE.npy (float32 (N,C,H,W) in [0,1])")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+
+
+def sample_cmd(args: argparse.Namespace) -> int:
+    from vaelab.imaging import save_grid_png, save_npy
+    from vaelab.sampling import sample_images
+
+    out = Path(args.out)
+    if out.suffix.lower() not in (".png", ".npy"):
+        raise ConfigError(f"--out must end in .png or .npy, got {out.name!r}.")
+    if out.exists() and not args.overwrite:
+        raise ConfigError(f"{out} exists; pass --overwrite to replace it or choose another --out.")
+    if args.n < 1:
+        raise ConfigError(f"--n must be >= 1, got {args.n}.")
+    x = sample_images(args.ckpt, args.n, sampler=args.sampler, seed=args.seed, label=args.label)
+    (save_grid_png if out.suffix.lower() == ".png" else save_npy)(x, out)
+    print(f"wrote {args.n} {args.sampler} samples to {out}")
+    return 0
+
+
+def datasets_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", default=None, help="also look for Fashion-MNIST IDX files in this folder")
+
+
+def datasets_cmd(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from vaelab.data import list_datasets
+
+    t = Table(title="datasets vaelab can read (nothing is downloaded)")
+    for col in ("name", "available", "read from", "detail"):
+        t.add_column(col, overflow="fold")
+    for d in list_datasets(args.data_dir):
+        t.add_row(str(d.get("name")), "yes" if d.get("available") else "no", str(d.get("source", "")),
+                  str(d.get("detail", "")))
+    Console().print(t)
+    return 0
+
+
+COMMANDS: dict[str, tuple[Callable, Callable, str]] = {
+    "train": (train_args, train_cmd, "train one model and write its folder (config.json + weights.safetensors)"),
+    "sample": (sample_args, sample_cmd, "decode samples from a trained model's prior or ex-post GMM"),
+    "datasets": (datasets_args, datasets_cmd, "list the datasets vaelab can read and where they come from"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vaelab",
+        description="Deterministic and variational autoencoders, trained side by side and measured.")
+    from vaelab import __version__
+
+    parser.add_argument("--version", action="version", version=f"vaelab {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (add_args, func, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        add_args(p)
+        p.set_defaults(func=func)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except VaelabError as e:
+        print(f"vaelab: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("vaelab: interrupted. A training run can be continued with the same command plus --resume.",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""Configuration: frozen dataclasses, serialised to JSON by name (never by class or pickle).
+
+`ModelConfig` says what a model is (enough to rebuild it from `config.json`); `TrainConfig` says
+how it was trained. Overrides use `dataclasses.replace`; nothing mutates a config.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from vaelab.errors import ConfigError
+
+LIKELIHOODS = ("bernoulli", "gaussian")
+BACKBONES = ("mlp", "conv")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What a model is. Everything needed to rebuild its modules from JSON."""
+
+    model: str = "vae"                          # a key of vaelab.models.MODELS
+    input_shape: tuple[int, int, int] = (1, 8, 8)  # (C, H, W) of the data it was built for
+    n_latent: int = 16
+    backbone: str = "mlp"                       # "mlp" | "conv": shared by every model in the family
+    hidden: tuple[int, ...] = (512, 256)        # MLP widths; for conv, the width of the dense layer is hidden[-1]
+    channels: tuple[int, ...] = (32, 64)        # conv only: channels of each stride-2 stage
+    likelihood: str = "bernoulli"               # p(x|z): "bernoulli" (decoder gives logits) | "gaussian" (decoder gives means)
+    sigma: float = 0.1                          # gaussian only: fixed std of p(x|z) in pixel units
+    beta: float = 1.0                           # weight of the KL term; 1 is the ELBO, beta-vae defaults to 4
+    free_bits: float = 0.0                      # per-dimension KL floor in nats (Kingma et al. 2016); 0 = off
+    k: int = 1                                  # importance samples in the training objective (iwae)
+    n_classes: int = 0                          # > 0 for label-conditioned models (cvae)
+    corruption: str = "gaussian:0.3"            # dae only: the noise applied to inputs during training
+    rae_gamma: float = 1.0                      # rae only: weight of 0.5*||z||^2 (Ghosh et al. 2020, eq. 11)
+    rae_lambda: float = 1e-4                    # rae only: weight of the decoder's squared L2 norm
+
+    def __post_init__(self) -> None:
+        # JSON gives lists; keep tuples so the config stays hashable and frozen.
+        for name in ("input_shape", "hidden", "channels"):
+            object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
+        if self.n_latent < 1:
+            raise ConfigError(f"latent size must be a positive integer, got {self.n_latent}. Use e.g. --latent-dim 16.")
+        if self.backbone not in BACKBONES:
+            raise ConfigError(f"unknown backbone {self.backbone!r}; choose one of {', '.join(BACKBONES)}.")
+        if self.likelihood not in LIKELIHOODS:
+            raise ConfigError(f"unknown likelihood {self.likelihood!r}; choose one of {', '.join(LIKELIHOODS)}.")
+        if len(self.input_shape) != 3 or min(self.input_shape) < 1:
+            raise ConfigError(f"input_shape must be (C, H, W) with positive sizes, got {self.input_shape}.")
+        if not self.hidden or min(self.hidden) < 1:
+            raise ConfigError(f"hidden sizes must be positive integers, e.g. --hidden 512,256; got {self.hidden}.")
+        if not self.channels or min(self.channels) < 1:
+            raise ConfigError(f"conv channels must be positive integers, got {self.channels}.")
+        if self.sigma <= 0:
+            raise ConfigError(f"the Gaussian likelihood's sigma must be > 0, got {self.sigma}.")
+        if self.beta < 0:
+            raise ConfigError(f"beta must be >= 0, got {self.beta}.")
+        if self.free_bits < 0:
+            raise ConfigError(f"free bits must be >= 0 nats, got {self.free_bits}.")
+        if self.k < 1:
+            raise ConfigError(f"the number of importance samples k must be >= 1, got {self.k}.")
+        if self.n_classes < 0:
+            raise ConfigError(f"n_classes must be >= 0, got {self.n_classes}.")
+
+    @property
+    def n_pixels(self) -> int:
+        c, h, w = self.input_shape
+        return c * h * w
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        return _from_dict(cls, d)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a model is trained: one protocol for the whole family."""
+
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0        # AdamW's decoupled weight decay
+    grad_clip: float = 0.0           # max global gradient norm; 0 = no clipping
+    seed: int = 0                    # fixes init, shuffling, reparameterisation noise and corruptions
+    device: str = "auto"             # "auto" = cuda when available, else cpu
+    patience: int = 0                # early stopping: epochs without val improvement; 0 = off
+    kl_schedule: str = "constant"    # KL weight schedule: "constant" | "linear" (warm-up over kl_warmup_steps)
+    kl_warmup_steps: int = 0
+    log_every: int = 25              # steps between progress-bar updates (each one syncs the device)
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"epochs must be >= 1, got {self.epochs}.")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch size must be >= 1, got {self.batch_size}.")
+        if not self.lr > 0:
+            raise ConfigError(f"learning rate must be > 0, got {self.lr}.")
+        if self.weight_decay < 0 or self.grad_clip < 0 or self.patience < 0 or self.kl_warmup_steps < 0:
+            raise ConfigError("weight decay, gradient clip, patience and warm-up steps must be >= 0.")
+        if self.kl_schedule not in ("constant", "linear"):
+            raise ConfigError(f"unknown KL schedule {self.kl_schedule!r}; choose constant or linear.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        return _from_dict(cls, d)
+
+
+def _from_dict(cls: type, d: dict[str, Any]) -> Any:
+    if not isinstance(d, dict):
+        raise ConfigError(f"{cls.__name__} must be a JSON object, got {type(d).__name__}.")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ConfigError(f"{cls.__name__} has unknown fields {unknown}; it was written by another version of vaelab "
+                          "or edited by hand.")
+    try:
+        return cls(**d)
+    except TypeError as e:
+        raise ConfigError(f"invalid {cls.__name__}: {e}") from None
+
+
+def parse_ints(text: str, what: str) -> tuple[int, ...]:
+    """'512,256' -> (512, 256) with a clear error for anything else."""
+    try:
+        vals = tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise ConfigError(f"{what} must be comma-separated integers like 512,256; got {text!r}.") from None
+    if not vals or min(vals) < 1:
+        raise ConfigError(f"{what} must be positive integers like 512,256; got {text!r}.")
+    return vals

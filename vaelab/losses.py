@@ -1,0 +1,124 @@
+"""The arithmetic of every loss term, as pure functions reduced per example.
+
+Reductions are fixed everywhere in vaelab: **sum over pixels and latent dimensions, mean over the
+batch** (the batch mean happens in the model's `loss`, never here). So a "recon" of 60 means
+60 nats per image, whatever the image size or batch size, and beta is a plain named weight on the
+KL with no hidden dataset-size factor.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
+    """KL(N(mu, diag exp(logvar)) || N(0, I)) per example, summed over latent dimensions.
+
+    Kingma & Welling 2014, App. B: -0.5 * sum(1 + logvar - mu^2 - exp(logvar)).
+
+    Args:
+        mu, logvar: (..., D)
+    Returns:
+        (...,) nats
+    """
+    return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(-1)
+
+
+def gaussian_kl_per_dim(mu: Tensor, logvar: Tensor) -> Tensor:
+    """The same KL, not summed: (..., D). Used for free bits and the per-unit collapse check."""
+    return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())
+
+
+def free_bits_kl(mu: Tensor, logvar: Tensor, free_bits: float) -> Tensor:
+    """KL with a per-dimension floor (Kingma et al. 2016, "Improved VI with IAF", eq. 15).
+
+    Each dimension's KL, averaged over the batch, counts at least ``free_bits`` nats, so the
+    optimiser gains nothing by pushing a unit below it (one guard against posterior collapse).
+    Returns a (B,) tensor whose batch mean equals sum_d max(free_bits, mean_B KL_d); gradients
+    flow only through dimensions above the floor.
+
+    Args:
+        mu, logvar: (B, D)
+    """
+    kl_d = gaussian_kl_per_dim(mu, logvar)                    # (B, D)
+    mean_d = kl_d.mean(0, keepdim=True)                       # (1, D)
+    # per example: its own KL where the dimension is above the floor, else the floor
+    return torch.where(mean_d > free_bits, kl_d, torch.full_like(kl_d, free_bits)).sum(-1)
+
+
+def bernoulli_nll(logits: Tensor, x: Tensor) -> Tensor:
+    """-log p(x|z) for p = Bernoulli(sigmoid(logits)), summed over pixels, per example.
+
+    On binary x this is a true negative log-likelihood. On grey-level x in [0, 1] it is the
+    cross-entropy training objective, *not* a normalised likelihood (see continuous Bernoulli,
+    Loaiza-Ganem & Cunningham 2019): vaelab labels it so in reports.
+
+    Args:
+        logits: (B, C, H, W) or (..., C, H, W); x: broadcastable to logits, in [0, 1]
+    Returns:
+        (B,) or (...,) nats
+    """
+    nll = F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none")
+    return nll.flatten(-3).sum(-1)
+
+
+def gaussian_nll(mean: Tensor, x: Tensor, sigma: float) -> Tensor:
+    """-log N(x; mean, sigma^2 I) summed over pixels, per example.
+
+    0.5 * sum((x - mean)^2) / sigma^2 + D * (log sigma + 0.5 * log 2 pi).
+
+    Args:
+        mean: (..., C, H, W); x broadcastable; sigma: fixed std (pixel units)
+    """
+    d = mean.shape[-3:].numel()                               # pixels per image
+    sq = (x - mean).pow(2).flatten(-3).sum(-1)
+    return 0.5 * sq / sigma**2 + d * (math.log(sigma) + 0.5 * LOG_2PI)
+
+
+def log_normal(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
+    """log N(z; mu, diag exp(logvar)) summed over the last dimension."""
+    return -0.5 * (LOG_2PI + logvar + (z - mu).pow(2) / logvar.exp()).sum(-1)
+
+
+def log_standard_normal(z: Tensor) -> Tensor:
+    """log N(z; 0, I) summed over the last dimension."""
+    return -0.5 * (LOG_2PI + z.pow(2)).sum(-1)
+
+
+def elbo(log_px_z: Tensor, kl: Tensor, beta: float = 1.0) -> Tensor:
+    """Evidence lower bound per example: E_q[log p(x|z)] - beta * KL(q(z|x) || p(z)).
+
+    beta = 1 is the ELBO of Kingma & Welling 2014; beta != 1 is the beta-VAE objective
+    (Higgins et al. 2017), no longer a bound on log p(x) for beta < 1.
+    """
+    return log_px_z - beta * kl
+
+
+def iwae_bound(log_px_z: Tensor, log_pz: Tensor, log_qz: Tensor) -> Tensor:
+    """Importance-weighted bound (Burda et al. 2016, eq. 8) per example.
+
+    log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x), computed with logsumexp over k.
+    K = 1 gives a single-sample ELBO estimate; the bound is non-decreasing in K in expectation.
+
+    Args:
+        log_px_z, log_pz, log_qz: (K, B)
+    Returns:
+        (B,)
+    """
+    log_w = log_px_z + log_pz - log_qz                        # (K, B)
+    return torch.logsumexp(log_w, dim=0) - math.log(log_w.shape[0])
+
+
+def rae_z_penalty(z: Tensor) -> Tensor:
+    """0.5 * ||z||^2 per example (Ghosh et al. 2020, "From Variational to Deterministic Autoencoders", eq. 11)."""
+    return 0.5 * z.pow(2).sum(-1)
+
+
+def l2_norm_squared(params: list[Tensor]) -> Tensor:
+    """sum of squared entries of the given parameters (RAE's decoder regulariser L_REG, the L2 variant)."""
+    return torch.stack([p.pow(2).sum() for p in params]).sum()

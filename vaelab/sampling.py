@@ -1,0 +1,79 @@
+"""Generation: decode codes drawn from the prior N(0, I) or from an ex-post density of the codes.
+
+Both samplers apply to every model, AEs included: the prior shows an AE's "holes", the ex-post
+Gaussian mixture (Ghosh et al. 2020) shows what an AE can do with a fitted density.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from vaelab.errors import ConfigError
+
+
+@torch.inference_mode()
+def encode_means(model: torch.nn.Module, x: Tensor, y: Tensor | None = None, batch_size: int = 2048) -> Tensor:
+    """Posterior means (the AE's codes): x (N, C, H, W) -> (N, D) on the CPU."""
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for i in range(0, x.shape[0], batch_size):
+        yb = y[i:i + batch_size].to(device) if y is not None else None
+        out.append(model.encode(x[i:i + batch_size].to(device), yb).mean.cpu())
+    return torch.cat(out)
+
+
+def sample_labels(model: torch.nn.Module, n: int, label: int | None = None) -> Tensor | None:
+    """Labels for decoding a conditional model: ``label`` for all, else cycling through the classes."""
+    if not model.is_conditional:
+        if label is not None:
+            raise ConfigError(f"--label applies only to label-conditioned models (cvae), not {model.cfg.model}.")
+        return None
+    c = model.cfg.n_classes
+    if label is not None and not 0 <= label < c:
+        raise ConfigError(f"--label must be in [0, {c - 1}] for this model, got {label}.")
+    return torch.full((n,), label, dtype=torch.long) if label is not None else torch.arange(n) % c
+
+
+def fit_density(sampler: str, model: torch.nn.Module, data: Any, seed: int = 0):
+    """The sampler's density over z: ``prior`` or ``gmm`` fitted to the training split's posterior means."""
+    from vaelab.density import make_density
+
+    density = make_density(sampler, model.cfg.n_latent, seed)
+    if sampler != "prior":
+        density.fit(encode_means(model, data.x_train, data.y_train))
+    return density
+
+
+def sample_images(ckpt_path: str | Path, n: int, sampler: str = "prior", seed: int = 0,
+                  label: int | None = None) -> Tensor:
+    """Load a checkpoint and decode ``n`` samples: (n, C, H, W) in [0, 1]."""
+    from vaelab.checkpoint import load_model
+    from vaelab.imaging import decode_images
+
+    ck = load_model(ckpt_path)
+    model = ck.model
+    data = None
+    if sampler != "prior":
+        data = reload_dataset(ck.config)
+    density = fit_density(sampler, model, data, seed)
+    z = density.sample(n, seed=seed)
+    return decode_images(model, z, sample_labels(model, n, label))
+
+
+def reload_dataset(config: dict[str, Any]):
+    """Load the dataset a checkpoint was trained on, from the "data" block of its config.json."""
+    from vaelab.data import load_dataset
+
+    d = config.get("data") or {}
+    if "spec" not in d:
+        raise ConfigError("this checkpoint does not record how to reload its dataset (no data.spec in config.json).")
+    data = load_dataset(d["spec"], data_dir=d.get("data_dir"), seed=d.get("split_seed", 0),
+                        val_fraction=d.get("val_fraction", 0.1), classes=d.get("classes"), max_train=d.get("max_train"))
+    if d.get("fingerprint") and data.fingerprint != d["fingerprint"]:
+        raise ConfigError(f"the dataset {d['spec']} now has fingerprint {data.fingerprint}, but the model was trained on "
+                          f"{d['fingerprint']}: the data files changed since training.")
+    return data
