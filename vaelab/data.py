@@ -154,10 +154,10 @@ def _digits_raw() -> _Raw:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
-    x = bunch.images.reshape(-1, 1, 8, 8)           # (1797, 1, 8, 8) float64 in 0..16
+    x = (bunch.images / 16.0).reshape(-1, 1, 8, 8)  # (1797, 1, 8, 8) float64, 0..16 -> [0, 1]
     y = bunch.target.astype(np.int64)
     return _Raw("digits", f"scikit-learn {sk_version} load_digits (embedded)", x, y, None, None,
-                10, tuple(str(i) for i in range(10)), _digest(x, y))
+                10, tuple(str(i) for i in range(10)), _digest(bunch.images, y))
 
 
 def _read_bytes(path: str) -> bytes:
@@ -351,10 +351,11 @@ def _npz_raw(path: str) -> _Raw:
         raise DataError(f"{path} is empty (0 bytes). Save the arrays again with np.savez(path, x=..., y=...).")
     arrays: dict[str, np.ndarray] = {}
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            if not isinstance(npz, np.lib.npyio.NpzFile):
-                raise DataError(f"{path} is a single .npy array, not an .npz archive. "
-                                "Save it with np.savez(path, x=images, y=labels).")
+        npz = np.load(path, allow_pickle=False)
+        if not isinstance(npz, np.lib.npyio.NpzFile):
+            raise DataError(f"{path} is a single .npy array, not an .npz archive. "
+                            "Save it with np.savez(path, x=images, y=labels).")
+        with npz:
             keys = set(npz.files)
             if "x" not in keys:
                 raise DataError(f"{path} has no array named 'x' (it has: {', '.join(sorted(keys)) or 'none'}). "
@@ -459,8 +460,7 @@ def _to_x(a: np.ndarray) -> Tensor:
         return torch.from_numpy(a.astype(np.float32))
     if np.issubdtype(a.dtype, np.integer):
         return torch.from_numpy(np.ascontiguousarray(a).astype(np.float32)).div_(255.0)
-    t = torch.from_numpy(np.array(a, dtype=np.float32))
-    return t.clamp_(0.0, 1.0)     # float64 -> float32 rounding may step just outside [0, 1]
+    return torch.from_numpy(np.array(a, dtype=np.float32))   # rounding to float32 keeps [0, 1]
 
 
 def _check_classes(classes: Sequence[int], raw: _Raw, y_train: np.ndarray) -> list[int]:
