@@ -19,6 +19,7 @@ from vaelab.metrics.latent import (
     mutual_information,
     silhouette,
 )
+from vaelab.metrics.likelihood import importance_weighted_nll, negative_elbo
 from vaelab.metrics.prd import precision_recall
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "class_coverage",
     "frechet_distance",
     "gaussian_frechet_distance",
+    "importance_weighted_nll",
     "judge_confidence",
     "kl_per_dimension",
     "kmeans_scores",
@@ -36,6 +38,7 @@ __all__ = [
     "linear_probe_accuracy",
     "mse_per_image",
     "mutual_information",
+    "negative_elbo",
     "precision_recall",
     "psnr",
     "silhouette",
