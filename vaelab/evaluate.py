@@ -392,3 +392,86 @@ def evaluate(model: torch.nn.Module, data: Any, *, judge: Any = None, n_samples:
     res["timings"] = phases.timings
     res["notes"] = notes
     return _clean(res)
+
+
+# -- the `vaelab evaluate` command -----------------------------------------------------------------
+def evaluate_checkpoint(ckpt: str, out: str, *, n_samples: int = 10_000, iw_k: int = 100,
+                        samplers: Sequence[str] = SAMPLERS, seed: int = 0, progress: bool = True,
+                        overwrite: bool = False) -> dict[str, Any]:
+    """Load a model folder, reload its dataset, load or train the judge, evaluate, write ``out`` (JSON, atomic).
+
+    The file holds {"schema_version", "checkpoint", "dataset", "judge", "settings", "versions",
+    "reference" (reference_rows), "metrics" (the evaluate() dict)}. Returns that dict.
+    """
+    from pathlib import Path
+
+    from vaelab.checkpoint import load_model, versions
+    from vaelab.io import atomic_write_json
+    from vaelab.judge import load_or_train_judge
+    from vaelab.sampling import reload_dataset
+
+    out_path = Path(out)
+    if out_path.suffix.lower() != ".json":
+        raise ConfigError(f"--out must be a .json file, got {out_path.name!r}.")
+    if out_path.exists() and not overwrite:
+        raise ConfigError(f"{out_path} exists; pass --overwrite to replace it or choose another --out.")
+    ck = load_model(ckpt)
+    data = reload_dataset(ck.config)
+    judge = load_or_train_judge(data, seed=seed, progress=progress)
+    t0 = time.perf_counter()
+    result = evaluate(ck.model, data, judge=judge, n_samples=n_samples, iw_k=iw_k, samplers=samplers,
+                      seed=seed, progress=progress)
+    reference = reference_rows(data, judge, n_samples=n_samples, seed=seed)
+    doc = {"schema_version": 1, "checkpoint": str(ck.path), "dataset": data.summary(),
+           "judge": None if judge is None else {"test_accuracy": judge.test_accuracy,
+                                                "fingerprint": judge.fingerprint, "arch": judge.arch},
+           "settings": {"n_samples": n_samples, "iw_k": iw_k, "samplers": list(samplers), "seed": seed},
+           "versions": versions(), "reference": reference, "metrics": result,
+           "seconds": time.perf_counter() - t0}
+    atomic_write_json(out_path, _clean(doc))
+    return doc
+
+
+def _fmt(v: Any, spec: str = ".3f") -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    return format(v, spec) if isinstance(v, float) else str(v)
+
+
+def print_summary(doc: dict[str, Any]) -> None:
+    """A rich table of the headline numbers of an ``evaluate_checkpoint`` document."""
+    from rich.console import Console
+    from rich.table import Table
+
+    m = doc["metrics"]
+    lik = m["likelihood"] or {}
+    rec = m["reconstruction"]["mean_z"]
+    judge = doc["judge"]
+    t = Table(title=f"{m['model']} on {doc['dataset']['name']} (test split)",
+              caption="FD is in judge features (not FID); " + (
+                  f"judge test accuracy {judge['test_accuracy']:.3f}" if judge else "no judge (unlabelled data)"))
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    rows = [("recon BCE (nats/image)", rec["bce"]), ("recon MSE (per pixel)", rec["mse"]),
+            ("recon PSNR (dB)", rec["psnr"]),
+            ("-ELBO (nats)", lik.get("neg_elbo")),
+            (f"IW-NLL K={lik.get('iw_k', '')} (nats, {lik.get('kind', 'n/a')})", lik.get("iw_nll"))]
+    for s, g in m["generation"].items():
+        rows += [(f"FD {s} samples", g["fd"]), (f"precision / recall {s}",
+                                                f"{_fmt(g['precision'])} / {_fmt(g['recall'])}")]
+    ref = doc.get("reference") or {}
+    for k, r in ref.items():
+        rows.append((f"FD reference: {k.replace('_', ' ')}", r.get("fd")))
+    rows += [("FD interpolation midpoints", m["interpolation"]["fd_midpoints"]),
+             ("linear probe accuracy", m["latent"]["linear_probe"]),
+             ("active units", f"{m['latent']['active_units']} / {m['latent']['n_latent']}"),
+             ("decoder ignores z", m["collapse"]["decoder_ignores_z"])]
+    rows += [(f"denoising PSNR {k} (dB)", v) for k, v in m["denoising"].items()]
+    for name, v in rows:
+        t.add_row(name, _fmt(v))
+    con = Console()
+    con.print(t)
+    for note in m.get("notes", []):
+        con.print(f"note: {note}")
