@@ -118,7 +118,7 @@ def _train(data: Any, seed: int, progress: bool, device: torch.device) -> tuple[
     """Train a judge on data.x_train; select the epoch with the best validation accuracy."""
     arch = _arch_for(data.shape)
     # CNN: few epochs over many images; MLP (tiny datasets): many cheap epochs.
-    epochs, patience, batch_size, lr = (6, 2, 128, 1e-3) if arch == "cnn" else (60, 15, 128, 2e-3)
+    epochs, patience, batch_size, lr = (12, 3, 128, 1e-3) if arch == "cnn" else (60, 15, 128, 2e-3)
     n_threads = torch.get_num_threads()
     if arch == "mlp" and device.type == "cpu":
         # Tiny matmuls gain nothing from threads, and on a loaded machine the thread hand-off dominates.
