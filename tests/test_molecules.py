@@ -254,3 +254,19 @@ def test_moses_metrics_row_on_small_sets():
     assert 0.8 < row["IntDiv"] < 0.95 and row["IntDiv2"] < row["IntDiv"]
     assert 0.0 < row["Frag/Test"] <= 1.0 and 0.0 < row["Scaf/Test"] <= 1.0
     assert "FCD/Test" not in row and "SNN/TestSF" not in row
+
+
+@pytest.mark.slow
+@needs_moses
+def test_train_row_reproduces_published_moses_numbers():
+    """MOSES "Train" row, 10,000 train molecules vs the full test/scaffold-test statistics (~3-5 min)."""
+    pytest.importorskip("fcd_torch")
+    import importlib.util
+    import pathlib
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "moses_train_row.py"
+    spec = importlib.util.spec_from_file_location("moses_train_row", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = bench.compare(bench.train_row(n=10000, seed=0, n_jobs=2))
+    bad = [r for r in rows if not r[-1]]
+    assert not bad, f"outside tolerance (metric, measured, published, tol, ok): {bad}"
