@@ -102,8 +102,12 @@ def evaluate_loss(model: Autoencoder, x: Tensor, y: Tensor | None = None, batch_
 
 
 def _diverged_term(total: Tensor, terms: dict[str, Tensor], grad_norm: Tensor) -> str | None:
-    """The name of the first non-finite quantity of a step, or None when all are finite."""
-    if bool(torch.isfinite(total)) and bool(torch.isfinite(grad_norm)):
+    """The name of the first non-finite quantity of a step (a term, the total, the gradient), or None.
+
+    One device sync per step: all the scalars are checked together; names are looked up only on failure.
+    """
+    values = [total.detach(), grad_norm, *(v.detach() for v in terms.values())]
+    if bool(torch.isfinite(torch.stack([v.float().reshape(()) for v in values])).all()):
         return None
     for name, v in terms.items():
         if not bool(torch.isfinite(v)):
@@ -257,6 +261,11 @@ def fit(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig = TrainCon
             train_terms = {k: float(v) / n for k, v in sums.items()}
             val_terms = evaluate_loss(model, data.x_val, data.y_val) if data.x_val.shape[0] else train_terms
             val = val_terms["loss"]
+            bad_val = next((k for k, v in val_terms.items() if not math.isfinite(v)), None)
+            if bad_val is not None:   # checkpoints of this epoch are not written: the last good ones stay
+                raise DivergenceError(f"{mcfg.model}: the validation {bad_val!r} term became NaN/inf at epoch {epoch}. "
+                                      f"Try a lower --lr (now {cfg.lr}), --grad-clip 10 or --on-nan retry.",
+                                      term=f"val.{bad_val}", epoch=epoch, step=step)
             record = {"epoch": epoch, "step": step, "seconds": round(seconds, 4), "images_per_s": round(n / seconds, 1),
                       "kl_weight": kl_weight(cfg, step), "train": train_terms, "val": val_terms}
             history.append(record)
