@@ -166,7 +166,7 @@ def _prepare_out(out: Path, resume: bool, overwrite: bool) -> None:
 
 def fit(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig = TrainConfig(), out: str | Path | None = None,
         *, resume: bool = False, overwrite: bool = False, progress: bool = True,
-        data_meta: dict[str, Any] | None = None, record: dict[str, Any] | None = None) -> Run:
+        data_meta: dict[str, Any] | None = None, training_info: dict[str, Any] | None = None) -> Run:
     """Train ``model`` on ``data.x_train`` (validating on ``data.x_val``) under ``cfg``.
 
     Args:
@@ -175,7 +175,7 @@ def fit(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig = TrainCon
         out: model folder for config.json, weights.safetensors (best), last.safetensors, train_log.jsonl
         resume: continue from out/last.safetensors (model, optimiser, RNG, epoch, history)
         data_meta: extra JSON written under "data" in config.json (how to reload the dataset)
-        record: extra JSON written under "training" in config.json (e.g. the retries of fit_with_retries)
+        training_info: extra JSON written under "training" in config.json (e.g. the retries of fit_with_retries)
     Returns:
         Run with the best weights loaded into ``run.model``.
     Raises:
@@ -219,7 +219,7 @@ def fit(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig = TrainCon
             best_val, best_epoch, bad_epochs = st["best_val"], st["best_epoch"], st["bad_epochs"]
             start_epoch = st["epoch"] + 1
         extra = {"train": cfg.to_dict(), "data": {**data.summary(), **(data_meta or {})},
-                 "training": {"status": "running", **(record or {})}}
+                 "training": {"status": "running", **(training_info or {})}}
         ckpt.write_config(out_path, mcfg, extra)
 
     steps_per_epoch = math.ceil(n / cfg.batch_size)
@@ -312,7 +312,7 @@ def fit(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig = TrainCon
     run = Run(model, history, best_epoch, best_val, status, seconds, out_path, test)
     if out_path is not None:
         extra = {"train": cfg.to_dict(), "data": {**data.summary(), **(data_meta or {})},
-                 "training": {**(record or {}), "status": status, "best_epoch": best_epoch, "best_val_loss": best_val,
+                 "training": {**(training_info or {}), "status": status, "best_epoch": best_epoch, "best_val_loss": best_val,
                               "epochs_done": history[-1]["epoch"] if history else 0, "steps": step,
                               "images_per_s_last_epoch": history[-1]["images_per_s"] if history else None},
                  "test": test}
@@ -352,7 +352,7 @@ def fit_with_retries(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConf
     while True:
         try:
             return fit(model, data, cfg, out_path, resume=resume, overwrite=overwrite, progress=progress,
-                       data_meta=data_meta, record={"retries": retries} if retries else None)
+                       data_meta=data_meta, training_info={"retries": retries} if retries else None)
         except DivergenceError as e:
             n_done = len(retries)
             if on_nan != "retry" or n_done >= max_retries:
