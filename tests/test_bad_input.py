@@ -72,3 +72,24 @@ def test_real_process(case_id: str, tmp_path: Path) -> None:
     assert r.returncode == case.code
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1 and case.phrase in r.stderr
     assert not (tmp_path / "UNPICKLED").exists()
+
+
+def test_file_size_limit_is_a_clean_error(tmp_path: Path) -> None:
+    """Full-disk fallback that needs no root: RLIMIT_FSIZE makes the checkpoint write fail with EFBIG."""
+    import resource
+    import signal
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)           # fail the write() instead of killing the process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+
+    (tmp_path / "keep.txt").write_text("before")
+    argv = ["train", "vae", "--hidden", "256", "--latent-dim", "2", "--epochs", "1", "--quiet", "--device", "cpu",
+            "--out", str(tmp_path / "run")]
+    env = {**os.environ, "PYTHONPATH": str(B.ROOT), "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "vaelab", *argv], cwd=tmp_path, env=env, capture_output=True, text=True,
+                       timeout=300, preexec_fn=limit)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "could not write" in r.stderr and "File too large" in r.stderr
+    assert (tmp_path / "keep.txt").read_text() == "before"
+    assert not list((tmp_path / "run").glob(".*.tmp")) and not (tmp_path / "run" / "weights.safetensors").exists()
