@@ -256,7 +256,7 @@ def test_moses_metrics_row_on_small_sets():
     assert "FCD/Test" not in row and "SNN/TestSF" not in row
 
 
-@pytest.mark.slow
+@pytest.mark.long
 @needs_moses
 def test_train_row_reproduces_published_moses_numbers():
     """MOSES "Train" row, 10,000 train molecules vs the full test/scaffold-test statistics (~3-5 min)."""
