@@ -16,7 +16,7 @@ pytest.importorskip("httpx2")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from _explore_run import make_run  # noqa: E402
+from _explore_run import LogisticJudge, make_run  # noqa: E402
 from vaelab.checkpoint import load_model  # noqa: E402
 from vaelab.density import StandardNormalPrior  # noqa: E402
 from vaelab.explore import create_app  # noqa: E402
@@ -171,18 +171,6 @@ def test_conditional_model_decodes_with_a_label(client, models):
 
 
 # -- the holes map ----------------------------------------------------------------------------------------
-class LogisticJudge:
-    """A real (if simple) classifier of the training images: predict_proba(x) -> (N, C)."""
-
-    def __init__(self, data):
-        from sklearn.linear_model import LogisticRegression
-
-        self.clf = LogisticRegression(max_iter=300).fit(data.x_train.flatten(1).numpy(), data.y_train.numpy())
-
-    def predict_proba(self, x):
-        return torch.from_numpy(self.clf.predict_proba(x.flatten(1).numpy()))
-
-
 def poll(c, url, seconds=120.0):
     """GET ``url`` until it stops answering 202 (the judge loads in a background thread)."""
     import time

@@ -101,6 +101,7 @@ class Panel {
       el("details", { class: "sliders", open: "" }, el("summary", { text: "latent dimensions (traversal)" }),
          this.sliderGrid),
       this.travStrip);
+    this.root.dataset.idle = "1";
     this.bindEvents();
   }
 
@@ -112,6 +113,7 @@ class Panel {
       this.map = await api(`/api/models/${encodeURIComponent(this.name)}/map`);
     } catch (e) { this.error(e); return; }
     showMessages(this.msg, this.map.messages);
+    showLegend(this.map.class_names);
     this.buildSliders();
     await this.drawBase();
     await this.setExample(state.example);
@@ -391,6 +393,13 @@ class Panel {
     this.priorBtn.addEventListener("click", () => this.sample("prior"));
     this.gmmBtn.addEventListener("click", () => this.sample("gmm"));
   }
+}
+
+function showLegend(names) {
+  const box = document.getElementById("legend");
+  if (!names.length || box.childElementCount) return;
+  box.append(...names.map((n, i) => el("span", { class: "key" },
+    el("i", { style: `background:${PALETTE[i % PALETTE.length]}` }), " " + n)));
 }
 
 // -- the page ----------------------------------------------------------------------------------------
