@@ -345,6 +345,8 @@ def test_cli_explore_help_and_errors(tmp_path, capsys):
     assert "holds no model folders" in capsys.readouterr().err
     assert main(["explore", str(tmp_path), "--port", "70000"]) == 2
     assert "--port" in capsys.readouterr().err
+    assert main(["explore", str(tmp_path), "--threads", "0"]) == 2
+    assert "--threads" in capsys.readouterr().err
 
 
 def test_cli_explore_refuses_a_busy_port(run, capsys):

@@ -20,6 +20,9 @@ def explore_args(p: argparse.ArgumentParser) -> None:
                         "to the network)")
     p.add_argument("--port", type=int, default=8765, help="port to listen on (default 8765)")
     p.add_argument("--no-browser", action="store_true", help="do not open the page in a web browser")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch intra-op threads of the server (default 1: one decode is a few small matmuls, and "
+                        "more threads only add synchronisation; see docs/explorer.md)")
 
 
 def explore_cmd(args: argparse.Namespace) -> int:
@@ -29,8 +32,10 @@ def explore_cmd(args: argparse.Namespace) -> int:
 
     if not 0 < args.port < 65536:
         raise ConfigError(f"--port must be in 1..65535, got {args.port}.")
+    if args.threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {args.threads}.")
     find_model_folders(args.run)          # a clear error before the server starts
-    serve(args.run, host=args.host, port=args.port, open_browser=not args.no_browser)
+    serve(args.run, host=args.host, port=args.port, open_browser=not args.no_browser, threads=args.threads)
     return 0
 
 

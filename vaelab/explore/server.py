@@ -109,7 +109,8 @@ def create_app(run_dir: str | Path, judge_loader: JudgeLoader | None = default_j
         return JSONResponse({"detail": _validation_message(exc)}, status_code=422)
 
     def images(m, z: torch.Tensor, label: int | None, base_index: int | None = None) -> list[str]:
-        ex._prepare(m) if m.model.is_conditional else None
+        if m.model.is_conditional:
+            ex._prepare(m)                  # the default label comes from the dataset
         return encode_images(ex.decode(m, z, ex.labels_for(m, z.shape[0], label, base_index)))
 
     def as_z(m, rows: list[list[float]]) -> torch.Tensor:
@@ -207,8 +208,12 @@ def create_app(run_dir: str | Path, judge_loader: JudgeLoader | None = default_j
     return app
 
 
-def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8765, open_browser: bool = True) -> None:
-    """Run the explorer for ``run_dir`` until Ctrl-C (uvicorn), opening the page in a browser."""
+def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8765, open_browser: bool = True,
+          threads: int | None = 1) -> None:
+    """Run the explorer for ``run_dir`` until Ctrl-C (uvicorn), opening the page in a browser.
+
+    ``threads``: torch intra-op threads (None: torch's default).
+    """
     import threading
     import webbrowser
 
@@ -216,6 +221,8 @@ def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8765, open_b
 
     import socket
 
+    if threads:
+        torch.set_num_threads(threads)
     app = create_app(run_dir)
     try:
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
