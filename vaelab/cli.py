@@ -251,11 +251,24 @@ def datasets_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def explore_args(p: argparse.ArgumentParser) -> None:
+    from vaelab.explore import explore_args as add
+
+    add(p)
+
+
+def explore_cmd(args: argparse.Namespace) -> int:
+    from vaelab.explore import explore_cmd as run
+
+    return run(args)
+
+
 COMMANDS: dict[str, tuple[Callable, Callable, str]] = {
     "train": (train_args, train_cmd, "train one model and write its folder (config.json + weights.safetensors)"),
     "sample": (sample_args, sample_cmd, "decode samples from a trained model's prior or ex-post GMM"),
     "evaluate": (evaluate_args, evaluate_cmd, "compute every metric of a trained model and write them as JSON"),
     "datasets": (datasets_args, datasets_cmd, "list the datasets vaelab can read and where they come from"),
+    "explore": (explore_args, explore_cmd, "open an interactive page that walks the latent spaces of a run's models"),
 }
 
 
