@@ -163,7 +163,7 @@ def _diff(a: dict[str, Any], b: dict[str, Any]) -> str:
 
 def load_model(path: str | Path, weights: str = WEIGHTS_NAME, device: str | torch.device = "cpu") -> Checkpoint:
     """Load a model folder (or its weights file) after verifying it. Raises CheckpointError on any mismatch."""
-    from vaelab.models import build_model
+    from vaelab.models import build_model, config_from_dict
 
     path = Path(path)
     if not path.exists():
@@ -177,7 +177,7 @@ def load_model(path: str | Path, weights: str = WEIGHTS_NAME, device: str | torc
     folder = path
     cfg_json = read_config(folder)
     try:
-        model_cfg = ModelConfig.from_dict(cfg_json.get("model"))
+        model_cfg = config_from_dict(cfg_json.get("model"))  # ModelConfig or SeqModelConfig, by model name
     except ConfigError as e:
         raise CheckpointError(f"{folder / CONFIG_NAME}: {e}") from None
     tensors, meta = load_tensors(folder / weights)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from vaelab.errors import ConfigError, VaelabError
+from vaelab.molecules import cli as mol_cli   # imports no RDKit: the commands do, when run
 
 MODEL_NAMES = ("ae", "dae", "vae", "beta-vae", "cvae", "iwae", "rae")
 
@@ -224,6 +225,12 @@ COMMANDS: dict[str, tuple[Callable, Callable, str]] = {
     "train": (train_args, train_cmd, "train one model and write its folder (config.json + weights.safetensors)"),
     "sample": (sample_args, sample_cmd, "decode samples from a trained model's prior or ex-post GMM"),
     "datasets": (datasets_args, datasets_cmd, "list the datasets vaelab can read and where they come from"),
+    "compare-molecules": (mol_cli.compare_args, mol_cli.compare_cmd, "molecules: train sequence AE/VAE on MOSES "
+                          "SELFIES, measure them (MOSES metrics), write a run folder (also: compare --dataset moses)"),
+    "encode": (mol_cli.encode_args, mol_cli.encode_cmd, "molecules: SMILES -> latent codes of a molecule model"),
+    "decode": (mol_cli.decode_args, mol_cli.decode_cmd, "molecules: latent codes (or prior/GMM samples) -> SMILES"),
+    "neighbours": (mol_cli.neighbours_args, mol_cli.neighbours_cmd,
+                   "molecules: decode the neighbourhood z + sigma*eps of a molecule's code"),
 }
 
 
@@ -244,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = mol_cli.route_compare(list(sys.argv[1:] if argv is None else argv))  # compare --dataset moses
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
