@@ -111,6 +111,24 @@ def property_probe(z_train: np.ndarray, smiles_train: list[str], z_test: np.ndar
     return out
 
 
+def train_sample_row(cfg: MoleculeCompareConfig, ref, train_set) -> dict[str, Any]:
+    """The MOSES row of ``n_samples`` MOSES *training* molecules: what the data itself scores at this sample size.
+
+    MOSES's "Train" row, at our n: FCD, Scaf and unique@k depend on n, so this is the floor/ceiling the
+    models' columns are read against (its Novelty is ~0 by construction).
+    """
+    from vaelab.molecules.data import load_moses
+    from vaelab.molecules.metrics import moses_metrics
+
+    smiles = load_moses("train", subset=cfg.n_samples, seed=cfg.seed + 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        row = moses_metrics(smiles, train=train_set, test=ref, unique_k=(1000, cfg.n_samples))
+    row["unique@n"] = row[f"unique@{cfg.n_samples}"] if cfg.n_samples == 1000 else row.pop(f"unique@{cfg.n_samples}")
+    row["n_samples"] = len(smiles)
+    return row
+
+
 def evaluate_molecule_model(model: torch.nn.Module, data, cfg: MoleculeCompareConfig, ref, train_set,
                             folder: Path | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """All molecule metrics of one trained model. Returns (metrics, examples for the figures)."""
@@ -144,7 +162,8 @@ def evaluate_molecule_model(model: torch.nn.Module, data, cfg: MoleculeCompareCo
             with warnings.catch_warnings():   # unique@1000 on fewer molecules: computed on all, said in the report
                 warnings.simplefilter("ignore", UserWarning)
                 row = moses_metrics(gen, train=train_set, test=ref, unique_k=(1000, cfg.n_samples))
-            row["unique@n"] = row.pop(f"unique@{cfg.n_samples}")
+            n = cfg.n_samples
+            row["unique@n"] = row[f"unique@{n}"] if n == 1000 else row.pop(f"unique@{n}")
         except VaelabError as e:   # e.g. no valid molecule at all: report it, keep going
             row = {"valid": 0.0, "error": str(e)}
         row["n_samples"] = len(gen)
@@ -218,6 +237,9 @@ def run_compare(cfg: MoleculeCompareConfig, out: str | Path, overwrite: bool = F
         ref = reference_stats(data.smiles_test)
         train_set = frozenset(data.smiles_train)
         reference_note = f"the {len(data.smiles_test)} test molecules of {data.name}; Novelty vs its train split"
+    reference_rows: dict[str, Any] = {}
+    if cfg.dataset == "moses":
+        reference_rows[f"MOSES train sample (n={cfg.n_samples})"] = train_sample_row(cfg, ref, train_set)
     timings["reference"] = _since(t)
 
     steps = cfg.epochs * math.ceil(len(data.smiles_train) / cfg.batch_size)
@@ -251,7 +273,7 @@ def run_compare(cfg: MoleculeCompareConfig, out: str | Path, overwrite: bool = F
     t = _timer()
     doc = {"schema_version": 1, "kind": "molecules", "dataset": data.summary(), "config": cfg.to_dict(),
            "train": tcfg.to_dict(), "versions": versions(), "reference": {"MOSES VAE (published)": MOSES_VAE,
-                                                                           "note": reference_note},
+                                                                           "rows": reference_rows, "note": reference_note},
            "models": results, "histories": histories, "timings": timings}
     figures = write_figures(out / "figures", examples, histories)
     doc["figures"] = figures

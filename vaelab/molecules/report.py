@@ -101,13 +101,16 @@ def moses_table(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """(header, rows) of the MOSES table: each model x sampler, then the published MOSES VAE row."""
     cols = [(m, s) for m, r in doc["models"].items() if r.get("status") == "ok" for s in r["samplers"]]
     pub = doc["reference"]["MOSES VAE (published)"]
-    header = ["metric"] + [f"{m} ({s})" for m, s in cols] + ["MOSES VAE (published)"]
+    extra = doc["reference"].get("rows", {})   # e.g. MOSES train molecules at the same sample size
+    header = ["metric"] + [f"{m} ({s})" for m, s in cols] + list(extra) + ["MOSES VAE (published)"]
     rows = []
     for label, key, _ in MOSES_ROWS:
         pub_key = "unique@10000" if key == "unique@n" else key
         rows.append([label] + [_fmt(doc["models"][m]["samplers"][s].get(key)) for m, s in cols]
+                    + [_fmt(r.get(key)) for r in extra.values()]
                     + [_fmt(pub.get(pub_key)) + (" (@10k)" if key == "unique@n" else "")])
-    rows.append(["samples"] + [str(doc["models"][m]["samplers"][s].get("n_samples")) for m, s in cols] + ["30000"])
+    rows.append(["samples"] + [str(doc["models"][m]["samplers"][s].get("n_samples")) for m, s in cols]
+                + [str(r.get("n_samples")) for r in extra.values()] + ["30000"])
     return header, rows
 
 
