@@ -16,12 +16,17 @@ MODELS: dict[str, type[Autoencoder]] = {
     "cvae": ConditionalVAE,
     "iwae": IWAE,
     "rae": RegularizedAE,
-    # sequence models (token ids, e.g. molecules as SELFIES): same family, configured by SeqModelConfig
+}
+
+# Sequence models (token ids, e.g. molecules as SELFIES): the same family, configured by SeqModelConfig.
+# Kept apart from MODELS, which callers iterate as "the image models"; names resolve through both.
+SEQ_MODELS: dict[str, type[SeqAutoencoder]] = {
     "seq-ae": SeqAutoencoder,
     "seq-vae": SeqVAE,
     "seq-beta-vae": SeqVAE,
     "seq-rae": SeqRAE,
 }
+ALL_MODELS: dict[str, type] = {**MODELS, **SEQ_MODELS}
 
 # What a name means beyond its class: applied unless the user sets the field explicitly.
 MODEL_DEFAULTS: dict[str, dict] = {
@@ -47,9 +52,9 @@ DESCRIPTIONS: dict[str, str] = {
 
 def config_class(name: str) -> type:
     """The config dataclass of model ``name``: ModelConfig (images) or SeqModelConfig (token sequences)."""
-    if name not in MODELS:
-        raise ConfigError(f"unknown model {name!r}; choose from {', '.join(MODELS)}.")
-    return getattr(MODELS[name], "config_class", ModelConfig)
+    if name not in ALL_MODELS:
+        raise ConfigError(f"unknown model {name!r}; choose from {', '.join(ALL_MODELS)}.")
+    return getattr(ALL_MODELS[name], "config_class", ModelConfig)
 
 
 def model_config(name: str, **fields) -> ModelConfig | SeqModelConfig:
@@ -66,11 +71,11 @@ def config_from_dict(d: dict) -> ModelConfig | SeqModelConfig:
 
 
 def build_model(cfg: ModelConfig | SeqModelConfig) -> Autoencoder | SeqAutoencoder:
-    if cfg.model not in MODELS:
-        raise ConfigError(f"unknown model {cfg.model!r}; choose from {', '.join(MODELS)}.")
-    return MODELS[cfg.model](cfg)
+    if cfg.model not in ALL_MODELS:
+        raise ConfigError(f"unknown model {cfg.model!r}; choose from {', '.join(ALL_MODELS)}.")
+    return ALL_MODELS[cfg.model](cfg)
 
 
-__all__ = ["MODELS", "MODEL_DEFAULTS", "DESCRIPTIONS", "model_config", "config_from_dict", "build_model",
+__all__ = ["MODELS", "SEQ_MODELS", "ALL_MODELS", "MODEL_DEFAULTS", "DESCRIPTIONS", "model_config", "config_from_dict", "build_model",
            "SeqAutoencoder", "SeqModelConfig", "SeqVAE", "SeqRAE", "Autoencoder", "AE",
            "DenoisingAE", "RegularizedAE", "VAE", "ConditionalVAE", "IWAE", "LossTerms", "Output", "PointMass"]

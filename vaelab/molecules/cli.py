@@ -184,7 +184,8 @@ def decode_cmd(args: argparse.Namespace) -> int:
     smiles = decode_codes(mm.model, mm.tokenizer, z, temperature=args.temperature, seed=args.seed)
     with quiet_rdkit():
         for s in smiles:
-            print(s if canonical_smiles(s) is not None else f"{s}\t# invalid")
+            c = canonical_smiles(s)
+            print(c if c is not None else f"{s}\t# invalid")
     return 0
 
 
@@ -201,6 +202,7 @@ def neighbours_args(p: argparse.ArgumentParser) -> None:
 
 def neighbours_cmd(args: argparse.Namespace) -> int:
     from vaelab.io import atomic_write_json
+    from vaelab.molecules.data import canonical_smiles, quiet_rdkit
     from vaelab.molecules.latent import load_molecule_model, neighbours
 
     mm = load_molecule_model(args.ckpt)
@@ -208,7 +210,9 @@ def neighbours_cmd(args: argparse.Namespace) -> int:
     print(f"centre {res['smiles']}  (||z|| = {res['z_norm']:.2f})")
     print(f"{'sigma':>7} {'valid':>6} {'unique':>6} {'same':>6} {'tanimoto':>8}  examples")
     for sigma, st in res["sigmas"].items():
-        ex = ", ".join(list(dict.fromkeys(st["decodes"]))[:args.show])   # distinct, in order
+        with quiet_rdkit():
+            canon = [canonical_smiles(d) or f"{d} (invalid)" for d in st["decodes"]]
+        ex = ", ".join(list(dict.fromkeys(canon))[:args.show])   # distinct, in order
         print(f"{sigma:>7g} {st['valid']:>6.2f} {st['unique']:>6.2f} {st['same']:>6.2f} {st['tanimoto']:>8.3f}  {ex}")
     if args.json:
         from vaelab.molecules.compare import _finite

@@ -206,7 +206,7 @@ def run_compare(cfg: MoleculeCompareConfig, out: str | Path, overwrite: bool = F
                 progress: bool = True) -> dict[str, Any]:
     """Train and measure every model of ``cfg``; write the run folder; return metrics.json's content."""
     from vaelab.checkpoint import versions
-    from vaelab.models import MODELS, model_config
+    from vaelab.models import SEQ_MODELS as MODELS, model_config
     from vaelab.molecules.data import load_moses
     from vaelab.molecules.dataset import load_molecules
     from vaelab.molecules.metrics import moses_reference_stats, reference_stats
