@@ -169,7 +169,7 @@ def _diff(a: dict[str, Any], b: dict[str, Any]) -> str:
 
 def load_model(path: str | Path, weights: str = WEIGHTS_NAME, device: str | torch.device = "cpu") -> Checkpoint:
     """Load a model folder (or its weights file) after verifying it. Raises CheckpointError on any mismatch."""
-    from vaelab.models import MODELS, build_model
+    from vaelab.models import ALL_MODELS, build_model, config_from_dict
 
     path = Path(path)
     if not path.exists():
@@ -182,13 +182,14 @@ def load_model(path: str | Path, weights: str = WEIGHTS_NAME, device: str | torc
         path, weights = path.parent, path.name
     folder = path
     cfg_json = read_config(folder)
+    name = cfg_json["model"].get("model") if isinstance(cfg_json.get("model"), dict) else None
+    if name is not None and name not in ALL_MODELS:
+        raise CheckpointError(f"{folder / CONFIG_NAME} names an unknown model {name!r}; this vaelab knows "
+                              f"{', '.join(ALL_MODELS)}. The file was edited or comes from another version of vaelab.")
     try:
-        model_cfg = ModelConfig.from_dict(cfg_json.get("model"))
+        model_cfg = config_from_dict(cfg_json.get("model"))  # ModelConfig or SeqModelConfig, by model name
     except ConfigError as e:
         raise CheckpointError(f"{folder / CONFIG_NAME}: {e}") from None
-    if model_cfg.model not in MODELS:
-        raise CheckpointError(f"{folder / CONFIG_NAME} names an unknown model {model_cfg.model!r}; this vaelab knows "
-                              f"{', '.join(MODELS)}. The file was edited or comes from another version of vaelab.")
     tensors, meta = load_tensors(folder / weights)
     try:
         stored = json.loads(meta.get("model_config", ""))

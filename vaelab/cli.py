@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from vaelab.errors import ConfigError, VaelabError
+from vaelab.molecules import cli as mol_cli   # imports no RDKit: the commands do, when run
 
 MODEL_NAMES = ("ae", "dae", "vae", "beta-vae", "cvae", "iwae", "rae")
 
@@ -269,6 +270,12 @@ COMMANDS: dict[str, tuple[Callable, Callable, str]] = {
     "evaluate": (evaluate_args, evaluate_cmd, "compute every metric of a trained model and write them as JSON"),
     "datasets": (datasets_args, datasets_cmd, "list the datasets vaelab can read and where they come from"),
     "explore": (explore_args, explore_cmd, "open an interactive page that walks the latent spaces of a run's models"),
+    "compare-molecules": (mol_cli.compare_args, mol_cli.compare_cmd, "molecules: train sequence AE/VAE on MOSES "
+                          "SELFIES, measure them (MOSES metrics), write a run folder (also: compare --dataset moses)"),
+    "encode": (mol_cli.encode_args, mol_cli.encode_cmd, "molecules: SMILES -> latent codes of a molecule model"),
+    "decode": (mol_cli.decode_args, mol_cli.decode_cmd, "molecules: latent codes (or prior/GMM samples) -> SMILES"),
+    "neighbours": (mol_cli.neighbours_args, mol_cli.neighbours_cmd,
+                   "molecules: decode the neighbourhood z + sigma*eps of a molecule's code"),
 }
 
 
@@ -296,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = mol_cli.route_compare(list(sys.argv[1:] if argv is None else argv))  # compare --dataset moses
     args, extra = parser.parse_known_args(argv)
     if extra:   # name the command's own --help, not the top level's
         getattr(args, "_parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")

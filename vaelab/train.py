@@ -183,7 +183,7 @@ def fit(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig = TrainCon
     """
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    if isinstance(model, ModelConfig):
+    if not isinstance(model, torch.nn.Module):   # a ModelConfig (or SeqModelConfig)
         model = build_model(model)
     model.to(device)
     mcfg: ModelConfig = model.cfg
