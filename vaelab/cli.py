@@ -43,14 +43,28 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--hidden", default="512,256",
                    help="MLP hidden widths, comma-separated (default 512,256); conv uses the last as its dense layer")
     g.add_argument("--channels", default="32,64", help="conv only: channels per stride-2 stage (default 32,64)")
-    g.add_argument("--likelihood", choices=("bernoulli", "gaussian"), default="bernoulli",
-                   help="p(x|z): bernoulli (decoder outputs logits; on grey pixels its loss is a cross-entropy, not a "
-                        "likelihood) or gaussian with fixed --sigma (default bernoulli)")
-    g.add_argument("--sigma", type=float, default=None, help="gaussian likelihood: fixed std in pixel units (default 0.1)")
+    g.add_argument("--likelihood", choices=("bernoulli", "continuous-bernoulli", "gaussian"), default="bernoulli",
+                   help="p(x|z): bernoulli (a likelihood on binary pixels: add --binarize; on grey pixels its loss is "
+                        "a cross-entropy, not a likelihood), continuous-bernoulli (a density on [0,1], with its "
+                        "normaliser) or gaussian with --sigma (fixed or --learn-sigma). Densities are likelihoods "
+                        "of the 8-bit data only with --dequantize 256 (default bernoulli)")
+    g.add_argument("--sigma", type=float, default=None,
+                   help="gaussian likelihood: std in pixel units, fixed, or the initial value with --learn-sigma "
+                        "(default 0.1)")
+    g.add_argument("--learn-sigma", action="store_true", default=None,
+                   help="gaussian likelihood: learn a per-pixel std (initialised at --sigma)")
+    g.add_argument("--binarize", choices=("none", "dynamic", "static"), default=None,
+                   help="model binary pixels with the bernoulli likelihood: dynamic = a fresh Bernoulli draw of the "
+                        "grey levels each epoch, static = one fixed seeded draw; validation/test are always one fixed "
+                        "draw, the same for every model (default none)")
+    g.add_argument("--dequantize", type=int, default=None, metavar="LEVELS",
+                   help="model dequantised pixels (v + U(0,1)) / LEVELS (256 for 8-bit images, 17 for digits), so a "
+                        "gaussian or continuous-bernoulli density gives a true NLL of the discrete data (default 0 = off)")
     g.add_argument("--beta", type=float, default=None,
                    help="weight of the KL term (default 1; 4 for beta-vae). A plain weight: no dataset-size factor")
     g.add_argument("--free-bits", type=float, default=None,
-                   help="per-dimension KL floor in nats (Kingma et al. 2016); default 0 = off")
+                   help="free bits: per-dimension KL floor in nats (Kingma et al. 2016), the batch-mean KL of each "
+                        "latent unit counts at least this much, so nothing is gained by collapsing it; default 0 = off")
     g.add_argument("--k", type=int, default=None, help="iwae: importance samples in the training bound (default 5)")
     g.add_argument("--corruption", default=None,
                    help="dae: training noise, gaussian:SIGMA, salt-and-pepper:P or masking:FRACTION (default gaussian:0.3)")
@@ -65,9 +79,13 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--grad-clip", type=float, default=0.0, help="clip the global gradient norm to this; 0 = off")
     g.add_argument("--patience", type=int, default=0,
                    help="early stopping: stop after this many epochs without validation improvement; 0 = off")
-    g.add_argument("--kl-schedule", choices=("constant", "linear"), default="constant",
-                   help="KL weight schedule: constant, or linear warm-up from 0 over --kl-warmup-steps")
-    g.add_argument("--kl-warmup-steps", type=int, default=0, help="optimiser steps of the KL warm-up (default 0)")
+    g.add_argument("--kl-schedule", choices=("constant", "linear", "cyclical", "sigmoid"), default="constant",
+                   help="KL weight schedule (multiplies beta): constant; linear or sigmoid warm-up from 0 to 1 over "
+                        "--kl-warmup-steps; cyclical (Fu et al. 2019): that linear ramp then 1, repeated every "
+                        "--kl-cycle-steps (default constant)")
+    g.add_argument("--kl-warmup-steps", type=int, default=0, help="optimiser steps of the KL ramp (default 0)")
+    g.add_argument("--kl-cycle-steps", type=int, default=0,
+                   help="cyclical schedule: period in optimiser steps (default 0 = 2 x --kl-warmup-steps)")
     g.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling and sampling (default 0)")
     g.add_argument("--device", default="auto", help="auto (CUDA when available, else CPU), cpu, cuda or cuda:N")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -108,7 +126,8 @@ def model_config_from_args(name: str, args: argparse.Namespace, data):
         raise ConfigError(f"unknown model {name!r}; choose from {', '.join(MODELS)}.")
     return model_config(name, input_shape=data.shape, n_latent=args.latent_dim, backbone=args.backbone,
                         hidden=parse_ints(args.hidden, "--hidden"), channels=parse_ints(args.channels, "--channels"),
-                        likelihood=args.likelihood, sigma=args.sigma, beta=args.beta, free_bits=args.free_bits,
+                        likelihood=args.likelihood, sigma=args.sigma, learn_sigma=args.learn_sigma,
+                        binarize=args.binarize, dequantize=args.dequantize, beta=args.beta, free_bits=args.free_bits,
                         k=args.k, corruption=args.corruption,
                         n_classes=data.n_classes if MODELS[name].is_conditional else 0)
 
@@ -118,7 +137,8 @@ def train_config_from_args(args: argparse.Namespace):
 
     return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                        grad_clip=args.grad_clip, seed=args.seed, device=args.device, patience=args.patience,
-                       kl_schedule=args.kl_schedule, kl_warmup_steps=args.kl_warmup_steps)
+                       kl_schedule=args.kl_schedule, kl_warmup_steps=args.kl_warmup_steps,
+                       kl_cycle_steps=args.kl_cycle_steps)
 
 
 def _slug(text: str) -> str:
