@@ -240,10 +240,45 @@ def datasets_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def sweep_args(p: argparse.ArgumentParser) -> None:
+    add_data_args(p)
+    add_model_args(p)
+    add_train_args(p)
+    for action in p._actions:        # the model group's --beta takes one number; here it takes the list
+        if "--beta" in action.option_strings:
+            action.type, action.default = str, "0.1,0.25,0.5,1,2,4,8"
+            action.help = "KL weights of the beta-VAEs to train, comma-separated (default 0.1,0.25,0.5,1,2,4,8)"
+    p.add_argument("--no-ae", action="store_true", help="skip the deterministic AE (the zero-noise end of the plot)")
+    p.add_argument("--out", default=None, help="sweep folder to write (default runs/sweep-DATASET)")
+    p.add_argument("--overwrite", action="store_true", help="replace a sweep already in --out")
+
+
+def sweep_cmd(args: argparse.Namespace) -> int:
+    from vaelab.sweep import parse_betas, sweep
+
+    betas = parse_betas(args.beta)
+    if args.k:
+        raise ConfigError("--k is for iwae; a sweep trains beta-VAEs (k = 1).")
+    data = load_data_from_args(args)
+    mcfg = model_config_from_args("beta-vae", argparse.Namespace(**{**vars(args), "beta": 1.0}), data)
+    out = Path(args.out or f"runs/sweep-{_slug(args.dataset)}")
+    result = sweep(data, betas, mcfg, train_config_from_args(args), out, include_ae=not args.no_ae,
+                   overwrite=args.overwrite, progress=not args.quiet, data_meta=data_meta_from_args(args))
+    print(f"{'beta':>6} {'rate R':>9} {'distortion D':>13} {'D + R':>9}   ({result['kind']}; nats per image, test)")
+    for p in result["points"]:
+        print(f"{p['beta']:>6g} {p['rate']:>9.2f} {p['distortion']:>13.2f} {p['neg_elbo']:>9.2f}")
+    if result["ae"]:
+        print(f"{'AE':>6} {'inf':>9} {result['ae']['distortion']:>13.2f}")
+    print(f"wrote {out / 'sweep.json'} and {out / 'rate_distortion.png'}")
+    return 0
+
+
 COMMANDS: dict[str, tuple[Callable, Callable, str]] = {
     "train": (train_args, train_cmd, "train one model and write its folder (config.json + weights.safetensors)"),
     "sample": (sample_args, sample_cmd, "decode samples from a trained model's prior or ex-post GMM"),
     "datasets": (datasets_args, datasets_cmd, "list the datasets vaelab can read and where they come from"),
+    "sweep": (sweep_args, sweep_cmd, "rate-distortion sweep: train beta-VAEs at several beta (+ the AE) and plot "
+                                     "distortion against rate with ELBO iso-lines (Alemi et al. 2018)"),
 }
 
 
