@@ -18,12 +18,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from vaelab import preprocess
 from vaelab.checkpoint import load_model
 from vaelab.config import parse_ints
-from vaelab.io import atomic_write_text
+from vaelab.io import atomic_path, atomic_write_text
 from vaelab.metrics.collapse import collapse_diagnostics
 from vaelab.metrics.likelihood import importance_weighted_curve, likelihood_kind, negative_elbo
 from vaelab.report.likelihood_figures import plot_iw_curve
@@ -51,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     kind, note = likelihood_kind(cfg, ck.config.get("data"))
     t0 = time.perf_counter()
     curve = importance_weighted_curve(model, x, y, ks=parse_ints(args.ks, "--ks"), batch_size=args.batch_size,
-                                      chunk=args.chunk, seed=args.seed, progress=True)
+                                      chunk=args.chunk, seed=args.seed, progress=True, return_per_image=True)
+    per_image = curve.pop("per_image_nll")
     elbo = negative_elbo(model, x, y, seed=args.seed)
     diag = collapse_diagnostics(model, x, y, seed=args.seed)
     seconds = time.perf_counter() - t0
@@ -68,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
               "peak_rss_mib": peak_mib, "torch_threads": torch.get_num_threads(), "machine": platform.machine()}
     out = Path(args.out) if args.out else Path(args.ckpt) / "iw_nll.json"
     atomic_write_text(out, json.dumps(result, indent=1) + "\n")
+    with atomic_path(out.with_suffix(".per_image.npy")) as tmp:      # IW-NLL(max K) per test image, for paired diffs
+        with open(tmp, "wb") as f:
+            np.save(f, per_image, allow_pickle=False)
     plot_iw_curve({cfg.model: {**curve, "neg_elbo": elbo["neg_elbo"]}}, out.with_name("iw_curve.png"), kind=kind)
     label = "NLL" if kind == "nll" else "training objective"
     print(f"{args.ckpt}: {cfg.model}, {kind} ({note})")

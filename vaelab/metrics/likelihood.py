@@ -32,7 +32,7 @@ def _offset(model: torch.nn.Module) -> float:
 @torch.inference_mode()
 def importance_weighted_curve(model: torch.nn.Module, x: Tensor, y: Tensor | None = None,
                               ks: tuple[int, ...] = K_CURVE, batch_size: int = 256, chunk: int = 500, seed: int = 0,
-                              progress: bool = False) -> dict[str, Any]:
+                              progress: bool = False, return_per_image: bool = False) -> dict[str, Any]:
     """IW-NLL(K) for several K from one pass: the first K of max(ks) nested samples give IW-NLL(K).
 
     Each image's samples are drawn in chunks of at most ``chunk`` and combined with a running
@@ -46,7 +46,8 @@ def importance_weighted_curve(model: torch.nn.Module, x: Tensor, y: Tensor | Non
     Returns:
         {"k": [K...], "nll": [nats per image], "se": [standard error of each mean], "bits_per_dim": [...],
          "n": N, "offset_nats": D log L added for dequantised data (else 0), "seconds": wall time,
-         "samples_per_s": importance samples per second}
+         "samples_per_s": importance samples per second}; with ``return_per_image`` also
+        "per_image_nll": (N,) float64 numpy array of IW-NLL(max K) per image (for paired comparisons)
     """
     if not hasattr(model, "log_weights"):
         raise TypeError(f"{type(model).__name__} has no likelihood (deterministic models have none).")
@@ -98,6 +99,8 @@ def importance_weighted_curve(model: torch.nn.Module, x: Tensor, y: Tensor | Non
         out["nll"].append(mean)
         out["se"].append(float(nll.std(unbiased=True) / math.sqrt(n)) if n > 1 else float("nan"))
         out["bits_per_dim"].append(mean / (n_pix * math.log(2)))
+    if return_per_image:
+        out["per_image_nll"] = (torch.cat(per_k[k_max]) + offset).numpy()
     return out
 
 
