@@ -285,15 +285,16 @@ def test_sweep_cli_writes_points_plot_and_models(tmp_path):
 
 
 def test_collapse_warning_fires_on_a_collapsed_posterior(digits):
-    from vaelab.metrics.collapse import PosteriorCollapseWarning, collapse_warnings, epoch_diagnostics
+    from vaelab.metrics.collapse import PosteriorCollapseWarning, collapse_warnings, epoch_diagnostics, warn_collapse
 
     vae = _tiny_vae(digits, binarize="dynamic")
     with torch.no_grad():                                # force q(z|x) = N(0, I) = the prior, for every x
         vae.head.weight.zero_()
         vae.head.bias.zero_()
     x = preprocess.modelled(digits.x_val, vae.cfg, "val")
+    diag = epoch_diagnostics(vae, x, None, epoch=1)
     with pytest.warns(PosteriorCollapseWarning, match="POSTERIOR COLLAPSE"):
-        diag = epoch_diagnostics(vae, x, None, epoch=1)
+        warn_collapse("vae", diag, epoch=1)
     assert diag["kl"] == pytest.approx(0.0, abs=1e-9) and diag["active_units"] == 0
     assert abs(diag["mutual_info"]) < 1e-9 and abs(diag["shuffle_gap"]) < 1e-9
     assert any("IGNORES z" in w for w in diag["warnings"])

@@ -85,9 +85,14 @@ def collapse_warnings(diag: dict[str, Any]) -> list[str]:
 
 def epoch_diagnostics(model: torch.nn.Module, x_val: Tensor, y_val: Tensor | None, epoch: int,
                       n: int = N_SUBSET) -> dict[str, Any]:
-    """The trainer's per-epoch check on the first ``n`` validation images; warns loudly on collapse."""
+    """The trainer's per-epoch check on the first ``n`` validation images (recorded in the history)."""
     diag = collapse_diagnostics(model, x_val[:n], y_val[:n] if y_val is not None else None)
     diag["warnings"] = collapse_warnings(diag)
-    for w in diag["warnings"]:
-        warnings.warn(f"{model.cfg.model}, epoch {epoch}: {w}", PosteriorCollapseWarning, stacklevel=2)
     return diag
+
+
+def warn_collapse(name: str, diag: dict[str, Any], epoch: int) -> None:
+    """Raise each of ``diag["warnings"]`` as a PosteriorCollapseWarning (the trainer calls it once, at the end:
+    low KL early in training, e.g. during a KL warm-up, is expected and stays in the history only)."""
+    for w in diag.get("warnings", []):
+        warnings.warn(f"{name}, epoch {epoch}: {w}", PosteriorCollapseWarning, stacklevel=3)

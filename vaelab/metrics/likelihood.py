@@ -153,7 +153,7 @@ def likelihood_kind(model_cfg: Any, data_meta: dict[str, Any] | None = None) -> 
         if (data_meta or {}).get("is_binary"):
             return "nll", "Bernoulli likelihood of data that is already binary: a true NLL."
         return "training objective", ("Bernoulli cross-entropy of grey pixels: the Bernoulli is a distribution on "
-                                      "{0, 1}, so this is not a likelihood of grey images (not an NLL). For an NLL "
+                                      "{0, 1}, so on grey images it is not a normalised likelihood (not an NLL). For an NLL "
                                       "train with --binarize dynamic, or --likelihood continuous-bernoulli "
                                       "--dequantize 256.")
     name = "Gaussian" + (" (learned per-pixel sigma)" if cfg.learn_sigma else f" (sigma {cfg.sigma:g})") \
