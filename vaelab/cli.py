@@ -44,14 +44,28 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--hidden", default="512,256",
                    help="MLP hidden widths, comma-separated (default 512,256); conv uses the last as its dense layer")
     g.add_argument("--channels", default="32,64", help="conv only: channels per stride-2 stage (default 32,64)")
-    g.add_argument("--likelihood", choices=("bernoulli", "gaussian"), default="bernoulli",
-                   help="p(x|z): bernoulli (decoder outputs logits; on grey pixels its loss is a cross-entropy, not a "
-                        "likelihood) or gaussian with fixed --sigma (default bernoulli)")
-    g.add_argument("--sigma", type=float, default=None, help="gaussian likelihood: fixed std in pixel units (default 0.1)")
+    g.add_argument("--likelihood", choices=("bernoulli", "continuous-bernoulli", "gaussian"), default="bernoulli",
+                   help="p(x|z): bernoulli (a likelihood on binary pixels: add --binarize; on grey pixels its loss is "
+                        "a cross-entropy, not a likelihood), continuous-bernoulli (a density on [0,1], with its "
+                        "normaliser) or gaussian with --sigma (fixed or --learn-sigma). Densities are likelihoods "
+                        "of the 8-bit data only with --dequantize 256 (default bernoulli)")
+    g.add_argument("--sigma", type=float, default=None,
+                   help="gaussian likelihood: std in pixel units, fixed, or the initial value with --learn-sigma "
+                        "(default 0.1)")
+    g.add_argument("--learn-sigma", action="store_true", default=None,
+                   help="gaussian likelihood: learn a per-pixel std (initialised at --sigma)")
+    g.add_argument("--binarize", choices=("none", "dynamic", "static"), default=None,
+                   help="model binary pixels with the bernoulli likelihood: dynamic = a fresh Bernoulli draw of the "
+                        "grey levels each epoch, static = one fixed seeded draw; validation/test are always one fixed "
+                        "draw, the same for every model (default none)")
+    g.add_argument("--dequantize", type=int, default=None, metavar="LEVELS",
+                   help="model dequantised pixels (v + U(0,1)) / LEVELS (256 for 8-bit images, 17 for digits), so a "
+                        "gaussian or continuous-bernoulli density gives a true NLL of the discrete data (default 0 = off)")
     g.add_argument("--beta", type=float, default=None,
                    help="weight of the KL term (default 1; 4 for beta-vae). A plain weight: no dataset-size factor")
     g.add_argument("--free-bits", type=float, default=None,
-                   help="per-dimension KL floor in nats (Kingma et al. 2016); default 0 = off")
+                   help="free bits: per-dimension KL floor in nats (Kingma et al. 2016), the batch-mean KL of each "
+                        "latent unit counts at least this much, so nothing is gained by collapsing it; default 0 = off")
     g.add_argument("--k", type=int, default=None, help="iwae: importance samples in the training bound (default 5)")
     g.add_argument("--corruption", default=None,
                    help="dae: training noise, gaussian:SIGMA, salt-and-pepper:P or masking:FRACTION (default gaussian:0.3)")
@@ -66,9 +80,13 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--grad-clip", type=float, default=0.0, help="clip the global gradient norm to this; 0 = off")
     g.add_argument("--patience", type=int, default=0,
                    help="early stopping: stop after this many epochs without validation improvement; 0 = off")
-    g.add_argument("--kl-schedule", choices=("constant", "linear"), default="constant",
-                   help="KL weight schedule: constant, or linear warm-up from 0 over --kl-warmup-steps")
-    g.add_argument("--kl-warmup-steps", type=int, default=0, help="optimiser steps of the KL warm-up (default 0)")
+    g.add_argument("--kl-schedule", choices=("constant", "linear", "cyclical", "sigmoid"), default="constant",
+                   help="KL weight schedule (multiplies beta): constant; linear or sigmoid warm-up from 0 to 1 over "
+                        "--kl-warmup-steps; cyclical (Fu et al. 2019): that linear ramp then 1, repeated every "
+                        "--kl-cycle-steps (default constant)")
+    g.add_argument("--kl-warmup-steps", type=int, default=0, help="optimiser steps of the KL ramp (default 0)")
+    g.add_argument("--kl-cycle-steps", type=int, default=0,
+                   help="cyclical schedule: period in optimiser steps (default 0 = 2 x --kl-warmup-steps)")
     g.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling and sampling (default 0)")
     g.add_argument("--device", default="auto", help="auto (CUDA when available, else CPU), cpu, cuda or cuda:N")
     g.add_argument("--on-nan", choices=("stop", "retry"), default="stop",
@@ -113,7 +131,8 @@ def model_config_from_args(name: str, args: argparse.Namespace, data):
         raise ConfigError(f"unknown model {name!r}; choose from {', '.join(MODELS)}.")
     return model_config(name, input_shape=data.shape, n_latent=args.latent_dim, backbone=args.backbone,
                         hidden=parse_ints(args.hidden, "--hidden"), channels=parse_ints(args.channels, "--channels"),
-                        likelihood=args.likelihood, sigma=args.sigma, beta=args.beta, free_bits=args.free_bits,
+                        likelihood=args.likelihood, sigma=args.sigma, learn_sigma=args.learn_sigma,
+                        binarize=args.binarize, dequantize=args.dequantize, beta=args.beta, free_bits=args.free_bits,
                         k=args.k, corruption=args.corruption,
                         n_classes=data.n_classes if MODELS[name].is_conditional else 0)
 
@@ -123,7 +142,8 @@ def train_config_from_args(args: argparse.Namespace):
 
     return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                        grad_clip=args.grad_clip, seed=args.seed, device=args.device, patience=args.patience,
-                       kl_schedule=args.kl_schedule, kl_warmup_steps=args.kl_warmup_steps)
+                       kl_schedule=args.kl_schedule, kl_warmup_steps=args.kl_warmup_steps,
+                       kl_cycle_steps=args.kl_cycle_steps)
 
 
 def _slug(text: str) -> str:
@@ -252,6 +272,39 @@ def datasets_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def sweep_args(p: argparse.ArgumentParser) -> None:
+    add_data_args(p)
+    add_model_args(p)
+    add_train_args(p)
+    for action in p._actions:        # the model group's --beta takes one number; here it takes the list
+        if "--beta" in action.option_strings:
+            action.type, action.default = str, "0.1,0.25,0.5,1,2,4,8"
+            action.help = "KL weights of the beta-VAEs to train, comma-separated (default 0.1,0.25,0.5,1,2,4,8)"
+    p.add_argument("--no-ae", action="store_true", help="skip the deterministic AE (the zero-noise end of the plot)")
+    p.add_argument("--out", default=None, help="sweep folder to write (default runs/sweep-DATASET)")
+    p.add_argument("--overwrite", action="store_true", help="replace a sweep already in --out")
+
+
+def sweep_cmd(args: argparse.Namespace) -> int:
+    from vaelab.sweep import parse_betas, sweep
+
+    betas = parse_betas(args.beta)
+    if args.k:
+        raise ConfigError("--k is for iwae; a sweep trains beta-VAEs (k = 1).")
+    data = load_data_from_args(args)
+    mcfg = model_config_from_args("beta-vae", argparse.Namespace(**{**vars(args), "beta": 1.0}), data)
+    out = Path(args.out or f"runs/sweep-{_slug(args.dataset)}")
+    result = sweep(data, betas, mcfg, train_config_from_args(args), out, include_ae=not args.no_ae,
+                   overwrite=args.overwrite, progress=not args.quiet, data_meta=data_meta_from_args(args))
+    print(f"{'beta':>6} {'rate R':>9} {'distortion D':>13} {'D + R':>9}   ({result['kind']}; nats per image, test)")
+    for p in result["points"]:
+        print(f"{p['beta']:>6g} {p['rate']:>9.2f} {p['distortion']:>13.2f} {p['neg_elbo']:>9.2f}")
+    if result["ae"]:
+        print(f"{'AE':>6} {'inf':>9} {result['ae']['distortion']:>13.2f}")
+    print(f"wrote {out / 'sweep.json'} and {out / 'rate_distortion.png'}")
+    return 0
+
+
 def explore_args(p: argparse.ArgumentParser) -> None:
     from vaelab.explore import explore_args as add
 
@@ -269,6 +322,8 @@ COMMANDS: dict[str, tuple[Callable, Callable, str]] = {
     "sample": (sample_args, sample_cmd, "decode samples from a trained model's prior or ex-post GMM"),
     "evaluate": (evaluate_args, evaluate_cmd, "compute every metric of a trained model and write them as JSON"),
     "datasets": (datasets_args, datasets_cmd, "list the datasets vaelab can read and where they come from"),
+    "sweep": (sweep_args, sweep_cmd, "rate-distortion sweep: train beta-VAEs at several beta (+ the AE) and plot "
+                                     "distortion against rate with ELBO iso-lines (Alemi et al. 2018)"),
     "explore": (explore_args, explore_cmd, "open an interactive page that walks the latent spaces of a run's models"),
     "compare-molecules": (mol_cli.compare_args, mol_cli.compare_cmd, "molecules: train sequence AE/VAE on MOSES "
                           "SELFIES, measure them (MOSES metrics), write a run folder (also: compare --dataset moses)"),
@@ -301,7 +356,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001
+    return f"vaelab: warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    warnings.formatwarning = _one_line_warning     # e.g. PosteriorCollapseWarning: one line, no source excerpt
     parser = build_parser()
     argv = mol_cli.route_compare(list(sys.argv[1:] if argv is None else argv))  # compare --dataset moses
     args, extra = parser.parse_known_args(argv)

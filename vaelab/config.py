@@ -13,7 +13,9 @@ from typing import Any
 
 from vaelab.errors import ConfigError
 
-LIKELIHOODS = ("bernoulli", "gaussian")
+LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian")
+BINARIZE = ("none", "dynamic", "static")
+KL_SCHEDULES = ("constant", "linear", "cyclical", "sigmoid")
 BACKBONES = ("mlp", "conv")
 
 
@@ -27,8 +29,15 @@ class ModelConfig:
     backbone: str = "mlp"                       # "mlp" | "conv": shared by every model in the family
     hidden: tuple[int, ...] = (512, 256)        # MLP widths; for conv, the width of the dense layer is hidden[-1]
     channels: tuple[int, ...] = (32, 64)        # conv only: channels of each stride-2 stage
-    likelihood: str = "bernoulli"               # p(x|z): "bernoulli" (decoder gives logits) | "gaussian" (decoder gives means)
-    sigma: float = 0.1                          # gaussian only: fixed std of p(x|z) in pixel units
+    likelihood: str = "bernoulli"               # p(x|z): "bernoulli" | "continuous-bernoulli" (decoder gives logits) |
+                                                # "gaussian" (decoder gives means)
+    sigma: float = 0.1                          # gaussian only: std of p(x|z) in pixel units (the initial value if learned)
+    learn_sigma: bool = False                   # gaussian only: learn a per-pixel log-sigma (init log(sigma))
+    # The data as modelled (vaelab.preprocess); part of what the model *is*, so the checkpoint records it.
+    binarize: str = "none"                      # "none" | "dynamic" (fresh Bernoulli draw of the grey levels each
+                                                # epoch) | "static" (one fixed seeded draw); eval splits: a fixed draw
+    dequantize: int = 0                         # grey levels L of the data (256 for 8-bit); > 0 models
+                                                # y = (v + U(0,1)) / L for pixel value v = x * (L - 1); 0 = off
     beta: float = 1.0                           # weight of the KL term; 1 is the ELBO, beta-vae defaults to 4
     free_bits: float = 0.0                      # per-dimension KL floor in nats (Kingma et al. 2016); 0 = off
     k: int = 1                                  # importance samples in the training objective (iwae)
@@ -54,6 +63,18 @@ class ModelConfig:
             raise ConfigError(f"hidden sizes must be positive integers, e.g. --hidden 512,256; got {self.hidden}.")
         if not self.channels or min(self.channels) < 1:
             raise ConfigError(f"conv channels must be positive integers, got {self.channels}.")
+        if self.binarize not in BINARIZE:
+            raise ConfigError(f"unknown binarisation {self.binarize!r}; choose one of {', '.join(BINARIZE)}.")
+        if self.binarize != "none" and self.likelihood != "bernoulli":
+            raise ConfigError(f"binarised data is modelled with the bernoulli likelihood, not {self.likelihood!r}; "
+                              "use --likelihood bernoulli or --binarize none.")
+        if self.binarize != "none" and self.dequantize:
+            raise ConfigError("choose either --binarize (binary data) or --dequantize (grey levels), not both.")
+        if self.dequantize < 0 or self.dequantize == 1:
+            raise ConfigError(f"--dequantize takes the number of grey levels (e.g. 256 for 8-bit images) or 0 = off; "
+                              f"got {self.dequantize}.")
+        if self.learn_sigma and self.likelihood != "gaussian":
+            raise ConfigError("a learned sigma belongs to the gaussian likelihood; add --likelihood gaussian.")
         if self.sigma <= 0:
             raise ConfigError(f"the Gaussian likelihood's sigma must be > 0, got {self.sigma}.")
         if self.beta < 0:
@@ -90,8 +111,10 @@ class TrainConfig:
     seed: int = 0                    # fixes init, shuffling, reparameterisation noise and corruptions
     device: str = "auto"             # "auto" = cuda when available, else cpu
     patience: int = 0                # early stopping: epochs without val improvement; 0 = off
-    kl_schedule: str = "constant"    # KL weight schedule: "constant" | "linear" (warm-up over kl_warmup_steps)
-    kl_warmup_steps: int = 0
+    kl_schedule: str = "constant"    # KL weight schedule (train.kl_weight): "constant" | "linear" | "sigmoid" (0 -> 1
+                                     # over kl_warmup_steps) | "cyclical" (Fu et al. 2019: that ramp, then 1, repeated)
+    kl_warmup_steps: int = 0         # steps of the 0 -> 1 ramp
+    kl_cycle_steps: int = 0          # cyclical only: period in steps; 0 = 2 * kl_warmup_steps (Fu et al.'s R = 0.5)
     log_every: int = 25              # steps between progress-bar updates (each one syncs the device)
 
     def __post_init__(self) -> None:
@@ -102,10 +125,17 @@ class TrainConfig:
             raise ConfigError(f"batch size must be >= 1, got {self.batch_size}.")
         if not self.lr > 0:
             raise ConfigError(f"learning rate must be > 0, got {self.lr}.")
-        if self.weight_decay < 0 or self.grad_clip < 0 or self.patience < 0 or self.kl_warmup_steps < 0:
-            raise ConfigError("weight decay, gradient clip, patience and warm-up steps must be >= 0.")
-        if self.kl_schedule not in ("constant", "linear"):
-            raise ConfigError(f"unknown KL schedule {self.kl_schedule!r}; choose constant or linear.")
+        if (self.weight_decay < 0 or self.grad_clip < 0 or self.patience < 0 or self.kl_warmup_steps < 0
+                or self.kl_cycle_steps < 0):
+            raise ConfigError("weight decay, gradient clip, patience, warm-up and cycle steps must be >= 0.")
+        if self.kl_schedule not in KL_SCHEDULES:
+            raise ConfigError(f"unknown KL schedule {self.kl_schedule!r}; choose one of {', '.join(KL_SCHEDULES)}.")
+        if self.kl_schedule != "constant" and self.kl_warmup_steps == 0:
+            raise ConfigError(f"the {self.kl_schedule} KL schedule needs its ramp length: add --kl-warmup-steps N "
+                              "(optimiser steps), or use --kl-schedule constant.")
+        if self.kl_schedule == "cyclical" and self.kl_cycle_steps and self.kl_cycle_steps < self.kl_warmup_steps:
+            raise ConfigError(f"a KL cycle ({self.kl_cycle_steps} steps) cannot be shorter than its ramp "
+                              f"({self.kl_warmup_steps} steps).")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -213,21 +213,13 @@ def _check_n(n_samples: int) -> None:
 def _likelihood(model: torch.nn.Module, data: Any, iw_k: int, seed: int, progress: bool) -> dict[str, Any] | None:
     if not getattr(model, "has_likelihood", False):
         return None
-    x, y = data.x_test, data.y_test if model.is_conditional else None
+    from vaelab.preprocess import modelled
+
+    # the test split as the likelihood models it (binarised / dequantised: a fixed seeded draw, same for every model)
+    x, y = modelled(data.x_test, model.cfg, "test"), data.y_test if model.is_conditional else None
     elbo = M.negative_elbo(model, x, y, seed=seed)
     iw = M.importance_weighted_nll(model, x, y, k=iw_k, seed=seed, progress=progress)
-    if model.cfg.likelihood == "gaussian":
-        kind = "nll"
-        note = (f"Gaussian likelihood (sigma={model.cfg.sigma}): a density on continuous pixels, a true NLL when "
-                "the data are dequantised (uniform noise added to the 8-bit values); not comparable with "
-                "Bernoulli NLLs.")
-    elif bool(((x == 0) | (x == 1)).all()):
-        kind = "nll"
-        note = "Bernoulli likelihood on binary pixels: a true negative log-likelihood."
-    else:
-        kind = "training objective"
-        note = ("Bernoulli cross-entropy on grey (non-binary) pixels is not a normalised likelihood: these numbers "
-                "compare models trained on the same data, not densities. Binarise the data for a true NLL.")
+    kind, note = M.likelihood_kind(model.cfg, {"is_binary": bool(((x == 0) | (x == 1)).all())})
     return {"neg_elbo": elbo["neg_elbo"], "iw_nll": iw["nll"], "iw_nll_se": iw["se"], "iw_k": int(iw_k),
             "bits_per_dim": iw["bits_per_dim"], "kind": kind, "note": note}
 

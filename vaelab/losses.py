@@ -67,14 +67,65 @@ def bernoulli_nll(logits: Tensor, x: Tensor) -> Tensor:
     return nll.flatten(-3).sum(-1)
 
 
-def gaussian_nll(mean: Tensor, x: Tensor, sigma: float) -> Tensor:
-    """-log N(x; mean, sigma^2 I) summed over pixels, per example.
+def continuous_bernoulli_log_norm(logits: Tensor) -> Tensor:
+    """log C(lambda) of the continuous Bernoulli, lambda = sigmoid(logits), elementwise.
 
-    0.5 * sum((x - mean)^2) / sigma^2 + D * (log sigma + 0.5 * log 2 pi).
+    Loaiza-Ganem & Cunningham 2019, eq. 7: C(lambda) = 2 artanh(1 - 2 lambda) / (1 - 2 lambda), C(1/2) = 2.
+    In logits l, 1 - 2 lambda = -tanh(l / 2) and 2 artanh(1 - 2 lambda) = -l, so C = l / tanh(l / 2):
+    no division of two vanishing numbers except at l = 0, where the Taylor expansion
+    l / tanh(l / 2) = 2 (1 + l^2/12 - l^4/720 + O(l^6)) is used for |l| < 1e-2 (error < 1e-15).
+    For large |l|, log|tanh(l/2)| = log1p(-e^-|l|) - log1p(e^-|l|) keeps full precision.
+    """
+    a = logits.abs()
+    small = a < 1e-2
+    a_safe = torch.where(small, torch.ones_like(a), a)                # keeps the unused branch finite
+    e = torch.exp(-a_safe)
+    far = torch.log(a_safe) - (torch.log1p(-e) - torch.log1p(e))
+    l2 = logits.pow(2)
+    near = math.log(2.0) + torch.log1p(l2 / 12 - l2.pow(2) / 720)
+    return torch.where(small, near, far)
+
+
+def continuous_bernoulli_nll(logits: Tensor, x: Tensor) -> Tensor:
+    """-log p(x|z) for the continuous Bernoulli (a proper density on [0, 1]), summed over pixels.
+
+    log p(x | lambda) = x log lambda + (1 - x) log(1 - lambda) + log C(lambda)
+    (Loaiza-Ganem & Cunningham 2019): the cross-entropy plus the normaliser that makes it a density.
 
     Args:
-        mean: (..., C, H, W); x broadcastable; sigma: fixed std (pixel units)
+        logits: (..., C, H, W); x: broadcastable, in [0, 1]
+    Returns:
+        (...,) nats
     """
+    bce = F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none")
+    return (bce - continuous_bernoulli_log_norm(logits)).flatten(-3).sum(-1)
+
+
+def continuous_bernoulli_mean(logits: Tensor) -> Tensor:
+    """E[x] under the continuous Bernoulli: lambda / (2 lambda - 1) + 1 / (2 artanh(1 - 2 lambda)).
+
+    In logits: sigmoid(l) / tanh(l / 2) - 1 / l, and 1/2 + l/12 - l^3/720 for |l| < 1e-2. Not sigmoid(l):
+    the mean is pulled towards 1/2 (what the model's images look like on average).
+    """
+    small = logits.abs() < 1e-2
+    l_safe = torch.where(small, torch.ones_like(logits), logits)
+    far = torch.sigmoid(l_safe) / torch.tanh(l_safe / 2) - 1 / l_safe
+    near = 0.5 + logits / 12 - logits.pow(3) / 720
+    return torch.where(small, near, far)
+
+
+def gaussian_nll(mean: Tensor, x: Tensor, sigma: float | Tensor) -> Tensor:
+    """-log N(x; mean, sigma^2) summed over pixels, per example.
+
+    sum_pixels 0.5 * (x - mean)^2 / sigma^2 + log sigma + 0.5 * log 2 pi.
+
+    Args:
+        mean: (..., C, H, W); x broadcastable; sigma: a fixed std (float) or a per-pixel (C, H, W) tensor
+            (the learned case; gradients flow into it), pixel units
+    """
+    if isinstance(sigma, Tensor):
+        nll = 0.5 * ((x - mean) / sigma).pow(2) + sigma.log() + 0.5 * LOG_2PI
+        return nll.flatten(-3).sum(-1)
     d = mean.shape[-3:].numel()                               # pixels per image
     sq = (x - mean).pow(2).flatten(-3).sum(-1)
     return 0.5 * sq / sigma**2 + d * (math.log(sigma) + 0.5 * LOG_2PI)

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from vaelab import checkpoint as ckpt
+from vaelab import preprocess
 from vaelab.config import ModelConfig, TrainConfig
 from vaelab.errors import CheckpointError, ConfigError, DivergenceError, Interrupted, OutputError
 from vaelab.io import atomic_write_json, atomic_write_text
@@ -65,10 +66,27 @@ def resolve_device(name: str) -> torch.device:
 
 
 def kl_weight(cfg: TrainConfig, step: int) -> float:
-    """Multiplier of beta at optimiser step ``step`` (the KL schedule)."""
-    if cfg.kl_schedule == "linear" and cfg.kl_warmup_steps > 0:
-        return min(1.0, step / cfg.kl_warmup_steps)
-    return 1.0
+    """Multiplier of beta at optimiser step ``step`` (the KL schedule), in [0, 1].
+
+    W = kl_warmup_steps, t = step:
+      constant  1
+      linear    min(1, t / W)
+      sigmoid   logistic ramp rescaled to be exactly 0 at t = 0 and 1 at t >= W:
+                (s(10 (t/W - 1/2)) - s(-5)) / (s(5) - s(-5)), s the logistic function
+      cyclical  Fu et al. 2019 ("Cyclical annealing"): within each period P = kl_cycle_steps
+                (default 2 W, their R = 0.5) the weight ramps linearly 0 -> 1 over W steps, then
+                holds 1; the period repeats for the whole run.
+    """
+    w = cfg.kl_warmup_steps
+    if cfg.kl_schedule == "constant" or w <= 0:
+        return 1.0
+    if cfg.kl_schedule == "cyclical":
+        step = step % (cfg.kl_cycle_steps or 2 * w)
+    r = min(1.0, step / w)
+    if cfg.kl_schedule == "sigmoid":
+        lo, hi = 1 / (1 + math.exp(5.0)), 1 / (1 + math.exp(-5.0))
+        return (1 / (1 + math.exp(-10.0 * (r - 0.5))) - lo) / (hi - lo)
+    return r
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -192,8 +210,13 @@ def fit(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig = TrainCon
                           f"{tuple(data.x_train.shape[1:])}.")
     if model.is_conditional and data.y_train is None:
         raise ConfigError(f"{mcfg.model} needs labels, and {data.name} has none.")
-    x, y = data.x_train.to(device), (data.y_train.to(device) if data.y_train is not None else None)
-    n = x.shape[0]
+    x_grey, y = data.x_train.to(device), (data.y_train.to(device) if data.y_train is not None else None)
+    # the data as the likelihood models it (vaelab.preprocess): binarised / dequantised; val/test a fixed draw
+    if mcfg.dequantize:
+        preprocess.check_levels(x_grey, mcfg.dequantize)
+    x_static = preprocess.modelled(x_grey, mcfg, "train") if mcfg.binarize == "static" else None
+    x_val, x_test = preprocess.modelled(data.x_val, mcfg, "val"), preprocess.modelled(data.x_test, mcfg, "test")
+    n = x_grey.shape[0]
     if cfg.batch_size > n:
         raise ConfigError(f"batch size {cfg.batch_size} is larger than the {n} training images; use --batch-size "
                           f"{min(128, n)} or less.")
@@ -232,6 +255,7 @@ def fit(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig = TrainCon
             model.train()
             t0 = time.perf_counter()
             sums: dict[str, Tensor] = {}
+            x = preprocess.training_view(x_grey, mcfg, cfg.seed, epoch, x_static)
             perm = torch.randperm(n, generator=shuffle_gen).to(device)
             for i in range(0, n, cfg.batch_size):
                 idx = perm[i:i + cfg.batch_size]
@@ -259,7 +283,7 @@ def fit(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig = TrainCon
                 bar.update(1)
             seconds = time.perf_counter() - t0
             train_terms = {k: float(v) / n for k, v in sums.items()}
-            val_terms = evaluate_loss(model, data.x_val, data.y_val) if data.x_val.shape[0] else train_terms
+            val_terms = evaluate_loss(model, x_val, data.y_val) if x_val.shape[0] else train_terms
             val = val_terms["loss"]
             bad_val = next((k for k, v in val_terms.items() if not math.isfinite(v)), None)
             if bad_val is not None:   # checkpoints of this epoch are not written: the last good ones stay
@@ -268,6 +292,9 @@ def fit(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig = TrainCon
                                       term=f"val.{bad_val}", epoch=epoch, step=step)
             record = {"epoch": epoch, "step": step, "seconds": round(seconds, 4), "images_per_s": round(n / seconds, 1),
                       "kl_weight": kl_weight(cfg, step), "train": train_terms, "val": val_terms}
+            if model.is_stochastic and x_val.shape[0] >= 2:   # posterior-collapse check on a val subset
+                from vaelab.metrics import collapse                # lazy: sklearn is not needed to train
+                record["diagnostics"] = collapse.epoch_diagnostics(model, x_val, data.y_val, epoch=epoch)
             history.append(record)
             improved = val < best_val
             if improved:
@@ -299,6 +326,10 @@ def fit(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig = TrainCon
         raise Interrupted(f"training interrupted (Ctrl-C) after {done} of {cfg.epochs} epochs; {saved}") from None
     finally:
         bar.close()
+    if history and history[-1].get("diagnostics"):   # say it loudly once, about the model as trained
+        from vaelab.metrics import collapse
+
+        collapse.warn_collapse(mcfg.model, history[-1]["diagnostics"], history[-1]["epoch"])
     seconds = time.perf_counter() - t_start
 
     # hand back the best weights
@@ -308,7 +339,7 @@ def fit(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig = TrainCon
     elif out_path is None and best_epoch:
         model.load_state_dict(best_state)
     model.eval()
-    test = evaluate_loss(model, data.x_test, data.y_test) if data.x_test.shape[0] else {}
+    test = evaluate_loss(model, x_test, data.y_test) if x_test.shape[0] else {}
     run = Run(model, history, best_epoch, best_val, status, seconds, out_path, test)
     if out_path is not None:
         extra = {"train": cfg.to_dict(), "data": {**data.summary(), **(data_meta or {})},

@@ -19,7 +19,12 @@ from vaelab.metrics.latent import (
     mutual_information,
     silhouette,
 )
-from vaelab.metrics.likelihood import importance_weighted_nll, negative_elbo
+from vaelab.metrics.likelihood import (
+    importance_weighted_curve,
+    importance_weighted_nll,
+    likelihood_kind,
+    negative_elbo,
+)
 from vaelab.metrics.prd import precision_recall
 
 __all__ = [
@@ -30,7 +35,9 @@ __all__ = [
     "class_coverage",
     "frechet_distance",
     "gaussian_frechet_distance",
+    "importance_weighted_curve",
     "importance_weighted_nll",
+    "likelihood_kind",
     "judge_confidence",
     "kl_per_dimension",
     "kmeans_scores",

@@ -10,12 +10,100 @@ memory is bounded by (batch_size x chunk) decodes whatever K is.
 from __future__ import annotations
 
 import math
+import sys
+import time
+from typing import Any
 
 import torch
 from torch import Tensor
 
 
+K_CURVE = (1, 10, 100, 1000, 5000)   # the report's ELBO <= IWAE-K <= log p(x) curve
+
+
+def _offset(model: torch.nn.Module) -> float:
+    """Nats per image that turn -log p(y) of dequantised y into the NLL of the discrete pixels (D log L)."""
+    from vaelab.preprocess import nll_offset
+
+    cfg = getattr(model, "cfg", None)
+    return nll_offset(cfg) if cfg is not None else 0.0
+
+
 @torch.inference_mode()
+def importance_weighted_curve(model: torch.nn.Module, x: Tensor, y: Tensor | None = None,
+                              ks: tuple[int, ...] = K_CURVE, batch_size: int = 256, chunk: int = 500, seed: int = 0,
+                              progress: bool = False, return_per_image: bool = False) -> dict[str, Any]:
+    """IW-NLL(K) for several K from one pass: the first K of max(ks) nested samples give IW-NLL(K).
+
+    Each image's samples are drawn in chunks of at most ``chunk`` and combined with a running
+    logsumexp (float64), so memory is O(batch_size x chunk) decodes whatever max(ks) is; the running
+    sum is read off whenever the sample count reaches one of ``ks``. The estimates for different K
+    share samples (so the curve is smooth), and each is the usual unbiased estimate of its bound.
+
+    Args:
+        model: a model with ``log_weights(x, y, k) -> (K, B)`` (the VAE family)
+        x: (N, C, H, W) the data as modelled (``vaelab.preprocess.modelled(x, cfg, "test")``); y: (N,) or None
+    Returns:
+        {"k": [K...], "nll": [nats per image], "se": [standard error of each mean], "bits_per_dim": [...],
+         "n": N, "offset_nats": D log L added for dequantised data (else 0), "seconds": wall time,
+         "samples_per_s": importance samples per second}; with ``return_per_image`` also
+        "per_image_nll": (N,) float64 numpy array of IW-NLL(max K) per image (for paired comparisons)
+    """
+    if not hasattr(model, "log_weights"):
+        raise TypeError(f"{type(model).__name__} has no likelihood (deterministic models have none).")
+    ks = tuple(sorted({int(k) for k in ks}))
+    if not ks or ks[0] < 1:
+        raise ValueError(f"importance sample counts must be >= 1, got {ks}")
+    k_max = ks[-1]
+    model.eval()
+    device = next(model.parameters()).device
+    n_latent = model.cfg.n_latent
+    # One (B, D) noise draw per importance sample, in sample order: any chunk size consumes the
+    # generator identically, so chunked and one-batch evaluation see the very same z_k.
+    gen = torch.Generator().manual_seed(seed)
+    per_k: dict[int, list[Tensor]] = {k: [] for k in ks}
+    n = x.shape[0]
+    t0 = time.perf_counter()
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=n * k_max, desc=f"IW-NLL K={k_max}", unit="sample", unit_scale=True, mininterval=0.5,
+                   file=sys.stderr)
+    try:
+        for i in range(0, n, batch_size):
+            xb = x[i:i + batch_size].to(device)
+            yb = y[i:i + batch_size].to(device) if y is not None else None
+            acc = torch.full((xb.shape[0],), -math.inf, dtype=torch.float64, device=device)
+            done = 0
+            for k in ks:
+                while done < k:
+                    m = min(chunk, k - done)
+                    eps = torch.stack([torch.randn(xb.shape[0], n_latent, generator=gen) for _ in range(m)])
+                    lw = model.log_weights(xb, yb, m, eps=eps.to(device)).double()   # (m, B)
+                    acc = torch.logaddexp(acc, torch.logsumexp(lw, dim=0))
+                    done += m
+                    if bar is not None:
+                        bar.update(m * xb.shape[0])
+                per_k[k].append(-(acc - math.log(k)).cpu())
+    finally:
+        if bar is not None:
+            bar.close()
+    seconds = time.perf_counter() - t0
+    offset = _offset(model)
+    n_pix = math.prod(x.shape[1:])
+    out: dict[str, Any] = {"k": list(ks), "nll": [], "se": [], "bits_per_dim": [], "n": n, "offset_nats": offset,
+                           "seconds": seconds, "samples_per_s": n * k_max / seconds if seconds > 0 else float("nan")}
+    for k in ks:
+        nll = torch.cat(per_k[k]) + offset
+        mean = float(nll.mean())
+        out["nll"].append(mean)
+        out["se"].append(float(nll.std(unbiased=True) / math.sqrt(n)) if n > 1 else float("nan"))
+        out["bits_per_dim"].append(mean / (n_pix * math.log(2)))
+    if return_per_image:
+        out["per_image_nll"] = (torch.cat(per_k[k_max]) + offset).numpy()
+    return out
+
+
 def importance_weighted_nll(model: torch.nn.Module, x: Tensor, y: Tensor | None = None, k: int = 1000,
                             batch_size: int = 256, chunk: int = 500, seed: int = 0,
                             progress: bool = False) -> dict[str, float]:
@@ -23,53 +111,68 @@ def importance_weighted_nll(model: torch.nn.Module, x: Tensor, y: Tensor | None 
 
     Args:
         model: a model with ``log_weights(x, y, k) -> (K, B)`` (the VAE family)
-        x: (N, C, H, W) in [0, 1]; y: (N,) labels for conditional models
+        x: (N, C, H, W) the data as modelled (binarised / dequantised: ``vaelab.preprocess.modelled``);
+            y: (N,) labels for conditional models
         k: importance samples per image; chunk: samples decoded at once per image
     Returns:
-        {"nll", "se", "bits_per_dim", "k", "n"}: mean over images, standard error of that mean,
-        nll / (pixels * ln 2).
+        {"nll", "se", "bits_per_dim", "k", "n", "seconds"}: mean over images, standard error of that mean,
+        nll / (pixels * ln 2). For dequantised data nll includes D log L (NLL of the discrete pixels).
     """
-    if not hasattr(model, "log_weights"):
-        raise TypeError(f"{type(model).__name__} has no likelihood (deterministic models have none).")
-    model.eval()
-    device = next(model.parameters()).device
-    gen_state = torch.get_rng_state()
-    torch.manual_seed(seed)
-    per_image = []
-    n = x.shape[0]
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=n * k, desc=f"IW-NLL K={k}", unit="sample", unit_scale=True, mininterval=0.5)
-    try:
-        for i in range(0, n, batch_size):
-            xb = x[i:i + batch_size].to(device)
-            yb = y[i:i + batch_size].to(device) if y is not None else None
-            acc = torch.full((xb.shape[0],), -math.inf, dtype=torch.float64, device=device)
-            done = 0
-            while done < k:
-                m = min(chunk, k - done)
-                lw = model.log_weights(xb, yb, m).double()           # (m, B)
-                acc = torch.logaddexp(acc, torch.logsumexp(lw, dim=0))
-                done += m
-                if bar is not None:
-                    bar.update(m * xb.shape[0])
-            per_image.append(-(acc - math.log(k)).cpu())
-    finally:
-        torch.set_rng_state(gen_state)
-        if bar is not None:
-            bar.close()
-    nll = torch.cat(per_image)
-    n_pix = math.prod(x.shape[1:])
-    mean = float(nll.mean())
-    se = float(nll.std(unbiased=True) / math.sqrt(n)) if n > 1 else float("nan")
-    return {"nll": mean, "se": se, "bits_per_dim": mean / (n_pix * math.log(2)), "k": k, "n": n}
+    c = importance_weighted_curve(model, x, y, ks=(k,), batch_size=batch_size, chunk=chunk, seed=seed,
+                                  progress=progress)
+    return {"nll": c["nll"][0], "se": c["se"][0], "bits_per_dim": c["bits_per_dim"][0], "k": k, "n": c["n"],
+            "seconds": c["seconds"]}
+
+
+def likelihood_kind(model_cfg: Any, data_meta: dict[str, Any] | None = None) -> tuple[str, str]:
+    """Whether a model's likelihood numbers are an NLL of the data as modelled, and why.
+
+    The one rule vaelab uses to label likelihood numbers. Returns (kind, note) with kind:
+      "nll"                  a proper likelihood: Bernoulli on binarised pixels, or a density (gaussian,
+                             continuous-bernoulli) on dequantised pixels, reported for the discrete data
+      "training objective"   anything else: the number is what training minimised, not -log p(x)
+      "n/a"                  deterministic models (no p(x) at all)
+    beta, free bits and KL schedules do not change the kind: the IW estimate bounds log p(x) of the
+    model's generative p(z) p(x|z) whatever objective trained it.
+
+    Args:
+        model_cfg: a ModelConfig (or its dict); data_meta: the "data" block of config.json, optional;
+            ``{"is_binary": True}`` marks data that is already binary (then no --binarize is needed)
+    """
+    from vaelab.config import ModelConfig
+    from vaelab.models import MODELS
+
+    cfg = model_cfg if isinstance(model_cfg, ModelConfig) else ModelConfig.from_dict(dict(model_cfg))
+    if not MODELS[cfg.model].has_likelihood:
+        return "n/a", f"{cfg.model} is deterministic: it defines no p(x), so there is no likelihood."
+    if cfg.likelihood == "bernoulli":
+        if cfg.binarize != "none":
+            return "nll", (f"Bernoulli likelihood of binarised pixels ({cfg.binarize} binarisation in training; the "
+                           "test set is one fixed seeded draw, the same for every model): a true NLL in nats per image, "
+                           "bits/dim over the pixels.")
+        if (data_meta or {}).get("is_binary"):
+            return "nll", "Bernoulli likelihood of data that is already binary: a true NLL."
+        return "training objective", ("Bernoulli cross-entropy of grey pixels: the Bernoulli is a distribution on "
+                                      "{0, 1}, so on grey images it is not a normalised likelihood (not an NLL). For an NLL "
+                                      "train with --binarize dynamic, or --likelihood continuous-bernoulli "
+                                      "--dequantize 256.")
+    name = "Gaussian" + (" (learned per-pixel sigma)" if cfg.learn_sigma else f" (sigma {cfg.sigma:g})") \
+        if cfg.likelihood == "gaussian" else "continuous Bernoulli"
+    if cfg.dequantize:
+        return "nll", (f"{name} density of dequantised pixels y = (v + u) / {cfg.dequantize}, reported as the NLL of "
+                       f"the discrete {cfg.dequantize}-level pixels: -log p(y) + D log {cfg.dequantize} nats per "
+                       f"image; bits/dim on the 0..{cfg.dequantize - 1} scale.")
+    return "training objective", (f"{name} density evaluated on discrete pixels: not a likelihood of them (a density "
+                                  "can grow without bound on a grid). For an NLL, train with --dequantize 256.")
 
 
 @torch.inference_mode()
 def negative_elbo(model: torch.nn.Module, x: Tensor, y: Tensor | None = None, batch_size: int = 1024,
                   seed: int = 0) -> dict[str, float]:
-    """Mean over images of -ELBO = E_q[-log p(x|z)] + KL (one-sample reconstruction, analytic KL), nats."""
+    """Mean over images of -ELBO = E_q[-log p(x|z)] + KL (one-sample reconstruction, analytic KL), nats.
+
+    x is the data as modelled; for dequantised data "recon" includes D log L (discrete pixels).
+    """
     from vaelab import losses
 
     model.eval()
@@ -87,5 +190,7 @@ def negative_elbo(model: torch.nn.Module, x: Tensor, y: Tensor | None = None, ba
             kl.append(losses.gaussian_kl(q.loc, 2 * q.scale.log()).double().cpu())
     finally:
         torch.set_rng_state(gen_state)
-    r, k_ = torch.cat(recon), torch.cat(kl)
-    return {"neg_elbo": float((r + k_).mean()), "recon": float(r.mean()), "kl": float(k_.mean())}
+    r, k_ = torch.cat(recon) + _offset(model), torch.cat(kl)
+    n = r.shape[0]
+    se = float((r + k_).std(unbiased=True) / math.sqrt(n)) if n > 1 else float("nan")
+    return {"neg_elbo": float((r + k_).mean()), "se": se, "recon": float(r.mean()), "kl": float(k_.mean())}

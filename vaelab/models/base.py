@@ -10,6 +10,7 @@ objective, a few lines composing vaelab.losses.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -80,6 +81,10 @@ class Autoencoder(nn.Module):
         self.encoder, self.decoder = make_backbone(cfg, cfg.n_latent + self.n_cond)
         n_head = cfg.n_latent * (2 if self.is_stochastic else 1)
         self.head = nn.Linear(self.encoder.n_features + self.n_cond, n_head)
+        if cfg.learn_sigma:
+            # per-pixel, not shared: one sigma cannot fit both the flat background and the textured object
+            # (too wide on one, too narrow on the other); C*H*W parameters, independent of z.
+            self.log_sigma = nn.Parameter(torch.full(cfg.input_shape, math.log(cfg.sigma)))
 
     # -- the protocol -------------------------------------------------------------------------
     def _onehot(self, y: Tensor | None, n: int) -> Tensor | None:
@@ -117,13 +122,17 @@ class Autoencoder(nn.Module):
         """The likelihood's mean image in [0, 1] (what a person looks at)."""
         if self.cfg.likelihood == "bernoulli":
             return torch.sigmoid(x_params)
+        if self.cfg.likelihood == "continuous-bernoulli":
+            return losses.continuous_bernoulli_mean(x_params)
         return x_params.clamp(0.0, 1.0)
 
     def recon_nll(self, x_params: Tensor, x: Tensor) -> Tensor:
         """-log p(x|z) per example (summed over pixels): (...,)."""
         if self.cfg.likelihood == "bernoulli":
             return losses.bernoulli_nll(x_params, x)
-        return losses.gaussian_nll(x_params, x, self.cfg.sigma)
+        if self.cfg.likelihood == "continuous-bernoulli":
+            return losses.continuous_bernoulli_nll(x_params, x)
+        return losses.gaussian_nll(x_params, x, self.log_sigma.exp() if self.cfg.learn_sigma else self.cfg.sigma)
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Output:
         q = self.encode(x, y)

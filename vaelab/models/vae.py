@@ -40,14 +40,16 @@ class VAE(Autoencoder):
                  "neg_elbo": (recon + kl).mean().detach()}
         return LossTerms(total, terms)
 
-    def log_weights(self, x: Tensor, y: Tensor | None = None, k: int = 1) -> Tensor:
+    def log_weights(self, x: Tensor, y: Tensor | None = None, k: int = 1, eps: Tensor | None = None) -> Tensor:
         """log p(x|z_k) + log p(z_k) - log q(z_k|x) for k samples z_k ~ q(z|x): (K, B).
 
         The importance weights of the IWAE bound; with K = 1 their mean is a one-sample ELBO.
+        eps: optional (K, B, D) standard-normal noise, z = mu + sigma * eps (the caller controls the
+        random stream, e.g. so that chunked evaluation draws exactly the samples of one big batch).
         """
         q = self.encode(x, y)
         mu, logvar = q.loc, 2 * q.scale.log()
-        z = q.rsample((k,))                                       # (K, B, D)
+        z = q.rsample((k,)) if eps is None else q.loc + q.scale * eps.to(q.loc)   # (K, B, D)
         log_px_z = -self.recon_nll(self.decode(z, y), x)          # (K, B)
         return log_px_z + losses.log_standard_normal(z) - losses.log_normal(z, mu, logvar)
 

@@ -1,0 +1,91 @@
+"""Importance-weighted NLL of a trained checkpoint, K up to 5000, with time, throughput and peak memory.
+
+    python benchmarks/bench_iw_nll.py runs/lik/fm-vae --ks 1,10,100,1000,5000 [--n-test N] [--out FILE.json]
+
+Prints the ELBO <= IWAE-K curve (nats and bits/dim, mean +- standard error over test images), the
+likelihood kind (vaelab.metrics.likelihood.likelihood_kind), active units, I(x; z) and KL per dimension
+on the same test images, the wall time, importance samples per second and the peak RSS; writes it all
+as JSON (default <ckpt>/iw_nll.json) and the curve as <ckpt>/iw_curve.png. The test split is the
+data as modelled (for --binarize: the fixed seeded binarised draw every model is scored on).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vaelab import preprocess
+from vaelab.checkpoint import load_model
+from vaelab.config import parse_ints
+from vaelab.io import atomic_path, atomic_write_text
+from vaelab.metrics.collapse import collapse_diagnostics
+from vaelab.metrics.likelihood import importance_weighted_curve, likelihood_kind, negative_elbo
+from vaelab.report.likelihood_figures import plot_iw_curve
+from vaelab.sampling import reload_dataset
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("ckpt", help="a model folder written by `vaelab train` (a VAE-family model)")
+    p.add_argument("--ks", default="1,10,100,1000,5000", help="importance sample counts (default 1,10,100,1000,5000)")
+    p.add_argument("--n-test", type=int, default=0, help="use the first N test images (default 0 = all)")
+    p.add_argument("--batch-size", type=int, default=100, help="test images per batch (default 100)")
+    p.add_argument("--chunk", type=int, default=500, help="importance samples decoded at once per image (default 500)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="JSON file to write (default CKPT/iw_nll.json)")
+    args = p.parse_args(argv)
+
+    ck = load_model(args.ckpt)
+    model, cfg = ck.model, ck.model.cfg
+    data = reload_dataset(ck.config)
+    x = preprocess.modelled(data.x_test, cfg, "test")
+    y = data.y_test if model.is_conditional else None
+    if args.n_test:
+        x, y = x[: args.n_test], (y[: args.n_test] if y is not None else None)
+    kind, note = likelihood_kind(cfg, ck.config.get("data"))
+    t0 = time.perf_counter()
+    curve = importance_weighted_curve(model, x, y, ks=parse_ints(args.ks, "--ks"), batch_size=args.batch_size,
+                                      chunk=args.chunk, seed=args.seed, progress=True, return_per_image=True)
+    per_image = curve.pop("per_image_nll")
+    elbo = negative_elbo(model, x, y, seed=args.seed)
+    diag = collapse_diagnostics(model, x, y, seed=args.seed)
+    seconds = time.perf_counter() - t0
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    n_pix = cfg.n_pixels
+    result = {"ckpt": str(args.ckpt), "model": cfg.model, "k_train": cfg.k, "likelihood": cfg.likelihood,
+              "binarize": cfg.binarize, "dequantize": cfg.dequantize, "kind": kind, "note": note,
+              "epochs": ck.config.get("training", {}).get("epochs_done"), "n_test": int(x.shape[0]),
+              "neg_elbo": elbo["neg_elbo"], "neg_elbo_se": elbo["se"],
+              "neg_elbo_bits_per_dim": elbo["neg_elbo"] / (n_pix * 0.6931471805599453), "curve": curve,
+              "active_units": diag["active_units"], "n_latent": diag["n_latent"], "kl": diag["kl"],
+              "mutual_info": diag["mutual_info"], "kl_per_dim": diag["kl_per_dim"], "shuffle_gap": diag["shuffle_gap"],
+              "iw_seconds": curve["seconds"], "samples_per_s": curve["samples_per_s"], "total_seconds": seconds,
+              "peak_rss_mib": peak_mib, "torch_threads": torch.get_num_threads(), "machine": platform.machine()}
+    out = Path(args.out) if args.out else Path(args.ckpt) / "iw_nll.json"
+    atomic_write_text(out, json.dumps(result, indent=1) + "\n")
+    with atomic_path(out.with_suffix(".per_image.npy")) as tmp:      # IW-NLL(max K) per test image, for paired diffs
+        with open(tmp, "wb") as f:
+            np.save(f, per_image, allow_pickle=False)
+    plot_iw_curve({cfg.model: {**curve, "neg_elbo": elbo["neg_elbo"]}}, out.with_name("iw_curve.png"), kind=kind)
+    label = "NLL" if kind == "nll" else "training objective"
+    print(f"{args.ckpt}: {cfg.model}, {kind} ({note})")
+    print(f"  -ELBO            {elbo['neg_elbo']:9.2f} +- {elbo['se']:.2f} nats")
+    for k, v, se, b in zip(curve["k"], curve["nll"], curve["se"], curve["bits_per_dim"]):
+        print(f"  IW {label} K={k:<5d} {v:9.2f} +- {se:.2f} nats  {b:.4f} bits/dim")
+    print(f"  active units {diag['active_units']}/{diag['n_latent']}, KL {diag['kl']:.2f} nats, "
+          f"I(x;z) {diag['mutual_info']:.2f} nats (max log N = {diag['mi_max']:.2f})")
+    print(f"  {x.shape[0]} test images, {curve['seconds']:.0f} s for the IW curve "
+          f"({curve['samples_per_s']:.0f} samples/s, {torch.get_num_threads()} threads), peak RSS {peak_mib:.0f} MiB")
+    print(f"  wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""Likelihood figures for the report: the ELBO <= IWAE-K <= log p(x) curve and the KL schedule.
+
+One function per PNG, each taking plain JSON-able inputs (what metrics.json / config.json hold), so the
+report can re-render them without a model. (No ``__init__.py`` here on purpose: vaelab/report is a
+namespace package until the report module adds its own.)
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from vaelab.io import atomic_path  # noqa: E402
+
+
+def _save(fig: Any, path: str | Path) -> Path:
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def plot_iw_curve(curves: dict[str, dict[str, Any]], path: str | Path, kind: str = "nll") -> Path:
+    """NLL vs K (log axis) per model, with +-1 SE bars and the model's -ELBO as a dashed line.
+
+    Args:
+        curves: model name -> {"k": [K...], "nll": [...], "se": [...], "neg_elbo": float (optional)}, the
+            output of ``importance_weighted_curve`` (+ negative_elbo's value)
+        kind: "nll" or "training objective" (``likelihood_kind``), written in the axis label
+    """
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for i, (name, c) in enumerate(curves.items()):
+        color = f"C{i}"
+        ax.errorbar(c["k"], c["nll"], yerr=c.get("se"), marker="o", ms=4, capsize=3, color=color,
+                    label=f"{name}: IW-NLL(K)")
+        if c.get("neg_elbo") is not None:
+            ax.axhline(c["neg_elbo"], color=color, ls="--", lw=1, label=f"{name}: -ELBO")
+        ax.annotate(f"{c['nll'][-1]:.2f}", (c["k"][-1], c["nll"][-1]), textcoords="offset points", xytext=(4, 4),
+                    fontsize=8, color=color)
+    ax.set_xscale("log")
+    ax.set_xlabel("importance samples K")
+    what = "NLL" if kind == "nll" else "training objective (not an NLL)"
+    ax.set_ylabel(f"{what}, nats per image")
+    ax.set_title("-ELBO >= IW-NLL(K) >= -log p(x): the bound tightens with K", fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_kl_schedule(train_cfg: dict[str, Any], n_steps: int, path: str | Path,
+                     history: Sequence[dict[str, Any]] = ()) -> Path:
+    """The KL weight against the optimiser step (the schedule), with each epoch's recorded weight as a dot.
+
+    Args:
+        train_cfg: TrainConfig.to_dict() (kl_schedule, kl_warmup_steps, kl_cycle_steps); n_steps: steps trained
+        history: the train_log records ({"step", "kl_weight"}), optional
+    """
+    from vaelab.config import TrainConfig
+    from vaelab.train import kl_weight
+
+    cfg = TrainConfig.from_dict(dict(train_cfg))
+    steps = list(range(0, max(n_steps, 1) + 1, max(1, n_steps // 500)))
+    fig, ax = plt.subplots(figsize=(5.5, 2.6))
+    ax.plot(steps, [kl_weight(cfg, s) for s in steps], lw=1.5, label=f"{cfg.kl_schedule} schedule")
+    if history:
+        ax.plot([r["step"] for r in history], [r["kl_weight"] for r in history], "o", ms=3, label="end of epoch")
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel("KL weight (x beta)")
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_title(f"KL schedule: {cfg.kl_schedule}, warm-up {cfg.kl_warmup_steps} steps", fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_kl_per_dim(kl_per_dim: dict[str, Sequence[float]], path: str | Path, threshold: float = 0.01) -> Path:
+    """Sorted KL per latent dimension per model (nats): collapsed units sit at the bottom."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.0))
+    for i, (name, kl) in enumerate(kl_per_dim.items()):
+        vals = sorted(kl, reverse=True)
+        ax.plot(range(1, len(vals) + 1), vals, marker=".", color=f"C{i}", label=name)
+    ax.axhline(threshold, color="grey", ls=":", lw=1, label=f"{threshold} nats")
+    ax.set_yscale("symlog", linthresh=1e-3)
+    ax.set_xlabel("latent dimension (sorted)")
+    ax.set_ylabel("KL(q(z_d|x) || N(0,1)), nats")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
