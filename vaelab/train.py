@@ -292,7 +292,7 @@ def fit(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig = TrainCon
                                       term=f"val.{bad_val}", epoch=epoch, step=step)
             record = {"epoch": epoch, "step": step, "seconds": round(seconds, 4), "images_per_s": round(n / seconds, 1),
                       "kl_weight": kl_weight(cfg, step), "train": train_terms, "val": val_terms}
-            if model.is_stochastic and x_val.shape[0] >= 2:   # posterior-collapse check on a val subset
+            if model.is_stochastic and isinstance(mcfg, ModelConfig) and x_val.shape[0] >= 2:   # collapse check (image models)
                 from vaelab.metrics import collapse                # lazy: sklearn is not needed to train
                 record["diagnostics"] = collapse.epoch_diagnostics(model, x_val, data.y_val, epoch=epoch)
             history.append(record)

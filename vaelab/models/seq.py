@@ -78,6 +78,14 @@ class SeqModelConfig:
         return "gru"
 
     @property
+    def binarize(self) -> str:
+        return "none"               # tokens are modelled as they are (vaelab.preprocess)
+
+    @property
+    def dequantize(self) -> int:
+        return 0
+
+    @property
     def n_vocab(self) -> int:
         return len(self.vocab)
 
