@@ -220,10 +220,37 @@ def datasets_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def compare_args(p: argparse.ArgumentParser) -> None:
+    from vaelab.compare import add_compare_args
+
+    add_compare_args(p)
+
+
+def compare_cmd(args: argparse.Namespace) -> int:
+    from vaelab.compare import compare_cmd as run
+
+    return run(args)
+
+
+def report_args(p: argparse.ArgumentParser) -> None:
+    from vaelab.report.html import report_args as add
+
+    add(p)
+
+
+def report_cmd(args: argparse.Namespace) -> int:
+    from vaelab.report.html import report_cmd as run
+
+    return run(args)
+
+
 COMMANDS: dict[str, tuple[Callable, Callable, str]] = {
     "train": (train_args, train_cmd, "train one model and write its folder (config.json + weights.safetensors)"),
     "sample": (sample_args, sample_cmd, "decode samples from a trained model's prior or ex-post GMM"),
     "datasets": (datasets_args, datasets_cmd, "list the datasets vaelab can read and where they come from"),
+    "compare": (compare_args, compare_cmd, "train the AE/VAE family under one protocol, measure it, write a run "
+                                           "folder with report.html"),
+    "report": (report_args, report_cmd, "re-render a run folder's report.html from its metrics.json and figures"),
 }
 
 
