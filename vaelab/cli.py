@@ -200,6 +200,32 @@ def sample_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def evaluate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("ckpt", metavar="CKPT", help="a model folder written by `vaelab train` (config.json + weights)")
+    p.add_argument("--out", required=True, help="FILE.json to write: every metric, the reference rows and settings")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--n-samples", type=int, default=10000,
+                   help="generated images per sampler for FD / precision / recall (default 10000)")
+    p.add_argument("--iw-samples", type=int, default=100,
+                   help="importance samples K per test image for the IW-NLL bound (VAEs; default 100)")
+    p.add_argument("--samplers", default="prior,gmm",
+                   help="comma-separated samplers to score: prior (z ~ N(0, I)) and/or gmm (ex-post mixture fitted "
+                        "to the training codes). Default prior,gmm")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random draw in the evaluation (default 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def evaluate_cmd(args: argparse.Namespace) -> int:
+    from vaelab.evaluate import evaluate_checkpoint, print_summary
+
+    samplers = tuple(s.strip() for s in args.samplers.split(",") if s.strip())
+    doc = evaluate_checkpoint(args.ckpt, args.out, n_samples=args.n_samples, iw_k=args.iw_samples,
+                              samplers=samplers, seed=args.seed, progress=not args.quiet, overwrite=args.overwrite)
+    print_summary(doc)
+    print(f"wrote {args.out}")
+    return 0
+
+
 def datasets_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", default=None, help="also look for Fashion-MNIST IDX files in this folder")
 
@@ -247,6 +273,7 @@ def report_cmd(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, tuple[Callable, Callable, str]] = {
     "train": (train_args, train_cmd, "train one model and write its folder (config.json + weights.safetensors)"),
     "sample": (sample_args, sample_cmd, "decode samples from a trained model's prior or ex-post GMM"),
+    "evaluate": (evaluate_args, evaluate_cmd, "compute every metric of a trained model and write them as JSON"),
     "datasets": (datasets_args, datasets_cmd, "list the datasets vaelab can read and where they come from"),
     "compare": (compare_args, compare_cmd, "train the AE/VAE family under one protocol, measure it, write a run "
                                            "folder with report.html"),
