@@ -22,6 +22,7 @@ Every option overrides its default; the report's protocol section lists what was
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
@@ -311,9 +312,14 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
     device = _device(rcfg)          # a bad --device fails here, before anything is written
     _prepare_out(out, cfg, resume, overwrite)
     n_threads = torch.get_num_threads()
+    limits = contextlib.ExitStack()
     if device.type == "cpu" and size_class(data.shape) == "small":
-        # tiny matmuls gain nothing from threads, and on a shared machine the hand-off dominates (measured ~10x)
+        # Tiny matmuls gain nothing from threads, and on a shared machine the hand-off dominates: measured
+        # 10x faster training and 17x faster GMM fits with one torch / one BLAS thread on 8x8 digits.
+        from threadpoolctl import threadpool_limits
+
         torch.set_num_threads(1)
+        limits.enter_context(threadpool_limits(1))
     timings: dict[str, float] = {}
     try:
         t0 = time.perf_counter()
@@ -364,8 +370,7 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
         t0 = time.perf_counter()
         from vaelab.report import figures
 
-        doc["figures"] = figures.make_all(out / "figures", kept, pair_models, data, judge, curves, rcfg,
-                                          pair_grids=pairs)
+        doc["figures"] = figures.make_all(out / "figures", kept, pair_models, data, judge, curves, rcfg)
         timings["figures"] = time.perf_counter() - t0
         timings["total"] = time.perf_counter() - t_start
         doc["timings"] = timings
@@ -375,6 +380,7 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
         write_report(out)
     finally:
         torch.set_num_threads(n_threads)
+        limits.close()
     return doc
 
 
@@ -533,16 +539,14 @@ def default_out(cfg: CompareConfig) -> Path:
 
 
 def compare_cmd(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    from vaelab.report.table import headline_table
+    from vaelab.report.table import headline_table, wide_console
 
     if not 0 <= args.val_fraction < 1:
         raise ConfigError(f"--val-fraction must be in [0, 1), got {args.val_fraction}.")
     cfg = config_from_args(args)
     out = Path(args.out) if args.out else default_out(cfg)
     doc = compare(cfg, out, progress=not args.quiet, resume=args.resume, overwrite=args.overwrite)
-    con = Console()
+    con = wide_console()
     con.print(headline_table(doc))
     for name, m in doc["models"].items():
         if m.get("status") != "ok" or m.get("error"):

@@ -154,9 +154,7 @@ def make_answer(doc: dict[str, Any]) -> dict[str, Any]:
             summary = f"neither model's clusters are clearly more separable"
         lead = ("The two clusters" if is_two else "Clusters (labels used only to score)")
         points.append({"topic": "clusters", "text": f"{lead}: {summary} ({VAE} vs {AE}: {'; '.join(parts)})."})
-        lp_a, lp_v, _, _ = pair(("latent", "linear_probe"))
-        short.append(("The two clusters: " if is_two else "Clusters: ") + summary
-                     + (f" (linear probe {_f(lp_v, '.3f')} vs {_f(lp_a, '.3f')})." if lp_a is not None else "."))
+        short.append(("The two clusters: " if is_two else "Clusters: ") + summary + f" ({'; '.join(parts[:3])}).")
 
     # -- between the clusters ------------------------------------------------------------------
     ca, cv, _, _ = pair(("interpolation", "confidence_midpoints"))

@@ -115,7 +115,8 @@ def _panels(n: int, max_cols: int = 4, size: float = 3.0) -> tuple[Any, list[Any
     plt = _plt()
     n_cols = min(n, max_cols)
     n_rows = math.ceil(n / n_cols)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(size * n_cols, size * n_rows + 0.3), squeeze=False)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(size * n_cols, size * n_rows + 0.3), squeeze=False,
+                             layout="constrained")
     flat = list(axes.ravel())
     for ax in flat[n:]:
         ax.axis("off")
@@ -320,24 +321,35 @@ def fig_manifold_2d(path: Path, pair: dict[str, Any], data: Any, n: int = MANIFO
 
 
 def fig_holes_map(path: Path, pair: dict[str, Any], data: Any, judge: Any, n: int = GRID_N) -> None:
+    """Prior grids are drawn in prior-quantile coordinates (Phi(z), where the grid is uniform), code-range
+    grids in z; the dots are test codes mapped the same way."""
+    from scipy.stats import norm
+
     from vaelab.sampling import encode_means
 
-    plt = _plt()
     grids = _pair_grids(pair, data, n)
     fig, axes = _panels(len(grids), max_cols=3, size=4.0)
     im = None
     for ax, (title, m, z) in zip(axes, grids):
         g = grid_confidence(m, judge, z)
-        (x1, x2), (y1, y2) = g["z_range"]
-        im = ax.imshow(np.asarray(g["confidence"]), cmap="magma", vmin=0, vmax=1, extent=(x1, x2, y1, y2),
-                       aspect="auto", interpolation="nearest")
         codes = encode_means(m, data.x_test[:1000]).numpy()
-        keep = (codes[:, 0] >= x1) & (codes[:, 0] <= x2) & (codes[:, 1] >= y1) & (codes[:, 1] <= y2)
-        ax.scatter(codes[keep, 0], codes[keep, 1], s=2, c="cyan", alpha=0.5, linewidths=0)
+        if "prior" in title:
+            extent, codes = (0.0, 1.0, 0.0, 1.0), norm.cdf(codes)
+            ax.set_xlabel("Φ(z1): prior quantile")
+            ax.set_ylabel("Φ(z2)")
+        else:
+            (x1, x2), (y1, y2) = g["z_range"]
+            hx, hy = (x2 - x1) / (2 * (n - 1)), (y2 - y1) / (2 * (n - 1))   # half a cell: edges, not centres
+            extent = (x1 - hx, x2 + hx, y1 - hy, y2 + hy)
+            ax.set_xlabel("z1")
+            ax.set_ylabel("z2")
+        im = ax.imshow(np.asarray(g["confidence"]), cmap="magma", vmin=0, vmax=1, extent=extent, aspect="auto",
+                       interpolation="nearest")
+        keep = ((codes[:, 0] >= extent[0]) & (codes[:, 0] <= extent[1]) & (codes[:, 1] >= extent[2])
+                & (codes[:, 1] <= extent[3]))
+        ax.scatter(codes[keep, 0], codes[keep, 1], s=2, c="cyan", alpha=0.6, linewidths=0)
         ax.set_title(f"{title}\nconfident (≥{CONFIDENT}) on {100 * g['frac_confident']:.0f} % of the grid",
                      fontsize=10)
-        ax.set_xlabel("z1")
-        ax.set_ylabel("z2")
     if im is not None:
         fig.colorbar(im, ax=axes, shrink=0.8, label="judge confidence")
     fig.suptitle(FIGURES["holes_map"][0])
@@ -377,21 +389,21 @@ def fig_denoising(path: Path, models: dict[str, Any], data: Any, n: int = 8, see
     for i, (ax, (kind, level)) in enumerate(zip(axes, CORRUPTIONS.items())):
         noisy = corrupt(x, kind, level, generator=torch.Generator().manual_seed(seed + i))
         rows = [x, noisy] + [_recon(m, noisy, y) for m in models.values()]
-        labels = ["clean", f"{kind} {level:g}"] + list(models)
+        labels = ["clean", "input"] + list(models)
         grids = [make_grid(r, n_col=n) for r in rows]
         _show(ax, np.concatenate(grids, axis=0))
         h = grids[0].shape[0]
         ax.set_yticks([h * (j + 0.5) for j in range(len(rows))])
         ax.set_yticklabels(labels, fontsize=8)
         ax.set_xticks([])
-        ax.set_title(kind)
+        ax.set_title(f"{kind} {level:g}")
     fig.suptitle(FIGURES["denoising"][0])
     _save(fig, path)
 
 
 # -- all of them -------------------------------------------------------------------------------
 def make_all(fig_dir: str | Path, models: dict[str, Any], pair: dict[str, Any], data: Any, judge: Any,
-             curves: dict[str, Any], cfg: Any, pair_grids: dict[str, Any] | None = None) -> list[dict[str, str]]:
+             curves: dict[str, Any], cfg: Any) -> list[dict[str, str]]:
     """Draw every figure that applies (models that failed are absent) and return the report's list."""
     fig_dir = Path(fig_dir)
     seed = int(getattr(cfg, "seed", 0))

@@ -191,14 +191,12 @@ def report_args(p: argparse.ArgumentParser) -> None:
 
 
 def report_cmd(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    from vaelab.report.table import headline_table
+    from vaelab.report.table import headline_table, wide_console
 
     run = Path(args.run)
     if args.out and Path(args.out).exists() and Path(args.out).resolve() != (run / "report.html").resolve():
         raise OutputError(f"{args.out} exists; choose another --out (vaelab report only replaces RUN/report.html).")
     path = write_report(run, args.out)
-    Console().print(headline_table(read_metrics(run)))
+    wide_console().print(headline_table(read_metrics(run)))
     print(f"wrote {path}")
     return 0

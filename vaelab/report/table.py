@@ -34,7 +34,7 @@ ROWS: list[tuple[str, str, tuple[str, ...], str | None, str]] = [
     ("Cost", "training time (s)", ("train", "seconds"), None, ".1f"),
 ]
 # the floor/ceiling rows of metrics.json "reference" shown beside the generation rows
-REFERENCE_COLS = (("train_vs_test", "train vs test"), ("uniform_noise", "noise"))
+REFERENCE_COLS = (("train_vs_test", "train"), ("uniform_noise", "noise"))
 
 
 def get(d: Any, path: tuple[str, ...]) -> Any:
@@ -93,9 +93,9 @@ def table_rows(doc: dict[str, Any]) -> tuple[list[str], list[Row]]:
                 c.is_best = c.value is not None and c.value == best
         ref = ""
         if section == "Generation" and path[-1] in ("fd", "precision", "recall", "confidence", "coverage"):
-            parts = [f"{short}: {fmt(get(doc.get('reference'), (key, path[-1])), spec)}"
+            parts = [f"{short} {fmt(get(doc.get('reference'), (key, path[-1])), spec)}"
                      for key, short in REFERENCE_COLS if get(doc.get("reference"), (key, path[-1])) is not None]
-            ref = "; ".join(parts)
+            ref = ", ".join(parts)
         if all(c.value is None for c in cells):
             continue            # e.g. no judge: no generation rows at all
         rows.append(Row(section, label, better, cells, ref))
@@ -112,10 +112,10 @@ def headline_table(doc: dict[str, Any]) -> Any:
     t = Table(title=f"vaelab compare: {ds.get('name')} ({ds.get('n_test')} test images, "
                     f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''}) — * = best in row",
               caption="↓ lower is better, ↑ higher is better; n/a = does not apply (an AE has no likelihood)")
-    t.add_column("metric")
+    t.add_column("metric", no_wrap=True)
     for n in names:
         t.add_column(n, justify="right")
-    t.add_column("reference", style="dim")
+    t.add_column("reference (train vs test, noise)", style="dim")
     section = None
     for r in rows:
         if r.section != section:
@@ -126,3 +126,12 @@ def headline_table(doc: dict[str, Any]) -> Any:
         cells = [f"[bold green]{c.text}*[/bold green]" if c.is_best else c.text for c in r.cells]
         t.add_row(f"{r.label}{arrow}", *cells, r.reference)
     return t
+
+
+def wide_console() -> Any:
+    """A rich Console as wide as the terminal, or 160 columns when writing to a pipe or file (a log)."""
+    import sys
+
+    from rich.console import Console
+
+    return Console(width=None if sys.stdout.isatty() else 160)
