@@ -124,8 +124,11 @@ def test_report_rerenders_from_metrics_and_figures(compare_run, tmp_path, capsys
     doc = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
     doc["models"]["vae"]["latent"]["linear_probe"] = 0.123456
     (run / "metrics.json").write_text(json.dumps(doc), encoding="utf-8")
-    assert main(["report", str(run)]) == 0
+    assert main(["report", str(run), "--markdown", str(tmp_path / "example.md")]) == 0
     assert "0.123" in (run / "report.html").read_text(encoding="utf-8")
+    md = (tmp_path / "example.md").read_text(encoding="utf-8")
+    assert "| Latent: linear probe accuracy ↑ |" in md and "0.123" in md and "**" in md
+    assert md.count("\n|") == len(table_rows(doc)[1]) + 2          # header, rule, one line per headline row
 
 
 def test_report_on_a_folder_without_metrics_is_one_message(tmp_path, capsys):

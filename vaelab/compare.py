@@ -26,7 +26,9 @@ import contextlib
 import dataclasses
 import json
 import math
+import shlex
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -285,7 +287,7 @@ def strict_json(obj: Any) -> Any:
 
 # -- the comparison ----------------------------------------------------------------------------
 def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resume: bool = False,
-            overwrite: bool = False) -> dict[str, Any]:
+            overwrite: bool = False, command: str | None = None) -> dict[str, Any]:
     """Train, evaluate and figure every model of ``cfg``; write the run folder ``out``. Returns the metrics dict.
 
     A model whose training or evaluation fails with a VaelabError (e.g. a DivergenceError) is
@@ -357,6 +359,7 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
         doc: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "command": command,
             "dataset": data.summary(),
             "config": {**rcfg.to_dict(), "seeds": seeds, "size_class": size_class(data.shape),
                        "device": str(device), "torch_threads": torch.get_num_threads()},
@@ -545,7 +548,8 @@ def compare_cmd(args: argparse.Namespace) -> int:
         raise ConfigError(f"--val-fraction must be in [0, 1), got {args.val_fraction}.")
     cfg = config_from_args(args)
     out = Path(args.out) if args.out else default_out(cfg)
-    doc = compare(cfg, out, progress=not args.quiet, resume=args.resume, overwrite=args.overwrite)
+    command = "vaelab " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["compare"] else None
+    doc = compare(cfg, out, progress=not args.quiet, resume=args.resume, overwrite=args.overwrite, command=command)
     con = wide_console()
     con.print(headline_table(doc))
     for name, m in doc["models"].items():

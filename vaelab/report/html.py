@@ -188,6 +188,9 @@ def write_report(run: str | Path, out: str | Path | None = None) -> Path:
 def report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", metavar="RUN", help="a run folder written by `vaelab compare` (holds metrics.json, figures/)")
     p.add_argument("--out", default=None, help="HTML file to write (default RUN/report.html, replaced)")
+    p.add_argument("--markdown", default=None, metavar="FILE.md",
+                   help="also write the headline table and the answer as Markdown (e.g. for docs/); replaced if it "
+                        "exists")
 
 
 def report_cmd(args: argparse.Namespace) -> int:
@@ -197,6 +200,12 @@ def report_cmd(args: argparse.Namespace) -> int:
     if args.out and Path(args.out).exists() and Path(args.out).resolve() != (run / "report.html").resolve():
         raise OutputError(f"{args.out} exists; choose another --out (vaelab report only replaces RUN/report.html).")
     path = write_report(run, args.out)
-    wide_console().print(headline_table(read_metrics(run)))
+    doc = read_metrics(run)
+    wide_console().print(headline_table(doc))
     print(f"wrote {path}")
+    if args.markdown:
+        from vaelab.report.table import markdown_report
+
+        atomic_write_text(args.markdown, markdown_report({**doc, "answer": make_answer(doc)}))
+        print(f"wrote {args.markdown}")
     return 0

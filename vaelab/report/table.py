@@ -135,3 +135,30 @@ def wide_console() -> Any:
     from rich.console import Console
 
     return Console(width=None if sys.stdout.isatty() else 160)
+
+
+def markdown_report(doc: dict[str, Any]) -> str:
+    """The run's headline table (best value per row in bold) and its answer as Markdown, e.g. for docs/."""
+    names, rows = table_rows(doc)
+    ds, c, t = doc.get("dataset", {}), doc.get("config", {}), doc.get("timings", {})
+    lines = [f"# vaelab compare: {ds.get('name')}", ""]
+    if doc.get("command"):
+        lines += ["```", doc["command"], "```", ""]
+    total = t.get("total")
+    lines += [f"{ds.get('n_train')} training / {ds.get('n_test')} test images; {c.get('backbone')} backbone "
+              f"{c.get('hidden')}, latent {c.get('n_latent')}, {c.get('epochs')} epochs, batch {c.get('batch_size')}, "
+              f"seeds {c.get('seeds')}; {c.get('n_samples')} samples per sampler, IW K = {c.get('iw_k')}; "
+              f"device {c.get('device')} ({c.get('torch_threads')} torch thread(s))"
+              + (f"; {total:.0f} s end to end." if isinstance(total, (int, float)) else "."), ""]
+    lines += ["| metric | " + " | ".join(names) + " | reference (train vs test, noise) |",
+              "|---|" + "---:|" * len(names) + "---|"]
+    for r in rows:
+        arrow = {"min": " ↓", "max": " ↑"}.get(r.better or "", "")
+        cells = [f"**{c_.text}**" if c_.is_best else c_.text for c_ in r.cells]
+        lines.append(f"| {r.section}: {r.label}{arrow} | " + " | ".join(cells) + f" | {r.reference} |")
+    answer = doc.get("answer") or {}
+    lines += ["", "Best value per row in bold. FD is the Fréchet distance in the judge classifier's features, not FID.",
+              "", f"**Answer.** {answer.get('short', '')}", ""]
+    v = doc.get("versions", {})
+    lines += ["Versions: " + ", ".join(f"{k} {val}" for k, val in v.items() if k != "platform"), ""]
+    return "\n".join(lines)
