@@ -189,3 +189,17 @@ def test_browser_check_catches_a_broken_image_and_a_script_error(compare_run, tm
     res = browser_check(broken, tmp_path)
     assert res["broken"] == 1
     assert any("noSuchFunction" in e for e in res["errors"])
+
+
+def test_unlabelled_data_say_why_judge_metrics_are_missing():
+    ae, vae = copy.deepcopy(AE), copy.deepcopy(VAE)
+    for m in (ae, vae):
+        m["generation"] = {"prior": dict.fromkeys(m["generation"]["prior"]), "gmm": dict.fromkeys(m["generation"]["gmm"])}
+        m["interpolation"] = {"fd_midpoints": None, "confidence_midpoints": None}
+        m["latent"].update(linear_probe=None, knn=None, kmeans_nmi=None, silhouette=None)
+    doc = _doc(ae, vae, n_classes=0)
+    doc["judge"], doc["pairs_2d"] = None, {}
+    a = make_answer(doc)
+    assert "no labels" in a["short"] and "FD" not in a["short"] and "PSNR 19.00 vs 22.00" in a["short"]
+    names, rows = table_rows(doc)
+    assert not any(r.section in ("Generation", "Interpolation") for r in rows)

@@ -116,7 +116,8 @@ def make_answer(doc: dict[str, Any]) -> dict[str, Any]:
         word = {"better": "better", "worse": "worse", "similar": "about as good"}[g]
         ref = (f" (floor: train vs test {_f(floor)}; uniform noise {_f(noise)})" if floor is not None else "")
         txt = (f"Sampling z ~ N(0, I), the {VAE} generates {word} than the {AE}: FD (judge features) {_f(fd_v)} vs "
-               f"{_f(fd_a)}{ref}. Best prior-sample FD of all models: {best} ({_f(fds[best])}).")
+               f"{_f(fd_a)}{ref}. Best prior-sample FD of all models: {best} ({_f(fds[best])})"
+               + (", which is given the label when it decodes." if best == "cvae" else "."))
         if gfd_a is not None:
             if compare_values(fd_a, gfd_a, "min", "fd") == "better":
                 txt += (f" The {AE}'s prior samples are worse than its samples from a GMM fitted to its codes "
@@ -206,6 +207,12 @@ def make_answer(doc: dict[str, Any]) -> dict[str, Any]:
             den.append(f"{kind}: best {best} {_f(vals[best])} dB ({VAE} {_f(vals.get(vae))}, {AE} {_f(vals.get(ae))})")
     if den:
         points.append({"topic": "denoising", "text": "Denoising (PSNR against the clean image): " + "; ".join(den) + "."})
+
+    if doc.get("judge") is None:
+        txt = ("The data have no labels, so there is no judge classifier: sample quality, interpolation and cluster "
+               "scores are n/a here; only reconstruction, likelihood and denoising are compared.")
+        points.insert(0, {"topic": "judge", "text": txt})
+        short.append(txt)
 
     intro = f"On {ds.get('name')}" + (f" ({' vs '.join(map(str, names))})" if is_two else "")
     text = (f"{intro}, {VAE} vs {AE}. " + " ".join(short)) if short else f"{intro}: no comparable numbers (see the table)."
