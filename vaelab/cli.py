@@ -70,6 +70,10 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--kl-warmup-steps", type=int, default=0, help="optimiser steps of the KL warm-up (default 0)")
     g.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling and sampling (default 0)")
     g.add_argument("--device", default="auto", help="auto (CUDA when available, else CPU), cpu, cuda or cuda:N")
+    g.add_argument("--on-nan", choices=("stop", "retry"), default="stop",
+                   help="when a loss term or the gradient becomes NaN/inf: stop (keep the last good checkpoint, exit 3) "
+                        "or retry from the last good checkpoint with half the learning rate (default stop)")
+    g.add_argument("--max-retries", type=int, default=2, help="--on-nan retry: give up after this many retries (default 2)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -138,14 +142,15 @@ def train_args(p: argparse.ArgumentParser) -> None:
 
 
 def train_cmd(args: argparse.Namespace) -> int:
-    from vaelab.train import fit
+    from vaelab.train import fit_with_retries
 
     data = load_data_from_args(args)
     mcfg = model_config_from_args(args.model, args, data)
     tcfg = train_config_from_args(args)
     out = Path(args.out or f"runs/{args.model}-{_slug(args.dataset)}")
-    run = fit(mcfg, data, tcfg, out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
-              data_meta=data_meta_from_args(args))
+    run = fit_with_retries(mcfg, data, tcfg, out, on_nan=args.on_nan, max_retries=args.max_retries,
+                           resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
+                           data_meta=data_meta_from_args(args))
     _print_run(run, data)
     return 0
 
@@ -270,6 +275,18 @@ def report_cmd(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def explore_args(p: argparse.ArgumentParser) -> None:
+    from vaelab.explore import explore_args as add
+
+    add(p)
+
+
+def explore_cmd(args: argparse.Namespace) -> int:
+    from vaelab.explore import explore_cmd as run
+
+    return run(args)
+
+
 COMMANDS: dict[str, tuple[Callable, Callable, str]] = {
     "train": (train_args, train_cmd, "train one model and write its folder (config.json + weights.safetensors)"),
     "sample": (sample_args, sample_cmd, "decode samples from a trained model's prior or ex-post GMM"),
@@ -278,11 +295,19 @@ COMMANDS: dict[str, tuple[Callable, Callable, str]] = {
     "compare": (compare_args, compare_cmd, "train the AE/VAE family under one protocol, measure it, write a run "
                                            "folder with report.html"),
     "report": (report_args, report_cmd, "re-render a run folder's report.html from its metrics.json and figures"),
+    "explore": (explore_args, explore_cmd, "open an interactive page that walks the latent spaces of a run's models"),
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad option is one line (what is wrong + where the options are), not the whole usage."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}. See `{self.prog} --help` for the options.\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="vaelab",
         description="Deterministic and variational autoencoders, trained side by side and measured.")
     from vaelab import __version__
@@ -292,13 +317,15 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (add_args, func, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         add_args(p)
-        p.set_defaults(func=func)
+        p.set_defaults(func=func, _parser=p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:   # name the command's own --help, not the top level's
+        getattr(args, "_parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

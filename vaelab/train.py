@@ -12,6 +12,7 @@ One readable loop (nanoGPT-style), no callbacks:
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -26,8 +27,8 @@ from torch import Tensor
 
 from vaelab import checkpoint as ckpt
 from vaelab.config import ModelConfig, TrainConfig
-from vaelab.errors import CheckpointError, ConfigError, DivergenceError, OutputError
-from vaelab.io import atomic_write_text
+from vaelab.errors import CheckpointError, ConfigError, DivergenceError, Interrupted, OutputError
+from vaelab.io import atomic_write_json, atomic_write_text
 from vaelab.models import Autoencoder, build_model
 
 LAST_NAME = "last.safetensors"
@@ -101,8 +102,12 @@ def evaluate_loss(model: Autoencoder, x: Tensor, y: Tensor | None = None, batch_
 
 
 def _diverged_term(total: Tensor, terms: dict[str, Tensor], grad_norm: Tensor) -> str | None:
-    """The name of the first non-finite quantity of a step, or None when all are finite."""
-    if bool(torch.isfinite(total)) and bool(torch.isfinite(grad_norm)):
+    """The name of the first non-finite quantity of a step (a term, the total, the gradient), or None.
+
+    One device sync per step: all the scalars are checked together; names are looked up only on failure.
+    """
+    values = [total.detach(), grad_norm, *(v.detach() for v in terms.values())]
+    if bool(torch.isfinite(torch.stack([v.float().reshape(()) for v in values])).all()):
         return None
     for name, v in terms.items():
         if not bool(torch.isfinite(v)):
@@ -150,6 +155,9 @@ def _prepare_out(out: Path, resume: bool, overwrite: bool) -> None:
     if overwrite and not resume:
         for f in OWNED_FILES:
             (out / f).unlink(missing_ok=True)
+    for f in OWNED_FILES:   # temporaries of atomic writes a kill -9 left behind (io.atomic_path names them so)
+        for tmp in out.glob(f".{f}.*.tmp") if out.is_dir() else ():
+            tmp.unlink(missing_ok=True)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -158,7 +166,7 @@ def _prepare_out(out: Path, resume: bool, overwrite: bool) -> None:
 
 def fit(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig = TrainConfig(), out: str | Path | None = None,
         *, resume: bool = False, overwrite: bool = False, progress: bool = True,
-        data_meta: dict[str, Any] | None = None) -> Run:
+        data_meta: dict[str, Any] | None = None, training_info: dict[str, Any] | None = None) -> Run:
     """Train ``model`` on ``data.x_train`` (validating on ``data.x_val``) under ``cfg``.
 
     Args:
@@ -167,6 +175,7 @@ def fit(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig = TrainCon
         out: model folder for config.json, weights.safetensors (best), last.safetensors, train_log.jsonl
         resume: continue from out/last.safetensors (model, optimiser, RNG, epoch, history)
         data_meta: extra JSON written under "data" in config.json (how to reload the dataset)
+        training_info: extra JSON written under "training" in config.json (e.g. the retries of fit_with_retries)
     Returns:
         Run with the best weights loaded into ``run.model``.
     Raises:
@@ -210,7 +219,7 @@ def fit(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig = TrainCon
             best_val, best_epoch, bad_epochs = st["best_val"], st["best_epoch"], st["bad_epochs"]
             start_epoch = st["epoch"] + 1
         extra = {"train": cfg.to_dict(), "data": {**data.summary(), **(data_meta or {})},
-                 "training": {"status": "running"}}
+                 "training": {"status": "running", **(training_info or {})}}
         ckpt.write_config(out_path, mcfg, extra)
 
     steps_per_epoch = math.ceil(n / cfg.batch_size)
@@ -237,7 +246,8 @@ def fit(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig = TrainCon
                             if out_path is not None and history else "no checkpoint had been written yet")
                     raise DivergenceError(
                         f"{mcfg.model}: the {bad!r} term became NaN/inf at epoch {epoch}, step {step + 1}; {kept}. "
-                        f"Try a lower --lr (now {cfg.lr}), --grad-clip 10, or a Gaussian likelihood with larger sigma.")
+                        f"Try a lower --lr (now {cfg.lr}), --grad-clip 10, --on-nan retry, or a Gaussian likelihood "
+                        "with larger sigma.", term=bad, epoch=epoch, step=step + 1)
                 opt.step()
                 step += 1
                 for k, v in {"loss": lt.total.detach(), **lt.terms}.items():
@@ -251,6 +261,11 @@ def fit(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig = TrainCon
             train_terms = {k: float(v) / n for k, v in sums.items()}
             val_terms = evaluate_loss(model, data.x_val, data.y_val) if data.x_val.shape[0] else train_terms
             val = val_terms["loss"]
+            bad_val = next((k for k, v in val_terms.items() if not math.isfinite(v)), None)
+            if bad_val is not None:   # checkpoints of this epoch are not written: the last good ones stay
+                raise DivergenceError(f"{mcfg.model}: the validation {bad_val!r} term became NaN/inf at epoch {epoch}. "
+                                      f"Try a lower --lr (now {cfg.lr}), --grad-clip 10 or --on-nan retry.",
+                                      term=f"val.{bad_val}", epoch=epoch, step=step)
             record = {"epoch": epoch, "step": step, "seconds": round(seconds, 4), "images_per_s": round(n / seconds, 1),
                       "kl_weight": kl_weight(cfg, step), "train": train_terms, "val": val_terms}
             history.append(record)
@@ -272,6 +287,16 @@ def fit(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig = TrainCon
             if cfg.patience and bad_epochs >= cfg.patience:
                 status = "early-stopped"
                 break
+    except KeyboardInterrupt:
+        # The resume point of the last completed epoch is already on disk (written atomically).
+        done = history[-1]["epoch"] if history else 0
+        if out_path is not None and done:
+            saved = f"the checkpoint of epoch {done} is saved in {out_path}. Continue with the same command plus --resume."
+        elif out_path is not None:
+            saved = "no epoch had completed, so nothing was saved. Run the same command again to start over."
+        else:
+            saved = "nothing was saved (no output folder)."
+        raise Interrupted(f"training interrupted (Ctrl-C) after {done} of {cfg.epochs} epochs; {saved}") from None
     finally:
         bar.close()
     seconds = time.perf_counter() - t_start
@@ -287,12 +312,99 @@ def fit(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig = TrainCon
     run = Run(model, history, best_epoch, best_val, status, seconds, out_path, test)
     if out_path is not None:
         extra = {"train": cfg.to_dict(), "data": {**data.summary(), **(data_meta or {})},
-                 "training": {"status": status, "best_epoch": best_epoch, "best_val_loss": best_val,
+                 "training": {**(training_info or {}), "status": status, "best_epoch": best_epoch, "best_val_loss": best_val,
                               "epochs_done": history[-1]["epoch"] if history else 0, "steps": step,
                               "images_per_s_last_epoch": history[-1]["images_per_s"] if history else None},
                  "test": test}
         ckpt.write_config(out_path, mcfg, extra)
     return run
+
+
+ON_NAN = ("stop", "retry")
+
+
+def fit_with_retries(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig = TrainConfig(),
+                     out: str | Path | None = None, *, on_nan: str = "stop", max_retries: int = 2,
+                     resume: bool = False, overwrite: bool = False, progress: bool = True,
+                     data_meta: dict[str, Any] | None = None) -> Run:
+    """``fit``, and on a NaN/inf (``on_nan="retry"``) go on from the last good checkpoint with half the lr.
+
+    Each retry reloads ``out/last.safetensors`` (the last completed epoch: weights, optimiser, RNG,
+    history), halves the learning rate and trains on; at most ``max_retries`` times, then the
+    DivergenceError is raised. Without an output folder, or when no epoch had completed, the retry
+    starts again from the initial weights. A retry changes the learning rate, so from the resumed
+    epoch on the run is a new trajectory, not bit-identical to any run without it: every retry is
+    recorded in config.json under "training" -> "retries" (and ``resume`` picks up the halved lr).
+    A run that gives up is marked "diverged" in config.json, with the reason; its checkpoints stay.
+    """
+    if on_nan not in ON_NAN:
+        raise ConfigError(f"unknown --on-nan value {on_nan!r}; choose stop or retry.")
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        raise ConfigError(f"--max-retries must be an integer >= 0, got {max_retries!r}.")
+    out_path = Path(out) if out is not None else None
+    retries: list[dict[str, Any]] = []
+    if resume and out_path is not None:
+        retries = _recorded_retries(out_path)
+        if retries:   # a retried run continues at the lr it was retried with
+            cfg = dataclasses.replace(cfg, lr=retries[-1]["lr_after"])
+    initial = (None if isinstance(model, ModelConfig)
+               else {k: v.detach().clone() for k, v in model.state_dict().items()})
+    while True:
+        try:
+            return fit(model, data, cfg, out_path, resume=resume, overwrite=overwrite, progress=progress,
+                       data_meta=data_meta, training_info={"retries": retries} if retries else None)
+        except DivergenceError as e:
+            n_done = len(retries)
+            if on_nan != "retry" or n_done >= max_retries:
+                err = e
+                if on_nan == "retry":
+                    err = DivergenceError(f"{e} Gave up after {n_done} retr{'y' if n_done == 1 else 'ies'} with a "
+                                          f"halved learning rate (--max-retries {max_retries}).",
+                                          term=e.term, epoch=e.epoch, step=e.step)
+                _mark_diverged(out_path, str(err), retries)
+                raise err from None
+            has_last = out_path is not None and (out_path / LAST_NAME).exists()
+            from_epoch = _last_epoch(out_path) if has_last else 0
+            retries.append({"attempt": n_done + 1, "term": e.term, "diverged_epoch": e.epoch, "diverged_step": e.step,
+                            "resumed_from_epoch": from_epoch, "lr_before": cfg.lr, "lr_after": cfg.lr / 2,
+                            "note": "the learning rate changed: a new trajectory from the resumed epoch on"})
+            print(f"vaelab: {e.term!r} became NaN/inf at epoch {e.epoch}; retry {n_done + 1} of {max_retries} from "
+                  f"{f'epoch {from_epoch}' if from_epoch else 'the initial weights'} with lr {cfg.lr / 2:g}.",
+                  file=sys.stderr)
+            cfg = dataclasses.replace(cfg, lr=cfg.lr / 2)
+            if has_last:
+                resume, overwrite = True, False
+            else:
+                resume, overwrite = False, True
+                if initial is not None:
+                    model.load_state_dict(initial)
+
+
+def _last_epoch(out: Path) -> int:
+    _, meta = ckpt.load_tensors(out / LAST_NAME)
+    return int(json.loads(meta["state"])["epoch"])
+
+
+def _recorded_retries(out: Path) -> list[dict[str, Any]]:
+    try:
+        cfg = json.loads((out / ckpt.CONFIG_NAME).read_text(encoding="utf-8"))
+        retries = cfg.get("training", {}).get("retries", [])
+        return [r for r in retries if isinstance(r, dict) and isinstance(r.get("lr_after"), (int, float))]
+    except (OSError, ValueError, AttributeError):
+        return []
+
+
+def _mark_diverged(out: Path | None, reason: str, retries: list[dict[str, Any]]) -> None:
+    """Record in config.json that the run diverged (the checkpoints of the last good epoch stay)."""
+    if out is None or not (out / ckpt.CONFIG_NAME).exists():
+        return
+    try:
+        cfg = json.loads((out / ckpt.CONFIG_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    cfg["training"] = {**cfg.get("training", {}), "status": "diverged", "error": reason,
+                       **({"retries": retries} if retries else {})}
+    atomic_write_json(out / ckpt.CONFIG_NAME, cfg)
 
 
 class _NullBar:
