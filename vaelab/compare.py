@@ -14,9 +14,10 @@ seed (``CompareConfig``); only the model's objective differs. The run folder (BR
 
 Defaults depend on the image size (``SIZE_DEFAULTS``): small images (<= 256 pixels, e.g. the
 embedded 8x8 digits) get 60 epochs at batch 64 of a 256-128 MLP with 8 latent dimensions, 2,000
-generated samples and K = 200 importance samples, so the whole default run (7 models + the 2-D
-pair + evaluation + figures) takes about a minute on 2 CPU cores; larger images (Fashion-MNIST) get
-20 epochs at batch 128 of a 512-256 MLP with 16 latent dimensions, 10,000 samples and K = 100.
+generated samples and K = 200 importance samples: the whole default run (7 models + the 2-D pair +
+evaluation + figures) measured 66 s of CPU time, single-threaded (docs/example-digits.md). Larger
+images (Fashion-MNIST) get 20 epochs at batch 128 of a 512-256 MLP with 16 latent dimensions,
+10,000 samples and K = 100.
 Every option overrides its default; the report's protocol section lists what was used.
 """
 from __future__ import annotations
@@ -51,6 +52,7 @@ SIZE_DEFAULTS: dict[str, dict[str, Any]] = {
               "n_samples": 10_000, "iw_k": 100, "n_interp_pairs": 1000},
 }
 RUN_CONFIG_NAME = "run_config.json"
+RESUME_IGNORES = ("n_threads",)   # options a resumed run may change (they do not change the protocol)
 OWNED = ("report.html", "metrics.json", "figures", "models", RUN_CONFIG_NAME)
 FAILURES = (VaelabError,)
 
@@ -91,6 +93,7 @@ class CompareConfig:
     iw_k: int | None = None                     # importance samples per test image
     n_interp_pairs: int | None = None
     use_pair_2d: bool = True                    # also train the 2-D AE/VAE pair (manifold grid, holes map)
+    n_threads: int = 0                          # CPU threads (torch and BLAS); 0 = 1 for small images, else torch's default
 
     def __post_init__(self) -> None:
         from vaelab.models import MODELS
@@ -108,6 +111,8 @@ class CompareConfig:
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ConfigError(f"{name.replace('_', '-')} must be >= 1, got {v}.")
+        if self.n_threads < 0:
+            raise ConfigError(f"--threads must be >= 0 (0 = automatic), got {self.n_threads}.")
         if self.n_samples is not None and self.n_samples < 10:
             raise ConfigError(f"the number of generated samples must be >= 10, got {self.n_samples}.")
 
@@ -174,8 +179,12 @@ def _prepare_out(out: Path, cfg: CompareConfig, resume: bool, overwrite: bool) -
                 old = json.loads(p.read_text(encoding="utf-8"))
             except json.JSONDecodeError:
                 old = None
-            if old != cfg.to_dict():
-                diff = ([f"{k}: {old.get(k)!r} then, {v!r} now" for k, v in cfg.to_dict().items()
+            new = {k: v for k, v in cfg.to_dict().items() if k not in RESUME_IGNORES}
+            if isinstance(old, dict):     # fields added since the run started take their defaults
+                old = {**CompareConfig().to_dict(), **old}
+                old = {k: v for k, v in old.items() if k not in RESUME_IGNORES}
+            if old != new:
+                diff = ([f"{k}: {old.get(k)!r} then, {v!r} now" for k, v in new.items()
                          if old.get(k) != v] if isinstance(old, dict) else ["unreadable run_config.json"])
                 raise OutputError(f"cannot --resume {out}: it was started with other options "
                                   f"({'; '.join(diff[:4])}). Use the same options, --overwrite, or another --out.")
@@ -315,13 +324,15 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
     _prepare_out(out, cfg, resume, overwrite)
     n_threads = torch.get_num_threads()
     limits = contextlib.ExitStack()
-    if device.type == "cpu" and size_class(data.shape) == "small":
+    threads = rcfg.n_threads or (1 if device.type == "cpu" and size_class(data.shape) == "small" else 0)
+    if threads:
         # Tiny matmuls gain nothing from threads, and on a shared machine the hand-off dominates: measured
-        # 10x faster training and 17x faster GMM fits with one torch / one BLAS thread on 8x8 digits.
+        # 10x faster training and 17x faster GMM fits with one torch / one BLAS thread on 8x8 digits, and
+        # 12x faster steps of the 784-512-256-16 VAE with one thread than two on a loaded 2-core machine.
         from threadpoolctl import threadpool_limits
 
-        torch.set_num_threads(1)
-        limits.enter_context(threadpool_limits(1))
+        torch.set_num_threads(threads)
+        limits.enter_context(threadpool_limits(threads))
     timings: dict[str, float] = {}
     try:
         t0 = time.perf_counter()
@@ -494,6 +505,9 @@ def add_compare_args(p: argparse.ArgumentParser) -> None:
                         "images like digits, 10000 otherwise)")
     p.add_argument("--iw-k", type=int, default=None,
                    help="importance samples per test image for the IW-NLL bound (default 200 small, 100 otherwise)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads for torch and BLAS; 0 (default) = 1 for small images such as digits (tiny matmuls "
+                        "only lose to thread hand-off), else torch's default. Use 1 on a machine shared with other jobs")
     p.add_argument("--no-pair", action="store_true",
                    help="skip the 2-D-latent AE/VAE pair (no manifold grid or holes map)")
     add_data_args(p)
@@ -529,7 +543,7 @@ def config_from_args(args: argparse.Namespace) -> CompareConfig:
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
         patience=args.patience, kl_schedule=args.kl_schedule, kl_warmup_steps=args.kl_warmup_steps,
         seed=args.seed, n_seeds=args.seeds, device=args.device, n_samples=args.n_samples, iw_k=args.iw_k,
-        use_pair_2d=not args.no_pair)
+        use_pair_2d=not args.no_pair, n_threads=args.threads)
 
 
 def default_out(cfg: CompareConfig) -> Path:
