@@ -12,6 +12,7 @@ import torch
 
 from vaelab.cli import main
 from vaelab.compare import CompareConfig, aggregate, strict_json
+from vaelab.errors import ConfigError
 
 FAST = ["--epochs", "3", "--n-samples", "100", "--iw-k", "5", "--quiet"]
 
@@ -150,6 +151,8 @@ def test_size_defaults_and_overrides():
     assert large.epochs == 20 and large.n_latent == 16 and large.n_samples == 10_000
     assert CompareConfig(epochs=5).resolved((1, 8, 8)).epochs == 5
     assert CompareConfig.from_dict(small.to_dict()) == small
+    with pytest.raises(ConfigError, match="--threads"):
+        CompareConfig(n_threads=-1)
 
 
 # -- samplers: the latent grids and the run's models through `vaelab sample` -----------------------

@@ -357,6 +357,8 @@ def fig_holes_map(path: Path, pair: dict[str, Any], data: Any, judge: Any, n: in
 
 
 def fig_training_curves(path: Path, curves: dict[str, Any]) -> None:
+    import matplotlib.ticker
+
     plt = _plt()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
     for name, c in curves.items():
@@ -373,6 +375,8 @@ def fig_training_curves(path: Path, curves: dict[str, Any]) -> None:
         ax.set_xlabel("epoch")
         ax.set_ylabel("nats per image")
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))   # 20, 30, not 2x10^1
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
         ax.grid(alpha=0.3)
     a2.legend(fontsize=8, ncol=2)
     fig.suptitle(FIGURES["training_curves"][0])
