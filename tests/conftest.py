@@ -27,3 +27,22 @@ def digits():
     from vaelab.data import load_dataset
 
     return load_dataset("digits")
+
+
+# -- `vaelab compare`: one small run on the embedded digits shared by test_compare.py and test_report.py --
+@pytest.fixture(scope="session")
+def judge_cache(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VAELAB_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
+@pytest.fixture(scope="session")
+def compare_run(judge_cache, tmp_path_factory):
+    """A run folder of `vaelab compare --models ae,vae,cvae` (3 epochs, 100 samples, K=5)."""
+    from vaelab.cli import main
+
+    out = tmp_path_factory.mktemp("runs") / "digits"
+    fast = ["--epochs", "3", "--n-samples", "100", "--iw-k", "5", "--quiet"]
+    assert main(["compare", "--models", "ae,vae,cvae", "--out", str(out), *fast]) == 0
+    return out

@@ -305,6 +305,30 @@ def sweep_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def compare_args(p: argparse.ArgumentParser) -> None:
+    from vaelab.compare import add_compare_args
+
+    add_compare_args(p)
+
+
+def compare_cmd(args: argparse.Namespace) -> int:
+    from vaelab.compare import compare_cmd as run
+
+    return run(args)
+
+
+def report_args(p: argparse.ArgumentParser) -> None:
+    from vaelab.report.html import report_args as add
+
+    add(p)
+
+
+def report_cmd(args: argparse.Namespace) -> int:
+    from vaelab.report.html import report_cmd as run
+
+    return run(args)
+
+
 def explore_args(p: argparse.ArgumentParser) -> None:
     from vaelab.explore import explore_args as add
 
@@ -324,6 +348,9 @@ COMMANDS: dict[str, tuple[Callable, Callable, str]] = {
     "datasets": (datasets_args, datasets_cmd, "list the datasets vaelab can read and where they come from"),
     "sweep": (sweep_args, sweep_cmd, "rate-distortion sweep: train beta-VAEs at several beta (+ the AE) and plot "
                                      "distortion against rate with ELBO iso-lines (Alemi et al. 2018)"),
+    "compare": (compare_args, compare_cmd, "train the AE/VAE family under one protocol, measure it, write a run "
+                                           "folder with report.html"),
+    "report": (report_args, report_cmd, "re-render a run folder's report.html from its metrics.json and figures"),
     "explore": (explore_args, explore_cmd, "open an interactive page that walks the latent spaces of a run's models"),
     "compare-molecules": (mol_cli.compare_args, mol_cli.compare_cmd, "molecules: train sequence AE/VAE on MOSES "
                           "SELFIES, measure them (MOSES metrics), write a run folder (also: compare --dataset moses)"),

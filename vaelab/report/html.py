@@ -1,0 +1,211 @@
+"""The self-contained HTML report, rendered only from a run folder's metrics.json and figures/*.png.
+
+``render(doc, fig_dir) -> str`` fills one jinja2 template (autoescaped); figures are embedded as
+base64 data URIs and a Content-Security-Policy forbids every network request, so the page reads
+the same offline. The short answer is recomputed from the numbers (``vaelab.report.answer``), so a
+re-render (`vaelab report RUN`) always agrees with metrics.json.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+from vaelab.errors import ConfigError, OutputError
+from vaelab.io import atomic_write_text
+from vaelab.report.answer import make_answer
+from vaelab.report.table import get, table_rows
+
+SCHEMA_VERSION = 1
+
+TEMPLATE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>vaelab compare: {{ ds.name }}</title>
+<style>
+ body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; line-height: 1.45; }
+ h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 2em; }
+ .answer { background: #f3f7ff; border-left: 4px solid #3a6ee8; padding: .8em 1em; }
+ table { border-collapse: collapse; font-size: .9em; margin: .5em 0; }
+ th, td { border: 1px solid #ddd; padding: .25em .6em; text-align: right; }
+ th:first-child, td:first-child { text-align: left; }
+ td.best { font-weight: bold; background: #e3f6e3; }
+ tr.section td { background: #f6f6f6; font-weight: bold; text-align: left; }
+ td.ref { color: #777; text-align: left; }
+ table.kv td { text-align: left; } table.kv td:first-child { color: #555; white-space: nowrap; }
+ figure { margin: 1.5em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
+ figcaption { color: #444; font-size: .95em; } .failed { color: #b00; } .muted { color: #777; font-size: .9em; }
+</style>
+</head>
+<body>
+<h1>What does a VAE buy over an autoencoder? — {{ ds.name }}</h1>
+<p class="muted">vaelab {{ versions.vaelab }} · run created {{ doc.created }} · schema version {{ doc.schema_version }}</p>
+
+<h2 id="question">The question</h2>
+<p>{{ answer.question }}</p>
+<div class="answer" id="answer"><p><strong>This run's answer.</strong> {{ answer.short }}</p>
+<ul>{% for p in answer.points %}<li>{{ p.text }}</li>{% endfor %}</ul></div>
+
+<h2 id="metrics">Headline metrics</h2>
+<p class="muted">Test split. ↓ lower is better, ↑ higher is better; the best value of each row is marked. {% if n_seeds > 1 %}Each cell is the mean ± sd over {{ n_seeds }} seeds.{% endif %} n/a: does not apply (an AE has no likelihood). FD is the Fréchet distance in the judge classifier's features, not FID.</p>
+<table id="metrics-table">
+<tr><th>metric</th>{% for n in names %}<th>{{ n }}</th>{% endfor %}<th>reference</th></tr>
+{% for r in rows %}{% if loop.first or r.section != rows[loop.index0 - 1].section %}<tr class="section"><td colspan="{{ names|length + 2 }}">{{ r.section }}</td></tr>{% endif %}
+<tr><td>{{ r.label }}{% if r.better == 'min' %} ↓{% elif r.better == 'max' %} ↑{% endif %}</td>{% for c in r.cells %}<td class="{{ 'best' if c.is_best else '' }}">{{ c.text }}{% if c.is_best %} ★{% endif %}</td>{% endfor %}<td class="ref">{{ r.reference }}</td></tr>
+{% endfor %}
+</table>
+{% if reference %}<p class="muted">Reference rows (same sample count and metrics): {% for k, r in reference.items() %}{{ k.replace('_', ' ') }}: FD {{ fmt(r.fd) }}, precision {{ fmt(r.precision, '.3f') }}, recall {{ fmt(r.recall, '.3f') }}{% if not loop.last %}; {% endif %}{% endfor %}.</p>{% endif %}
+{% if likelihood_notes %}<p class="muted">Likelihood: {{ likelihood_notes|join(' ') }}</p>{% endif %}
+{% for n, m in failed.items() %}<p class="failed">{{ n }} failed: {{ m.error }}</p>{% endfor %}
+
+<h2 id="figures">Figures</h2>
+{% for f in figures %}<figure id="fig-{{ f.file[:-4] }}"><h3>{{ f.title }}</h3>
+{% if f.uri %}<img src="{{ f.uri }}" alt="{{ f.title }}">{% else %}<p class="failed">figure {{ f.file }} is missing from figures/.</p>{% endif %}
+<figcaption>{{ f.caption }}</figcaption></figure>
+{% endfor %}
+
+<h2 id="protocol">Protocol</h2>
+<table class="kv">
+{% for k, v in protocol %}<tr><td>{{ k }}</td><td>{{ v }}</td></tr>{% endfor %}
+</table>
+<h3>Models</h3>
+<table>
+<tr><th>model</th><th>status</th><th>parameters</th><th>epochs run</th><th>best epoch</th><th>training (s)</th><th>evaluation (s)</th></tr>
+{% for n, m in all_models.items() %}<tr><td>{{ n }}</td><td>{{ m.status }}</td><td>{{ fmt(g(m, ('train', 'n_params')), ',.0f') }}</td><td>{{ fmt(g(m, ('train', 'epochs_done')), '.0f') }}</td><td>{{ fmt(g(m, ('train', 'best_epoch')), '.0f') }}</td><td>{{ fmt(g(m, ('train', 'seconds')), '.1f') }}</td><td>{{ fmt(g(m, ('eval_seconds',)), '.1f') }}</td></tr>
+{% endfor %}
+</table>
+
+<h2 id="versions">Versions</h2>
+<table class="kv">{% for k, v in versions.items() %}<tr><td>{{ k }}</td><td>{{ v }}</td></tr>{% endfor %}</table>
+<p class="muted">Every number on this page is in metrics.json beside it; `vaelab report RUN` re-renders this page from it.</p>
+</body>
+</html>
+"""
+
+
+def _fmt(v: Any, spec: str = ".2f") -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return str(v)
+    return format(v, spec)
+
+
+def _protocol(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    ds, c = doc.get("dataset", {}), doc.get("config", {})
+    judge = doc.get("judge") or {}
+    classes = ", ".join(map(str, ds.get("class_names") or [])) or "none (unlabelled)"
+    seeds = c.get("seeds") or [c.get("seed", 0)]
+    rows = [
+        ("data", f"{ds.get('name')} from {ds.get('source')}; images {'x'.join(map(str, ds.get('shape', [])))} in [0, 1]; "
+                 f"fingerprint {ds.get('fingerprint')}"),
+        ("classes", f"{ds.get('n_classes')}: {classes}" + (f" (kept labels {c.get('classes')})" if c.get("classes") else "")),
+        ("splits", f"train {ds.get('n_train')}, validation {ds.get('n_val')}, test {ds.get('n_test')} "
+                   f"(split seed {c.get('split_seed')}, validation fraction {c.get('val_fraction')}); every metric on the test split"),
+        ("models", ", ".join(doc.get("models", {}))),
+        ("shared architecture", f"{c.get('backbone')} backbone, hidden {c.get('hidden')}"
+                                + (f", channels {c.get('channels')}" if c.get("backbone") == "conv" else "")
+                                + f", latent size {c.get('n_latent')}, {c.get('likelihood')} likelihood"),
+        ("model-specific", "beta-vae β = " + _fmt(c.get("beta") or 4.0, "g") + "; iwae K = " + _fmt(c.get("k") or 5, "g")
+                           + "; dae corruption " + str(c.get("corruption") or "gaussian:0.3")
+                           + "; cvae conditions encoder and decoder on the label"),
+        ("optimiser", f"AdamW, lr {c.get('lr')}, weight decay {c.get('weight_decay')}, batch {c.get('batch_size')}, "
+                      f"{c.get('epochs')} epochs, best validation epoch kept"
+                      + (f", KL warm-up {c.get('kl_warmup_steps')} steps" if c.get("kl_schedule") == "linear" else "")),
+        ("seeds", f"{len(seeds)}: {', '.join(map(str, seeds))}" + (" (mean ± sd over seeds)" if len(seeds) > 1 else "")),
+        ("generation", f"{c.get('n_samples')} samples per model and sampler (prior N(0, I); GMM with 10 components "
+                       f"fitted to the training codes), decoded to the likelihood's mean"),
+        ("likelihood", f"importance-weighted bound with K = {c.get('iw_k')} samples per test image; −ELBO with one sample"),
+        ("interpolation", f"{c.get('n_interp_pairs')} random pairs of test codes, decoded at the midpoint"),
+        ("feature extractor", f"the judge: a small {judge.get('arch') or ''} classifier trained on the training split "
+                              f"(test accuracy {_fmt(judge.get('test_accuracy'), '.3f')}); FD, precision/recall (k=3) "
+                              "in its penultimate features, confidence = its mean max softmax" if judge else
+                              "none (the data have no labels): judge-based metrics are n/a"),
+        ("2-D pair", "an AE and a VAE with a 2-D latent, trained under the same protocol, for the manifold grid and the "
+                     "holes map" if doc.get("pairs_2d") else "not trained (--no-pair)"),
+        ("device", f"{c.get('device')}, {c.get('torch_threads')} torch thread(s)"),
+        ("time", ", ".join(f"{k} {v:.0f} s" for k, v in (doc.get("timings") or {}).items() if isinstance(v, (int, float)))),
+    ]
+    return rows
+
+
+def _data_uri(path: Path) -> str | None:
+    if not path.is_file():
+        return None
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def render(doc: dict[str, Any], fig_dir: str | Path) -> str:
+    """The report page for a metrics.json dict, with the PNGs of ``fig_dir`` embedded."""
+    import jinja2
+
+    fig_dir = Path(fig_dir)
+    names, rows = table_rows(doc)
+    figures = [{**f, "uri": _data_uri(fig_dir / Path(f["file"]).name)} for f in doc.get("figures") or []]
+    lik_notes = sorted({m["likelihood"]["note"] for m in doc.get("models", {}).values()
+                        if isinstance(m.get("likelihood"), dict) and m["likelihood"].get("note")})
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    tpl = env.from_string(TEMPLATE)
+    return tpl.render(
+        doc=doc, ds=doc.get("dataset", {}), versions=doc.get("versions", {}), answer=make_answer(doc),
+        names=names, rows=rows, n_seeds=len(doc.get("config", {}).get("seeds", [0])),
+        reference=doc.get("reference") or {}, likelihood_notes=lik_notes,
+        failed={n: m for n, m in doc.get("models", {}).items() if m.get("status") != "ok" or m.get("error")},
+        figures=figures, protocol=_protocol(doc), all_models=doc.get("models", {}), fmt=_fmt, g=get)
+
+
+def read_metrics(run: str | Path) -> dict[str, Any]:
+    """Load and check a run folder's metrics.json."""
+    run = Path(run)
+    p = run / "metrics.json"
+    if not p.is_file():
+        raise ConfigError(f"{run} has no metrics.json: pass a run folder written by `vaelab compare`.")
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{p} is not valid JSON ({e}); it was truncated or edited. Re-run `vaelab compare`.") from None
+    if not isinstance(doc, dict) or doc.get("schema_version") != SCHEMA_VERSION:
+        got = doc.get("schema_version") if isinstance(doc, dict) else None
+        raise ConfigError(f"{p} has schema_version {got!r}; this vaelab reads schema version {SCHEMA_VERSION}.")
+    return doc
+
+
+def write_report(run: str | Path, out: str | Path | None = None) -> Path:
+    """Render ``run``/report.html (or ``out``) from ``run``/metrics.json and ``run``/figures/. Returns the path."""
+    run = Path(run)
+    doc = read_metrics(run)
+    path = Path(out) if out else run / "report.html"
+    atomic_write_text(path, render(doc, run / "figures"))
+    return path
+
+
+# -- `vaelab report` ---------------------------------------------------------------------------
+def report_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", metavar="RUN", help="a run folder written by `vaelab compare` (holds metrics.json, figures/)")
+    p.add_argument("--out", default=None, help="HTML file to write (default RUN/report.html, replaced)")
+    p.add_argument("--markdown", default=None, metavar="FILE.md",
+                   help="also write the headline table and the answer as Markdown (e.g. for docs/); replaced if it "
+                        "exists")
+
+
+def report_cmd(args: argparse.Namespace) -> int:
+    from vaelab.report.table import headline_table, wide_console
+
+    run = Path(args.run)
+    if args.out and Path(args.out).exists() and Path(args.out).resolve() != (run / "report.html").resolve():
+        raise OutputError(f"{args.out} exists; choose another --out (vaelab report only replaces RUN/report.html).")
+    path = write_report(run, args.out)
+    doc = read_metrics(run)
+    wide_console().print(headline_table(doc))
+    print(f"wrote {path}")
+    if args.markdown:
+        from vaelab.report.table import markdown_report
+
+        atomic_write_text(args.markdown, markdown_report({**doc, "answer": make_answer(doc)}))
+        print(f"wrote {args.markdown}")
+    return 0

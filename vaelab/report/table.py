@@ -1,0 +1,164 @@
+"""The headline metrics table, shared by the terminal (rich) and the HTML report.
+
+``ROWS`` fixes which numbers are headline, where they live in a model's metrics dict, and which
+direction is better; ``table_rows(doc)`` turns metrics.json into rows of cells with the best value
+per row marked. With several seeds a cell reads "mean ± sd" and the best is the best mean.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+# (section, label, path in a model's dict, better: "min" | "max" | None, format)
+ROWS: list[tuple[str, str, tuple[str, ...], str | None, str]] = [
+    ("Reconstruction", "BCE, mean z (nats/image)", ("reconstruction", "mean_z", "bce"), "min", ".2f"),
+    ("Reconstruction", "PSNR, mean z (dB)", ("reconstruction", "mean_z", "psnr"), "max", ".2f"),
+    ("Likelihood", "−ELBO (nats)", ("likelihood", "neg_elbo"), "min", ".2f"),
+    ("Likelihood", "IW bound on −log p(x) (nats)", ("likelihood", "iw_nll"), "min", ".2f"),
+    ("Generation", "FD prior samples (judge features)", ("generation", "prior", "fd"), "min", ".2f"),
+    ("Generation", "FD GMM samples (judge features)", ("generation", "gmm", "fd"), "min", ".2f"),
+    ("Generation", "precision, prior samples", ("generation", "prior", "precision"), "max", ".3f"),
+    ("Generation", "recall, prior samples", ("generation", "prior", "recall"), "max", ".3f"),
+    ("Generation", "judge confidence, prior samples", ("generation", "prior", "confidence"), "max", ".3f"),
+    ("Generation", "class coverage, prior (nats)", ("generation", "prior", "coverage"), "max", ".3f"),
+    ("Interpolation", "FD of midpoints", ("interpolation", "fd_midpoints"), "min", ".2f"),
+    ("Interpolation", "judge confidence of midpoints", ("interpolation", "confidence_midpoints"), "max", ".3f"),
+    ("Latent", "linear probe accuracy", ("latent", "linear_probe"), "max", ".3f"),
+    ("Latent", "k-NN accuracy (k=5)", ("latent", "knn"), "max", ".3f"),
+    ("Latent", "k-means NMI", ("latent", "kmeans_nmi"), "max", ".3f"),
+    ("Latent", "silhouette by label", ("latent", "silhouette"), "max", ".3f"),
+    ("Latent", "active units", ("latent", "active_units"), None, ".0f"),
+    ("Denoising", "PSNR, gaussian σ=0.3 (dB)", ("denoising", "gaussian"), "max", ".2f"),
+    ("Denoising", "PSNR, salt-and-pepper 20 % (dB)", ("denoising", "salt-and-pepper"), "max", ".2f"),
+    ("Denoising", "PSNR, masking 25 % (dB)", ("denoising", "masking"), "max", ".2f"),
+    ("Cost", "training time (s)", ("train", "seconds"), None, ".1f"),
+]
+# the floor/ceiling rows of metrics.json "reference" shown beside the generation rows
+REFERENCE_COLS = (("train_vs_test", "train"), ("uniform_noise", "noise"))
+
+
+def get(d: Any, path: tuple[str, ...]) -> Any:
+    for k in path:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(k)
+    return d
+
+
+def fmt(v: Any, spec: str) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    return format(v, spec)
+
+
+@dataclass
+class Cell:
+    text: str
+    value: float | None
+    is_best: bool = False
+
+
+@dataclass
+class Row:
+    section: str
+    label: str
+    better: str | None
+    cells: list[Cell]
+    reference: str
+
+
+def ok_models(doc: dict[str, Any]) -> list[str]:
+    return [n for n, m in doc.get("models", {}).items() if m.get("status") == "ok"]
+
+
+def table_rows(doc: dict[str, Any]) -> tuple[list[str], list[Row]]:
+    """(model names, rows) for the headline table; failed models are left out of it."""
+    names = ok_models(doc)
+    rows = []
+    for section, label, path, better, spec in ROWS:
+        cells = []
+        for n in names:
+            m = doc["models"][n]
+            v = get(m, path)
+            v = v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+            sd = get(m.get("sd"), path) if m.get("sd") else None
+            text = fmt(v, spec) + (f" ± {fmt(sd, spec)}" if v is not None and isinstance(sd, (int, float)) else "")
+            cells.append(Cell(text, v))
+        vals = [c.value for c in cells if c.value is not None]
+        if better and len(vals) >= 2:
+            best = min(vals) if better == "min" else max(vals)
+            for c in cells:
+                c.is_best = c.value is not None and c.value == best
+        ref = ""
+        if section == "Generation" and path[-1] in ("fd", "precision", "recall", "confidence", "coverage"):
+            parts = [f"{short} {fmt(get(doc.get('reference'), (key, path[-1])), spec)}"
+                     for key, short in REFERENCE_COLS if get(doc.get("reference"), (key, path[-1])) is not None]
+            ref = ", ".join(parts)
+        if all(c.value is None for c in cells):
+            continue            # e.g. no judge: no generation rows at all
+        rows.append(Row(section, label, better, cells, ref))
+    return names, rows
+
+
+def headline_table(doc: dict[str, Any]) -> Any:
+    """A rich Table of the headline numbers; the best value per row in bold with a '*'."""
+    from rich.table import Table
+
+    names, rows = table_rows(doc)
+    ds = doc.get("dataset", {})
+    seeds = doc.get("config", {}).get("seeds", [0])
+    t = Table(title=f"vaelab compare: {ds.get('name')} ({ds.get('n_test')} test images, "
+                    f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''}) — * = best in row",
+              caption="↓ lower is better, ↑ higher is better; n/a = does not apply (an AE has no likelihood)")
+    t.add_column("metric", no_wrap=True)
+    for n in names:
+        t.add_column(n, justify="right")
+    t.add_column("reference (train vs test, noise)", style="dim")
+    section = None
+    for r in rows:
+        if r.section != section:
+            if section is not None:
+                t.add_section()
+            section = r.section
+        arrow = {"min": " ↓", "max": " ↑"}.get(r.better or "", "")
+        cells = [f"[bold green]{c.text}*[/bold green]" if c.is_best else c.text for c in r.cells]
+        t.add_row(f"{r.label}{arrow}", *cells, r.reference)
+    return t
+
+
+def wide_console() -> Any:
+    """A rich Console as wide as the terminal, or 160 columns when writing to a pipe or file (a log)."""
+    import sys
+
+    from rich.console import Console
+
+    return Console(width=None if sys.stdout.isatty() else 160)
+
+
+def markdown_report(doc: dict[str, Any]) -> str:
+    """The run's headline table (best value per row in bold) and its answer as Markdown, e.g. for docs/."""
+    names, rows = table_rows(doc)
+    ds, c, t = doc.get("dataset", {}), doc.get("config", {}), doc.get("timings", {})
+    lines = [f"# vaelab compare: {ds.get('name')}", ""]
+    if doc.get("command"):
+        lines += ["```", doc["command"], "```", ""]
+    total = t.get("total")
+    lines += [f"{ds.get('n_train')} training / {ds.get('n_test')} test images; {c.get('backbone')} backbone "
+              f"{c.get('hidden')}, latent {c.get('n_latent')}, {c.get('epochs')} epochs, batch {c.get('batch_size')}, "
+              f"seeds {c.get('seeds')}; {c.get('n_samples')} samples per sampler, IW K = {c.get('iw_k')}; "
+              f"device {c.get('device')} ({c.get('torch_threads')} torch thread(s))"
+              + (f"; {total:.0f} s end to end." if isinstance(total, (int, float)) else "."), ""]
+    lines += ["| metric | " + " | ".join(names) + " | reference (train vs test, noise) |",
+              "|---|" + "---:|" * len(names) + "---|"]
+    for r in rows:
+        arrow = {"min": " ↓", "max": " ↑"}.get(r.better or "", "")
+        cells = [f"**{c_.text}**" if c_.is_best else c_.text for c_ in r.cells]
+        lines.append(f"| {r.section}: {r.label}{arrow} | " + " | ".join(cells) + f" | {r.reference} |")
+    answer = doc.get("answer") or {}
+    lines += ["", "Best value per row in bold. FD is the Fréchet distance in the judge classifier's features, not FID.",
+              "", f"**Answer.** {answer.get('short', '')}", ""]
+    v = doc.get("versions", {})
+    lines += ["Versions: " + ", ".join(f"{k} {val}" for k, val in v.items() if k != "platform"), ""]
+    return "\n".join(lines)
