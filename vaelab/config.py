@@ -89,7 +89,9 @@ class TrainConfig:
     patience: int = 0                # early stopping: epochs without val improvement; 0 = off
     kl_schedule: str = "constant"    # KL weight schedule: "constant" | "linear" (warm-up over kl_warmup_steps)
     kl_warmup_steps: int = 0
-    log_every: int = 25              # steps between progress-bar updates (each one syncs the device)
+    log_every: int = 25              # steps between progress-bar updates and NaN checks (each one syncs the device)
+    compile: bool = False            # torch.compile the objective (pays on GPU / long runs; see benchmarks/README.md)
+    precision: str = "fp32"          # "fp32" | "bf16" (autocast; for GPUs with bf16 tensor cores)
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -100,6 +102,10 @@ class TrainConfig:
             raise ConfigError(f"learning rate must be > 0, got {self.lr}.")
         if self.weight_decay < 0 or self.grad_clip < 0 or self.patience < 0 or self.kl_warmup_steps < 0:
             raise ConfigError("weight decay, gradient clip, patience and warm-up steps must be >= 0.")
+        if self.log_every < 1:
+            raise ConfigError(f"log_every must be >= 1, got {self.log_every}.")
+        if self.precision not in ("fp32", "bf16"):
+            raise ConfigError(f"unknown precision {self.precision!r}; choose fp32 or bf16.")
         if self.kl_schedule not in ("constant", "linear"):
             raise ConfigError(f"unknown KL schedule {self.kl_schedule!r}; choose constant or linear.")
 
