@@ -212,7 +212,9 @@ def fit(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig = TrainCon
     if global_batch > n:
         raise ConfigError(f"batch size {global_batch} is larger than the {n} training images; use --batch-size "
                           f"{min(128, n // dctx.world_size)} or less.")
-    if device.type == "cuda" and mcfg.backbone == "conv":
+    # channels-last: oneDNN (CPU) and cuDNN (GPU) convolutions run faster on NHWC (benchmarks/README.md)
+    channels_last = mcfg.backbone == "conv"
+    if channels_last:
         model.to(memory_format=torch.channels_last)
     opt = make_optimizer(model, cfg)
     shuffle_gen = torch.Generator().manual_seed(cfg.seed)
@@ -268,7 +270,7 @@ def fit(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig = TrainCon
             model.train()
             if dctx.is_distributed:         # independent noise per rank, and a resume point at every epoch
                 torch.manual_seed(cfg.seed + 1_000_003 * epoch + 7919 * dctx.rank)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             names: list[str] = []
             sums = torch.zeros(0, device=device)   # (1 + n_terms,) running sum of terms x images, on the device
             gnorm = torch.zeros((), device=device)  # running sum of clipped-step gradient norms (NaN guard)
@@ -278,6 +280,8 @@ def fit(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig = TrainCon
                 lo, hi = distributed.rank_slice(b0, b1, dctx)
                 m = hi - lo
                 xb = torch.index_select(x, 0, perm[lo:hi], out=xbuf[:m])
+                if channels_last and xb.shape[1] > 1:      # one channel: NCHW already is NHWC
+                    xb = xb.contiguous(memory_format=torch.channels_last)
                 yb = y[perm[lo:hi]] if y is not None else None
                 with amp:
                     lt = objective(xb, yb, kl_weight(cfg, step))
@@ -315,14 +319,14 @@ def fit(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig = TrainCon
                     if last:
                         sums = tot[:-1]
                 bar.update(1)
-            seconds = time.perf_counter() - t0
+            seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
             train_terms = {k: v / n_epoch for k, v in zip(names, sums.tolist())}
             if dctx.is_main:
                 val_terms = evaluate_loss(model, data.x_val, data.y_val) if data.x_val.shape[0] else train_terms
             else:
                 val_terms = {}
             val = distributed.broadcast_floats([val_terms.get("loss", 0.0)], dctx, device)[0]
-            record = {"epoch": epoch, "step": step, "seconds": round(seconds, 4),
+            record = {"epoch": epoch, "step": step, "seconds": round(seconds, 4), "cpu_seconds": round(cpu_seconds, 4),
                       "images_per_s": round(n_epoch / seconds, 1), "kl_weight": kl_weight(cfg, step),
                       "train": train_terms, "val": val_terms}
             history.append(record)
