@@ -46,15 +46,15 @@ def test_scaled_rank_gradients_average_to_the_global_batch_gradient() -> None:
 
 def test_diverged_term_prefers_the_named_term() -> None:
     nan = math.nan
-    assert _diverged_term(["loss", "recon", "kl"], torch.tensor([nan, 1.0, nan, 0.0])) == "kl"
-    assert _diverged_term(["loss", "recon"], torch.tensor([math.inf, 1.0, 0.0])) == "loss"
-    assert _diverged_term(["loss", "recon"], torch.tensor([1.0, 1.0, nan])) == "gradient"
+    assert _diverged_term(["loss", "recon", "kl"], [True, False, True, False]) == "kl"
+    assert _diverged_term(["loss", "recon"], [True, False, False]) == "loss"
+    assert _diverged_term(["loss", "recon"], [False, False, True]) == "gradient"
 
 
 def test_nan_guard_on_a_stride_names_the_term_and_rolls_back(digits, tmp_path) -> None:
     mcfg = model_config("vae", input_shape=digits.shape, likelihood="gaussian", sigma=1e-30)
     model = build_model(mcfg)
-    with pytest.raises(DivergenceError, match="'recon' term became NaN/inf at epoch 1, between steps 1 and"):
+    with pytest.raises(DivergenceError, match="'recon' term became NaN/inf at epoch 1, step 1;"):
         fit(model, digits, TrainConfig(epochs=2, lr=10.0, device="cpu", log_every=5), tmp_path / "m", progress=False)
     assert all(bool(torch.isfinite(p).all()) for p in model.parameters())      # the epoch-start weights are back
     assert not (tmp_path / "m" / "last.safetensors").exists()                  # nothing written after the NaN

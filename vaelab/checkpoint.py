@@ -26,7 +26,7 @@ from torch import Tensor
 
 import vaelab
 from vaelab.config import ModelConfig
-from vaelab.errors import CheckpointError, ConfigError, VaelabError
+from vaelab.errors import CheckpointError, ConfigError, OutputError, VaelabError
 from vaelab.io import atomic_path, atomic_write_json
 
 FORMAT = "vaelab-checkpoint"
@@ -53,10 +53,16 @@ def save_tensors(path: str | Path, tensors: dict[str, Tensor], metadata: dict[st
     """Atomically write tensors to a safetensors file with a digest in its metadata."""
     from safetensors.torch import save_file
 
+    from safetensors import SafetensorError
+
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
     meta = {**metadata, "sha256": tensor_digest(tensors)}
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
+        try:
+            save_file(tensors, str(tmp), metadata=meta)
+        except SafetensorError as e:   # its I/O errors (a full disk) are not OSErrors
+            raise OutputError(f"could not write {path}: {e}. Check that the disk has space and the folder is "
+                              "writable; the previous file is unchanged.") from None
 
 
 def load_tensors(path: str | Path) -> tuple[dict[str, Tensor], dict[str, str]]:
@@ -163,7 +169,7 @@ def _diff(a: dict[str, Any], b: dict[str, Any]) -> str:
 
 def load_model(path: str | Path, weights: str = WEIGHTS_NAME, device: str | torch.device = "cpu") -> Checkpoint:
     """Load a model folder (or its weights file) after verifying it. Raises CheckpointError on any mismatch."""
-    from vaelab.models import build_model
+    from vaelab.models import ALL_MODELS, build_model, config_from_dict
 
     path = Path(path)
     if not path.exists():
@@ -176,8 +182,12 @@ def load_model(path: str | Path, weights: str = WEIGHTS_NAME, device: str | torc
         path, weights = path.parent, path.name
     folder = path
     cfg_json = read_config(folder)
+    name = cfg_json["model"].get("model") if isinstance(cfg_json.get("model"), dict) else None
+    if name is not None and name not in ALL_MODELS:
+        raise CheckpointError(f"{folder / CONFIG_NAME} names an unknown model {name!r}; this vaelab knows "
+                              f"{', '.join(ALL_MODELS)}. The file was edited or comes from another version of vaelab.")
     try:
-        model_cfg = ModelConfig.from_dict(cfg_json.get("model"))
+        model_cfg = config_from_dict(cfg_json.get("model"))  # ModelConfig or SeqModelConfig, by model name
     except ConfigError as e:
         raise CheckpointError(f"{folder / CONFIG_NAME}: {e}") from None
     tensors, meta = load_tensors(folder / weights)

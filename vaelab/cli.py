@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from vaelab.errors import ConfigError, VaelabError
+from vaelab.molecules import cli as mol_cli   # imports no RDKit: the commands do, when run
 
 MODEL_NAMES = ("ae", "dae", "vae", "beta-vae", "cvae", "iwae", "rae")
 
@@ -75,6 +76,10 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
                         "it pays only for long runs (see benchmarks/README.md)")
     g.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                    help="fp32, or bf16 autocast for GPUs with bf16 units (default fp32)")
+    g.add_argument("--on-nan", choices=("stop", "retry"), default="stop",
+                   help="when a loss term or the gradient becomes NaN/inf: stop (keep the last good checkpoint, exit 3) "
+                        "or retry from the last good checkpoint with half the learning rate (default stop)")
+    g.add_argument("--max-retries", type=int, default=2, help="--on-nan retry: give up after this many retries (default 2)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -144,14 +149,15 @@ def train_args(p: argparse.ArgumentParser) -> None:
 
 
 def train_cmd(args: argparse.Namespace) -> int:
-    from vaelab.train import fit
+    from vaelab.train import fit_with_retries
 
     data = load_data_from_args(args)
     mcfg = model_config_from_args(args.model, args, data)
     tcfg = train_config_from_args(args)
     out = Path(args.out or f"runs/{args.model}-{_slug(args.dataset)}")
-    run = fit(mcfg, data, tcfg, out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
-              data_meta=data_meta_from_args(args))
+    run = fit_with_retries(mcfg, data, tcfg, out, on_nan=args.on_nan, max_retries=args.max_retries,
+                           resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
+                           data_meta=data_meta_from_args(args))
     from vaelab.distributed import is_main
 
     if is_main():           # under torchrun only rank 0 reports (and writes)
@@ -209,6 +215,32 @@ def sample_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def evaluate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("ckpt", metavar="CKPT", help="a model folder written by `vaelab train` (config.json + weights)")
+    p.add_argument("--out", required=True, help="FILE.json to write: every metric, the reference rows and settings")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--n-samples", type=int, default=10000,
+                   help="generated images per sampler for FD / precision / recall (default 10000)")
+    p.add_argument("--iw-samples", type=int, default=100,
+                   help="importance samples K per test image for the IW-NLL bound (VAEs; default 100)")
+    p.add_argument("--samplers", default="prior,gmm",
+                   help="comma-separated samplers to score: prior (z ~ N(0, I)) and/or gmm (ex-post mixture fitted "
+                        "to the training codes). Default prior,gmm")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random draw in the evaluation (default 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def evaluate_cmd(args: argparse.Namespace) -> int:
+    from vaelab.evaluate import evaluate_checkpoint, print_summary
+
+    samplers = tuple(s.strip() for s in args.samplers.split(",") if s.strip())
+    doc = evaluate_checkpoint(args.ckpt, args.out, n_samples=args.n_samples, iw_k=args.iw_samples,
+                              samplers=samplers, seed=args.seed, progress=not args.quiet, overwrite=args.overwrite)
+    print_summary(doc)
+    print(f"wrote {args.out}")
+    return 0
+
+
 def datasets_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", default=None, help="also look for Fashion-MNIST IDX files in this folder")
 
@@ -229,15 +261,42 @@ def datasets_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def explore_args(p: argparse.ArgumentParser) -> None:
+    from vaelab.explore import explore_args as add
+
+    add(p)
+
+
+def explore_cmd(args: argparse.Namespace) -> int:
+    from vaelab.explore import explore_cmd as run
+
+    return run(args)
+
+
 COMMANDS: dict[str, tuple[Callable, Callable, str]] = {
     "train": (train_args, train_cmd, "train one model and write its folder (config.json + weights.safetensors)"),
     "sample": (sample_args, sample_cmd, "decode samples from a trained model's prior or ex-post GMM"),
+    "evaluate": (evaluate_args, evaluate_cmd, "compute every metric of a trained model and write them as JSON"),
     "datasets": (datasets_args, datasets_cmd, "list the datasets vaelab can read and where they come from"),
+    "explore": (explore_args, explore_cmd, "open an interactive page that walks the latent spaces of a run's models"),
+    "compare-molecules": (mol_cli.compare_args, mol_cli.compare_cmd, "molecules: train sequence AE/VAE on MOSES "
+                          "SELFIES, measure them (MOSES metrics), write a run folder (also: compare --dataset moses)"),
+    "encode": (mol_cli.encode_args, mol_cli.encode_cmd, "molecules: SMILES -> latent codes of a molecule model"),
+    "decode": (mol_cli.decode_args, mol_cli.decode_cmd, "molecules: latent codes (or prior/GMM samples) -> SMILES"),
+    "neighbours": (mol_cli.neighbours_args, mol_cli.neighbours_cmd,
+                   "molecules: decode the neighbourhood z + sigma*eps of a molecule's code"),
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad option is one line (what is wrong + where the options are), not the whole usage."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}. See `{self.prog} --help` for the options.\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="vaelab",
         description="Deterministic and variational autoencoders, trained side by side and measured.")
     from vaelab import __version__
@@ -247,13 +306,16 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (add_args, func, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         add_args(p)
-        p.set_defaults(func=func)
+        p.set_defaults(func=func, _parser=p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = mol_cli.route_compare(list(sys.argv[1:] if argv is None else argv))  # compare --dataset moses
+    args, extra = parser.parse_known_args(argv)
+    if extra:   # name the command's own --help, not the top level's
+        getattr(args, "_parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

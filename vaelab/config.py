@@ -6,6 +6,8 @@ how it was trained. Overrides use `dataclasses.replace`; nothing mutates a confi
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +38,7 @@ class ModelConfig:
     rae_lambda: float = 1e-4                    # rae only: weight of the decoder's squared L2 norm
 
     def __post_init__(self) -> None:
+        _check_types(self)
         # JSON gives lists; keep tuples so the config stays hashable and frozen.
         for name in ("input_shape", "hidden", "channels"):
             object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
@@ -94,6 +97,7 @@ class TrainConfig:
     precision: str = "fp32"          # "fp32" | "bf16" (autocast; for GPUs with bf16 tensor cores)
 
     def __post_init__(self) -> None:
+        _check_types(self)
         if self.epochs < 1:
             raise ConfigError(f"epochs must be >= 1, got {self.epochs}.")
         if self.batch_size < 1:
@@ -115,6 +119,32 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
         return _from_dict(cls, d)
+
+
+def _check_types(cfg: Any) -> None:
+    """Each field has its default's type (ints integral, floats finite, tuples of ints): a config from an edited
+    JSON file or a Python caller fails here with a message, not later inside torch. Normalises numbers in place."""
+    for f in dataclasses.fields(cfg):
+        v, default = getattr(cfg, f.name), f.default
+        if isinstance(default, bool):
+            ok, kind = isinstance(v, bool), "true or false"
+        elif isinstance(default, int):
+            ok, kind = isinstance(v, numbers.Integral) and not isinstance(v, bool), "an integer"
+            v = int(v) if ok else v
+        elif isinstance(default, float):
+            ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+            kind, v = "a finite number", (float(v) if ok else v)
+        elif isinstance(default, str):
+            ok, kind = isinstance(v, str), "a string"
+        elif isinstance(default, tuple):
+            ok = (isinstance(v, (list, tuple))
+                  and all(isinstance(i, numbers.Integral) and not isinstance(i, bool) for i in v))
+            kind = "a list of integers"
+        else:
+            continue
+        if not ok:
+            raise ConfigError(f"{type(cfg).__name__}: {f.name} must be {kind}, got {v!r}.")
+        object.__setattr__(cfg, f.name, v)
 
 
 def _from_dict(cls: type, d: dict[str, Any]) -> Any:

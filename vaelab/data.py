@@ -349,6 +349,14 @@ def _npz_raw(path: str) -> _Raw:
         raise DataError(f"npz file {path} does not exist. Check the path given as --dataset npz:FILE.")
     if os.path.getsize(path) == 0:
         raise DataError(f"{path} is empty (0 bytes). Save the arrays again with np.savez(path, x=..., y=...).")
+    with open(path, "rb") as f:
+        head = f.read(6)
+    if head[:1] == b"\x80":
+        raise DataError(f"{path} is a pickle, which vaelab refuses to load: unpickling can run arbitrary code. "
+                        "Save plain numeric arrays with np.savez(path, x=images, y=labels).")
+    if head[:4] != b"PK\x03\x04" and head != b"\x93NUMPY":   # np.load would take anything else for a pickle
+        raise DataError(f"{path} is not an .npz archive (it does not start with the zip signature). "
+                        "Save the arrays with np.savez(path, x=images, y=labels).")
     arrays: dict[str, np.ndarray] = {}
     try:
         npz = np.load(path, allow_pickle=False)

@@ -26,9 +26,24 @@ class CheckpointError(VaelabError):
 
 
 class DivergenceError(VaelabError):
-    """Training produced NaN/inf in a loss term or gradient."""
+    """Training produced NaN/inf in a loss term or gradient.
+
+    ``term`` names the quantity that went non-finite ("recon", "kl", ..., "loss" or "gradient"),
+    ``epoch``/``step`` say where; all three are None when unknown.
+    """
 
     exit_code = 3
+
+    def __init__(self, message: str, *, term: str | None = None, epoch: int | None = None,
+                 step: int | None = None) -> None:
+        super().__init__(message)
+        self.term, self.epoch, self.step = term, epoch, step
+
+
+class Interrupted(VaelabError):
+    """The user stopped training (Ctrl-C); the last completed epoch's checkpoint is on disk."""
+
+    exit_code = 130
 
 
 class OutputError(VaelabError):

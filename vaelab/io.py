@@ -1,6 +1,7 @@
 """Atomic file writes: write to a temporary file in the same folder, fsync, then rename.
 
 A reader (or a `kill -9`) never sees a half-written file: it sees the old file or the new one.
+A temporary left behind by a kill is named ``.NAME.*.tmp`` (the trainer removes its own on restart).
 """
 from __future__ import annotations
 
@@ -34,7 +35,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp_path, 0o666 & ~_umask())     # mkstemp makes 0600; a written file gets the usual mode
         os.replace(tmp_path, path)
+        _fsync_dir(path.parent)                   # the rename itself survives a power loss
     except OSError as e:
         tmp_path.unlink(missing_ok=True)
         raise OutputError(f"could not write {path}: {e.strerror or e}. "
@@ -42,6 +45,25 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass                                      # some filesystems cannot fsync a directory
+    finally:
+        os.close(fd)
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> None:

@@ -122,3 +122,18 @@ def rae_z_penalty(z: Tensor) -> Tensor:
 def l2_norm_squared(params: list[Tensor]) -> Tensor:
     """sum of squared entries of the given parameters (RAE's decoder regulariser L_REG, the L2 variant)."""
     return torch.stack([p.pow(2).sum() for p in params]).sum()
+
+
+def token_nll(logits: Tensor, target: Tensor, pad_id: int = 0) -> Tensor:
+    """-log p(x|z) of an autoregressive categorical decoder, summed over positions, per sequence.
+
+    -sum_t [x_t != pad] log softmax(logits_t)[x_t]: the token cross-entropy, with padding masked
+    (it is not part of the molecule). The <eos> target counts: the decoder must learn to stop.
+
+    Args:
+        logits: (B, T, V) next-token logits; target: (B, T) int64 ids
+    Returns:
+        (B,) nats
+    """
+    nll = F.cross_entropy(logits.transpose(1, 2), target, ignore_index=pad_id, reduction="none")  # (B, T)
+    return nll.sum(-1)

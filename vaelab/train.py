@@ -16,6 +16,7 @@ One readable loop (nanoGPT-style), no callbacks:
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -31,8 +32,8 @@ from torch import Tensor
 from vaelab import checkpoint as ckpt
 from vaelab import distributed
 from vaelab.config import ModelConfig, TrainConfig
-from vaelab.errors import CheckpointError, ConfigError, DivergenceError, OutputError
-from vaelab.io import atomic_write_text
+from vaelab.errors import CheckpointError, ConfigError, DivergenceError, Interrupted, OutputError
+from vaelab.io import atomic_write_json, atomic_write_text
 from vaelab.models import Autoencoder, build_model
 
 LAST_NAME = "last.safetensors"
@@ -110,15 +111,14 @@ def evaluate_loss(model: Autoencoder, x: Tensor, y: Tensor | None = None, batch_
     return {k: v / n for k, v in zip(names, sums.tolist())}
 
 
-def _diverged_term(names: list[str], sums: Tensor) -> str:
-    """The name of the first non-finite running sum (a named term before "loss"), else "gradient".
+def _diverged_term(names: list[str], nonfinite: list[bool]) -> str:
+    """The name of the first non-finite quantity of a step: a named term, else the total, else the gradient.
 
     Args:
-        names: ["loss", term, ...]; sums: (len(names) + 1,) running sums, the last the gradient norms
+        names: ["loss", term, ...]; nonfinite: (len(names) + 1,) flags, the last one the gradient norm's
     """
-    finite = torch.isfinite(sums).tolist()
-    for name, ok in [*zip(names[1:], finite[1:]), (names[0], finite[0])]:
-        if not ok:
+    for name, bad in [*zip(names[1:], nonfinite[1:]), (names[0], nonfinite[0])]:
+        if bad:
             return name
     return "gradient"
 
@@ -166,6 +166,9 @@ def _prepare_out(out: Path, resume: bool, overwrite: bool, mutate: bool = True) 
     if overwrite and not resume:
         for f in OWNED_FILES:
             (out / f).unlink(missing_ok=True)
+    for f in OWNED_FILES:   # temporaries of atomic writes a kill -9 left behind (io.atomic_path names them so)
+        for tmp in out.glob(f".{f}.*.tmp") if out.is_dir() else ():
+            tmp.unlink(missing_ok=True)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -174,7 +177,7 @@ def _prepare_out(out: Path, resume: bool, overwrite: bool, mutate: bool = True) 
 
 def fit(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig = TrainConfig(), out: str | Path | None = None,
         *, resume: bool = False, overwrite: bool = False, progress: bool = True,
-        data_meta: dict[str, Any] | None = None) -> Run:
+        data_meta: dict[str, Any] | None = None, training_info: dict[str, Any] | None = None) -> Run:
     """Train ``model`` on ``data.x_train`` (validating on ``data.x_val``) under ``cfg``.
 
     Under torchrun (WORLD_SIZE > 1) this is data-parallel: ``cfg.batch_size`` is the per-rank batch,
@@ -187,6 +190,7 @@ def fit(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig = TrainCon
         out: model folder for config.json, weights.safetensors (best), last.safetensors, train_log.jsonl
         resume: continue from out/last.safetensors (model, optimiser, RNG, epoch, history)
         data_meta: extra JSON written under "data" in config.json (how to reload the dataset)
+        training_info: extra JSON written under "training" in config.json (e.g. the retries of fit_with_retries)
     Returns:
         Run with the best weights loaded into ``run.model``.
     Raises:
@@ -197,7 +201,7 @@ def fit(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig = TrainCon
     if dctx.is_distributed and device.type == "cuda":
         device = torch.device("cuda", dctx.local_rank)
     torch.manual_seed(cfg.seed)
-    if isinstance(model, ModelConfig):
+    if not isinstance(model, torch.nn.Module):   # a ModelConfig (or SeqModelConfig)
         model = build_model(model)
     model.to(device)
     mcfg: ModelConfig = model.cfg
@@ -241,7 +245,7 @@ def fit(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig = TrainCon
             start_epoch = st["epoch"] + 1
         if writes:
             extra = {"train": cfg.to_dict(), "data": {**data.summary(), **(data_meta or {})},
-                     "training": {"status": "running", "world_size": dctx.world_size}}
+                     "training": {"status": "running", "world_size": dctx.world_size, **(training_info or {})}}
             ckpt.write_config(out_path, mcfg, extra)
     # the objective as a module, so DistributedDataParallel (which hooks forward) can average gradients
     objective: torch.nn.Module = _Objective(model)
@@ -273,9 +277,9 @@ def fit(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig = TrainCon
             t0, c0 = time.perf_counter(), time.process_time()
             names: list[str] = []
             sums = torch.zeros(0, device=device)   # (1 + n_terms,) running sum of terms x images, on the device
-            gnorm = torch.zeros((), device=device)  # running sum of clipped-step gradient norms (NaN guard)
+            first_bad = torch.full((), -1, dtype=torch.long, device=device)   # first step with a NaN/inf, or -1
+            bad_mask = torch.zeros(0, dtype=torch.bool, device=device)
             perm = torch.randperm(n, generator=shuffle_gen).to(device)
-            checked = 0
             for j, (b0, b1) in enumerate(bounds):
                 lo, hi = distributed.rank_slice(b0, b1, dctx)
                 m = hi - lo
@@ -289,35 +293,47 @@ def fit(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig = TrainCon
                 scale = m * dctx.world_size / (b1 - b0)
                 opt.zero_grad(set_to_none=True)
                 (lt.total if scale == 1 else lt.total * scale).backward()
-                if cfg.grad_clip > 0:
-                    gnorm += torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip, foreach=True)
+                # the gradient norm is the NaN guard's view of the gradient (clipping reuses it); no sync here
+                grad_norm = (torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip, foreach=True) if cfg.grad_clip > 0
+                             else torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None],
+                                                                foreach=True))
                 opt.step()
                 step += 1
+                vals = torch.stack([lt.total.detach(), *lt.terms.values(), grad_norm]).double()  # (1 + T + 1,)
                 if not names:
                     names = ["loss", *lt.terms]
                     sums = torch.zeros(len(names), device=device, dtype=torch.float64)
-                sums.add_(torch.stack([lt.total.detach(), *lt.terms.values()]).double(), alpha=m)
-                # NaN guard and progress on a stride: one device sync (and one all-reduce in DDP) per log_every
-                # steps. Non-finite values stick in the running sums, so the check misses nothing.
+                    bad_mask = torch.zeros(len(vals), dtype=torch.bool, device=device)
+                sums.add_(vals[:-1], alpha=m)
+                # NaN guard without a sync: remember, on the device, the first step with a non-finite value
+                # and which values they were; it is read on the log stride below.
+                nonfinite = ~torch.isfinite(vals)
+                hit = nonfinite.any() & (first_bad < 0)
+                first_bad = torch.where(hit, step, first_bad)
+                bad_mask = torch.where(hit, nonfinite, bad_mask)
+                # progress and the guard's check on a stride: one device sync (and one all-reduce in DDP)
+                # per log_every steps. Checkpoints are written only after an epoch passed the check.
                 last = j == len(bounds) - 1
                 if step % cfg.log_every == 0 or last:
-                    tot = distributed.all_reduce_sum(torch.cat([sums, gnorm.double().reshape(1)]), dctx)
-                    if not bool(torch.isfinite(tot).all()) or (last and not _finite_params(params)):
-                        bad = _diverged_term(names, tot)
+                    tot = distributed.all_reduce_sum(torch.cat([sums, first_bad.double().clamp(min=0).reshape(1)]),
+                                                     dctx).tolist()
+                    if tot[-1] > 0:             # some rank saw a non-finite value
+                        fb = int(first_bad)
+                        bad = _diverged_term(names, bad_mask.tolist()) if fb >= 0 else "gradient"
+                        where = f"step {fb}" if fb >= 0 else f"step {int(tot[-1]) // dctx.world_size} (on another rank)"
                         _rollback(model, good_state)
                         kept = (f"the last good checkpoint (epoch {history[-1]['epoch']}) is kept in {out_path}"
                                 if out_path is not None and history else "no checkpoint had been written yet")
                         raise DivergenceError(
-                            f"{mcfg.model}: the {bad!r} term became NaN/inf at epoch {epoch}, between steps "
-                            f"{step - (j + 1 - checked) + 1} and {step}; {kept}. Try a lower --lr (now {cfg.lr}), "
-                            "--grad-clip 10, or a Gaussian likelihood with larger sigma.")
-                    checked = j + 1
+                            f"{mcfg.model}: the {bad!r} term became NaN/inf at epoch {epoch}, {where}; {kept}. "
+                            f"Try a lower --lr (now {cfg.lr}), --grad-clip 10, --on-nan retry, or a Gaussian "
+                            "likelihood with larger sigma.", term=bad, epoch=epoch, step=fb if fb >= 0 else step)
                     done = b1
                     bar.set_postfix(epoch=f"{epoch}/{cfg.epochs}",
-                                    **{k: f"{float(v) / done:.2f}" for k, v in zip(names, tot.tolist())},
+                                    **{k: f"{v / done:.2f}" for k, v in zip(names, tot)},
                                     img_s=f"{done / (time.perf_counter() - t0):.0f}", refresh=False)
                     if last:
-                        sums = tot[:-1]
+                        sums = torch.tensor(tot[:-1], dtype=torch.float64)
                 bar.update(1)
             seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
             train_terms = {k: v / n_epoch for k, v in zip(names, sums.tolist())}
@@ -326,6 +342,12 @@ def fit(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig = TrainCon
             else:
                 val_terms = {}
             val = distributed.broadcast_floats([val_terms.get("loss", 0.0)], dctx, device)[0]
+            bad_val = next((k for k, v in val_terms.items() if not math.isfinite(v)), None)
+            if bad_val is not None or not math.isfinite(val):   # this epoch's checkpoints are not written
+                _rollback(model, good_state)
+                raise DivergenceError(f"{mcfg.model}: the validation {bad_val or 'loss'!r} term became NaN/inf at epoch "
+                                      f"{epoch}. Try a lower --lr (now {cfg.lr}), --grad-clip 10 or --on-nan retry.",
+                                      term=f"val.{bad_val or 'loss'}", epoch=epoch, step=step)
             record = {"epoch": epoch, "step": step, "seconds": round(seconds, 4), "cpu_seconds": round(cpu_seconds, 4),
                       "images_per_s": round(n_epoch / seconds, 1), "kl_weight": kl_weight(cfg, step),
                       "train": train_terms, "val": val_terms}
@@ -350,6 +372,16 @@ def fit(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig = TrainCon
             if cfg.patience and bad_epochs >= cfg.patience:
                 status = "early-stopped"
                 break
+    except KeyboardInterrupt:
+        # The resume point of the last completed epoch is already on disk (written atomically).
+        done = history[-1]["epoch"] if history else 0
+        if out_path is not None and done:
+            saved = f"the checkpoint of epoch {done} is saved in {out_path}. Continue with the same command plus --resume."
+        elif out_path is not None:
+            saved = "no epoch had completed, so nothing was saved. Run the same command again to start over."
+        else:
+            saved = "nothing was saved (no output folder)."
+        raise Interrupted(f"training interrupted (Ctrl-C) after {done} of {cfg.epochs} epochs; {saved}") from None
     finally:
         bar.close()
     seconds = time.perf_counter() - t_start
@@ -365,7 +397,7 @@ def fit(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig = TrainCon
     run = Run(model, history, best_epoch, best_val, status, seconds, out_path, test)
     if writes:
         extra = {"train": cfg.to_dict(), "data": {**data.summary(), **(data_meta or {})},
-                 "training": {"status": status, "best_epoch": best_epoch, "best_val_loss": best_val,
+                 "training": {**(training_info or {}), "status": status, "best_epoch": best_epoch, "best_val_loss": best_val,
                               "epochs_done": history[-1]["epoch"] if history else 0, "steps": step,
                               "world_size": dctx.world_size,
                               "images_per_s_last_epoch": history[-1]["images_per_s"] if history else None},
@@ -395,9 +427,91 @@ def _rollback(model: torch.nn.Module, state: dict[str, Tensor]) -> None:
     model.load_state_dict(state)
 
 
-def _finite_params(params: list[Tensor]) -> bool:
-    """All weights finite: catches a NaN gradient in the epoch's last step, before any loss could show it."""
-    return bool(torch.isfinite(torch.nn.utils.get_total_norm(params, norm_type=1.0)))
+ON_NAN = ("stop", "retry")
+
+
+def fit_with_retries(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig = TrainConfig(),
+                     out: str | Path | None = None, *, on_nan: str = "stop", max_retries: int = 2,
+                     resume: bool = False, overwrite: bool = False, progress: bool = True,
+                     data_meta: dict[str, Any] | None = None) -> Run:
+    """``fit``, and on a NaN/inf (``on_nan="retry"``) go on from the last good checkpoint with half the lr.
+
+    Each retry reloads ``out/last.safetensors`` (the last completed epoch: weights, optimiser, RNG,
+    history), halves the learning rate and trains on; at most ``max_retries`` times, then the
+    DivergenceError is raised. Without an output folder, or when no epoch had completed, the retry
+    starts again from the initial weights. A retry changes the learning rate, so from the resumed
+    epoch on the run is a new trajectory, not bit-identical to any run without it: every retry is
+    recorded in config.json under "training" -> "retries" (and ``resume`` picks up the halved lr).
+    A run that gives up is marked "diverged" in config.json, with the reason; its checkpoints stay.
+    """
+    if on_nan not in ON_NAN:
+        raise ConfigError(f"unknown --on-nan value {on_nan!r}; choose stop or retry.")
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        raise ConfigError(f"--max-retries must be an integer >= 0, got {max_retries!r}.")
+    out_path = Path(out) if out is not None else None
+    retries: list[dict[str, Any]] = []
+    if resume and out_path is not None:
+        retries = _recorded_retries(out_path)
+        if retries:   # a retried run continues at the lr it was retried with
+            cfg = dataclasses.replace(cfg, lr=retries[-1]["lr_after"])
+    initial = (None if isinstance(model, ModelConfig)
+               else {k: v.detach().clone() for k, v in model.state_dict().items()})
+    while True:
+        try:
+            return fit(model, data, cfg, out_path, resume=resume, overwrite=overwrite, progress=progress,
+                       data_meta=data_meta, training_info={"retries": retries} if retries else None)
+        except DivergenceError as e:
+            n_done = len(retries)
+            if on_nan != "retry" or n_done >= max_retries:
+                err = e
+                if on_nan == "retry":
+                    err = DivergenceError(f"{e} Gave up after {n_done} retr{'y' if n_done == 1 else 'ies'} with a "
+                                          f"halved learning rate (--max-retries {max_retries}).",
+                                          term=e.term, epoch=e.epoch, step=e.step)
+                _mark_diverged(out_path, str(err), retries)
+                raise err from None
+            has_last = out_path is not None and (out_path / LAST_NAME).exists()
+            from_epoch = _last_epoch(out_path) if has_last else 0
+            retries.append({"attempt": n_done + 1, "term": e.term, "diverged_epoch": e.epoch, "diverged_step": e.step,
+                            "resumed_from_epoch": from_epoch, "lr_before": cfg.lr, "lr_after": cfg.lr / 2,
+                            "note": "the learning rate changed: a new trajectory from the resumed epoch on"})
+            print(f"vaelab: {e.term!r} became NaN/inf at epoch {e.epoch}; retry {n_done + 1} of {max_retries} from "
+                  f"{f'epoch {from_epoch}' if from_epoch else 'the initial weights'} with lr {cfg.lr / 2:g}.",
+                  file=sys.stderr)
+            cfg = dataclasses.replace(cfg, lr=cfg.lr / 2)
+            if has_last:
+                resume, overwrite = True, False
+            else:
+                resume, overwrite = False, True
+                if initial is not None:
+                    model.load_state_dict(initial)
+
+
+def _last_epoch(out: Path) -> int:
+    _, meta = ckpt.load_tensors(out / LAST_NAME)
+    return int(json.loads(meta["state"])["epoch"])
+
+
+def _recorded_retries(out: Path) -> list[dict[str, Any]]:
+    try:
+        cfg = json.loads((out / ckpt.CONFIG_NAME).read_text(encoding="utf-8"))
+        retries = cfg.get("training", {}).get("retries", [])
+        return [r for r in retries if isinstance(r, dict) and isinstance(r.get("lr_after"), (int, float))]
+    except (OSError, ValueError, AttributeError):
+        return []
+
+
+def _mark_diverged(out: Path | None, reason: str, retries: list[dict[str, Any]]) -> None:
+    """Record in config.json that the run diverged (the checkpoints of the last good epoch stay)."""
+    if out is None or not (out / ckpt.CONFIG_NAME).exists():
+        return
+    try:
+        cfg = json.loads((out / ckpt.CONFIG_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    cfg["training"] = {**cfg.get("training", {}), "status": "diverged", "error": reason,
+                       **({"retries": retries} if retries else {})}
+    atomic_write_json(out / ckpt.CONFIG_NAME, cfg)
 
 
 class _NullBar:

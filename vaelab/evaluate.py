@@ -1,0 +1,477 @@
+"""Every metric of one trained model (DESIGN.md, "Metric definitions"); test split unless said.
+
+``evaluate(model, data, judge=...)`` returns one JSON-able dict (floats; ``None`` = JSON null where
+a metric does not apply, e.g. an AE has no likelihood: null, never 0). ``reference_rows(data,
+judge)`` gives the floor/ceiling rows of the generation table (train-vs-test, mean image, uniform
+noise), computed with the same functions as the models' rows.
+
+Conventions and choices (where DESIGN.md is silent):
+- Codes are posterior means; labels are used only to score (and to condition a CVAE).
+- Precision/recall subsample each set to at most ``PR_MAX`` (10k) points, seeded.
+- The linear probe and k-NN fit on at most ``PROBE_MAX_TRAIN`` (10k) seeded training codes, so a
+  60k-image training split costs seconds, not minutes.
+- Collapse: z is shuffled across the test split (seeded permutation; a CVAE keeps each image's own
+  label). ``shuffle_recon_increase`` is the increase of the mean reconstruction NLL in nats per
+  image; ``decoder_ignores_z`` when it is below 1 % of the reconstruction term (for a Gaussian
+  likelihood, of its data-dependent part, ||x - x_hat||^2 / 2 sigma^2, since the NLL itself can be < 0).
+- Every random draw comes from a generator seeded with ``seed``: the same seed gives the same numbers.
+"""
+from __future__ import annotations
+
+import math
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from vaelab import metrics as M
+from vaelab.data import CORRUPTIONS, corrupt
+from vaelab.errors import ConfigError
+from vaelab.sampling import fit_density, sample_labels
+
+PR_MAX = 10_000
+PROBE_MAX_TRAIN = 10_000
+PR_K = 3
+KNN_K = 5
+COLLAPSE_FRACTION = 0.01
+SAMPLERS = ("prior", "gmm")
+
+
+# -- small helpers -------------------------------------------------------------------------------
+def _device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _batches(n: int, batch_size: int) -> Iterator[slice]:
+    for i in range(0, n, batch_size):
+        yield slice(i, min(i + batch_size, n))
+
+
+def _subsample(n: int, n_max: int, seed: int) -> np.ndarray:
+    """Sorted seeded indices of at most ``n_max`` of ``n`` items (all of them when n <= n_max)."""
+    if n <= n_max:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=n_max, replace=False))
+
+
+def _clean(obj: Any) -> Any:
+    """Recursively turn numpy scalars into Python numbers and non-finite floats into None (strict JSON)."""
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) + 0.0 if math.isfinite(obj) else None   # + 0.0: no "-0.0" in the JSON
+    return obj
+
+
+class _Phases:
+    """A progress bar over named phases that also records each phase's seconds."""
+
+    def __init__(self, names: Sequence[str], desc: str, enabled: bool) -> None:
+        self.timings: dict[str, float] = {}
+        self.bar = None
+        if enabled:
+            from tqdm.auto import tqdm
+            self.bar = tqdm(total=len(names), desc=desc, unit="phase", leave=False)
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        if self.bar is not None:
+            self.bar.set_postfix_str(name)
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = time.perf_counter() - t0
+            if self.bar is not None:
+                self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+@torch.inference_mode()
+def _encode(model: torch.nn.Module, x: Tensor, y: Tensor | None, batch_size: int = 2048
+            ) -> tuple[Tensor, Tensor | None]:
+    """Posterior means (N, D) and log-variances (N, D) (None for deterministic models), on the CPU."""
+    dev = _device(model)
+    mus, logvars = [], []
+    for s in _batches(x.shape[0], batch_size):
+        q = model.encode(x[s].to(dev), y[s].to(dev) if y is not None else None)
+        mus.append(q.mean.float().cpu())
+        if model.is_stochastic:
+            logvars.append((2 * q.scale.log()).float().cpu())
+    mu = torch.cat(mus)
+    return mu, (torch.cat(logvars) if logvars else None)
+
+
+@torch.inference_mode()
+def _decode_params(model: torch.nn.Module, z: Tensor, y: Tensor | None, batch_size: int = 2048) -> Iterator[
+        tuple[slice, Tensor]]:
+    dev = _device(model)
+    for s in _batches(z.shape[0], batch_size):
+        yield s, model.decode(z[s].to(dev), y[s].to(dev) if y is not None else None)
+
+
+@torch.inference_mode()
+def _decode_mean(model: torch.nn.Module, z: Tensor, y: Tensor | None) -> Tensor:
+    """z (N, D) -> likelihood mean images (N, C, H, W) in [0, 1] on the CPU."""
+    outs = [model.x_mean(p).float().cpu() for _, p in _decode_params(model, z, y)]
+    return torch.cat(outs) if outs else torch.empty(0, *model.cfg.input_shape)
+
+
+@torch.inference_mode()
+def _recon_nll(model: torch.nn.Module, z: Tensor, x: Tensor, y: Tensor | None) -> Tensor:
+    """-log p(x | z) per image, (N,) float64 on the CPU."""
+    dev = _device(model)
+    return torch.cat([model.recon_nll(p, x[s].to(dev)).double().cpu() for s, p in _decode_params(model, z, y)])
+
+
+def _recon_row(x_hat: Tensor, x: Tensor) -> dict[str, float]:
+    return {"bce": float(M.bce_sum_per_image(x_hat, x).mean()), "mse": float(M.mse_per_image(x_hat, x).mean()),
+            "psnr": M.psnr(x_hat, x)}
+
+
+# -- judge-based rows ----------------------------------------------------------------------------
+def _test_features(judge: Any, data: Any) -> Tensor:
+    """Judge features of the test split, memoised on the judge (compare evaluates many models)."""
+    memo = judge.__dict__.setdefault("_vaelab_test_features", {})
+    key = (data.fingerprint, int(data.x_test.shape[0]))
+    if key not in memo:
+        memo[key] = judge.features(data.x_test)
+    return memo[key]
+
+
+def sample_quality(images: Tensor, judge: Any, real_features: Tensor, seed: int = 0) -> dict[str, float]:
+    """FD (judge features), precision/recall (k=3), judge confidence and class coverage of ``images``.
+
+    Args:
+        images: (N, C, H, W) in [0, 1], N > 3; real_features: (M, F) judge features of the test split.
+    Returns:
+        {"fd", "precision", "recall", "confidence", "coverage" (entropy of predicted labels, nats),
+         "coverage_max" (log #classes)}.
+    """
+    if not torch.isfinite(images).all():
+        raise ValueError("the decoded images contain NaN/inf")
+    feats = judge.features(images)
+    probs = judge.predict_proba(images)
+    fd = M.frechet_distance(feats, real_features)
+    ir = _subsample(len(real_features), PR_MAX, seed)
+    i_f = _subsample(len(feats), PR_MAX, seed + 1)
+    precision, recall = M.precision_recall(real_features[ir], feats[i_f], k=PR_K)
+    cov = M.class_coverage(probs)
+    return {"fd": fd, "precision": precision, "recall": recall, "confidence": M.judge_confidence(probs),
+            "coverage": cov["entropy"], "coverage_max": cov["max_entropy"]}
+
+
+def _null_quality() -> dict[str, None]:
+    return dict.fromkeys(("fd", "precision", "recall", "confidence", "coverage", "coverage_max"))
+
+
+@torch.inference_mode()
+def reference_rows(data: Any, judge: Any, *, n_samples: int = 10_000, seed: int = 0) -> dict[str, dict]:
+    """Floor and ceiling rows for the generation table, with the same functions as ``evaluate``.
+
+    train_vs_test: up to n_samples training images (seeded subset) against the test split (the best a
+    model can hope for); mean_image: n_samples copies of the training mean image; uniform_noise:
+    n_samples images of U(0, 1) pixels (both: what a useless generator scores).
+
+    Returns:
+        {"train_vs_test": {...}, "mean_image": {...}, "uniform_noise": {...}} each as ``sample_quality``;
+        all values None when there is no judge.
+    """
+    names = ("train_vs_test", "mean_image", "uniform_noise")
+    if judge is None:
+        return {k: _null_quality() for k in names}
+    _check_n(n_samples)
+    real = _test_features(judge, data)
+    idx = torch.from_numpy(_subsample(len(data.x_train), n_samples, seed))
+    mean_img = data.x_train.mean(0, keepdim=True)                                   # (1, C, H, W)
+    gen = torch.Generator().manual_seed(seed)
+    sets = {"train_vs_test": data.x_train[idx],
+            "mean_image": mean_img.expand(n_samples, *mean_img.shape[1:]).contiguous(),
+            "uniform_noise": torch.rand((n_samples, *data.shape), generator=gen)}
+    return _clean({k: sample_quality(x, judge, real, seed) for k, x in sets.items()})
+
+
+def _check_n(n_samples: int) -> None:
+    if not isinstance(n_samples, int) or n_samples <= PR_K:
+        raise ConfigError(f"the number of generated samples must be an integer > {PR_K} (precision/recall use "
+                          f"k={PR_K} neighbours), got {n_samples!r}; the default is 10000.")
+
+
+# -- the phases ----------------------------------------------------------------------------------
+def _likelihood(model: torch.nn.Module, data: Any, iw_k: int, seed: int, progress: bool) -> dict[str, Any] | None:
+    if not getattr(model, "has_likelihood", False):
+        return None
+    x, y = data.x_test, data.y_test if model.is_conditional else None
+    elbo = M.negative_elbo(model, x, y, seed=seed)
+    iw = M.importance_weighted_nll(model, x, y, k=iw_k, seed=seed, progress=progress)
+    if model.cfg.likelihood == "gaussian":
+        kind = "nll"
+        note = (f"Gaussian likelihood (sigma={model.cfg.sigma}): a density on continuous pixels, a true NLL when "
+                "the data are dequantised (uniform noise added to the 8-bit values); not comparable with "
+                "Bernoulli NLLs.")
+    elif bool(((x == 0) | (x == 1)).all()):
+        kind = "nll"
+        note = "Bernoulli likelihood on binary pixels: a true negative log-likelihood."
+    else:
+        kind = "training objective"
+        note = ("Bernoulli cross-entropy on grey (non-binary) pixels is not a normalised likelihood: these numbers "
+                "compare models trained on the same data, not densities. Binarise the data for a true NLL.")
+    return {"neg_elbo": elbo["neg_elbo"], "iw_nll": iw["nll"], "iw_nll_se": iw["se"], "iw_k": int(iw_k),
+            "bits_per_dim": iw["bits_per_dim"], "kind": kind, "note": note}
+
+
+def _latent(model: torch.nn.Module, data: Any, mu_train: Tensor, mu_test: Tensor, logvar_test: Tensor | None,
+            seed: int, notes: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = dict.fromkeys(("linear_probe", "knn", "kmeans_nmi", "kmeans_ari", "silhouette"))
+    if data.has_labels:
+        sub = _subsample(len(mu_train), PROBE_MAX_TRAIN, seed)
+        z_tr, y_tr = mu_train[sub], data.y_train[sub]
+        out["linear_probe"] = M.linear_probe_accuracy(z_tr, y_tr, mu_test, data.y_test, seed=seed)
+        out["knn"] = M.knn_accuracy(z_tr, y_tr, mu_test, data.y_test, k=KNN_K)
+        km = M.kmeans_scores(mu_test, data.y_test, n_clusters=data.n_classes, seed=seed)
+        out["kmeans_nmi"], out["kmeans_ari"] = km["nmi"], km["ari"]
+        try:
+            out["silhouette"] = M.silhouette(mu_test, data.y_test, seed=seed)
+        except ValueError as e:
+            notes.append(f"silhouette: not defined here ({e}).")
+    else:
+        notes.append("latent: the data have no labels, so probe, k-NN, k-means and silhouette scores are null.")
+    out["active_units"] = M.active_units(mu_test)["n_active"]
+    out["n_latent"] = int(model.cfg.n_latent)
+    out["kl_per_dim"] = M.kl_per_dimension(mu_test, logvar_test).tolist() if logvar_test is not None else None
+    agg = M.aggregate_posterior_kl(mu_test)
+    if not math.isfinite(agg):
+        notes.append("aggregate_kl: the codes do not vary in some direction (singular covariance), so the KL of "
+                     "their Gaussian fit to N(0, I) is infinite; reported as null.")
+    out["aggregate_kl"] = agg
+    out["mutual_information"] = (M.mutual_information(mu_test, logvar_test, seed=seed)
+                                 if logvar_test is not None else None)
+    return out
+
+
+def _collapse(model: torch.nn.Module, data: Any, mu_test: Tensor, kl_per_dim: list[float] | None,
+              seed: int) -> dict[str, Any]:
+    x, y = data.x_test, data.y_test if model.is_conditional else None
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    recon = _recon_nll(model, mu_test, x, y)
+    shuffled = _recon_nll(model, mu_test[perm], x, y)
+    increase = float((shuffled - recon).mean())
+    scale = float(recon.mean())
+    if model.cfg.likelihood == "gaussian":   # remove the constant log-normaliser: keep ||x - x_hat||^2 / 2 sigma^2
+        scale -= float(torch.cat([model.recon_nll(x[s], x[s]).double() for s in _batches(len(x), 4096)]).mean())
+    return {"kl_total": float(np.sum(kl_per_dim)) if kl_per_dim is not None else None,
+            "units_below_0.01_nats": int(np.sum(np.asarray(kl_per_dim) < 0.01)) if kl_per_dim is not None else None,
+            "shuffle_recon_increase": increase,
+            "decoder_ignores_z": bool(increase < COLLAPSE_FRACTION * abs(scale))}
+
+
+@torch.inference_mode()
+def _denoising(model: torch.nn.Module, data: Any, seed: int) -> dict[str, float]:
+    x, y = data.x_test, data.y_test if model.is_conditional else None
+    out = {}
+    for i, (kind, level) in enumerate(CORRUPTIONS.items()):
+        x_noisy = corrupt(x, kind, level, generator=torch.Generator().manual_seed(seed + i))
+        mu, _ = _encode(model, x_noisy, y)
+        out[kind] = M.psnr(_decode_mean(model, mu, y), x)
+    return out
+
+
+# -- the entry point -----------------------------------------------------------------------------
+def evaluate(model: torch.nn.Module, data: Any, *, judge: Any = None, n_samples: int = 10_000, iw_k: int = 100,
+             samplers: Sequence[str] = SAMPLERS, n_interp_pairs: int = 1000, seed: int = 0, progress: bool = True,
+             name: str | None = None) -> dict[str, Any]:
+    """All metrics of one trained model on ``data`` (DESIGN.md "Metric definitions").
+
+    Args:
+        model: a trained vaelab model (the Autoencoder protocol), on any device.
+        data: the vaelab.data.Dataset it was trained on (x_* (N, C, H, W) in [0, 1], y_* (N,) or None).
+        judge: the dataset's Judge (``vaelab.judge.load_or_train_judge``); None makes judge metrics null.
+        n_samples: generated images per sampler; iw_k: importance samples per test image.
+        samplers: subset of ("prior", "gmm"); n_interp_pairs: random pairs of test codes for midpoints.
+        seed: seeds every random draw (same seed, same numbers); name: "model" entry (default cfg.model).
+    Returns:
+        a JSON-able dict: model, is_stochastic, n_latent, reconstruction, likelihood, generation,
+        interpolation, latent, collapse, denoising, timings, notes (see module docstring / DESIGN.md).
+    """
+    _check_n(n_samples)
+    if not isinstance(iw_k, int) or iw_k < 1:
+        raise ConfigError(f"the number of importance samples must be a positive integer, got {iw_k!r}.")
+    if not isinstance(n_interp_pairs, int) or n_interp_pairs < 2:
+        raise ConfigError(f"n_interp_pairs must be an integer >= 2, got {n_interp_pairs!r}.")
+    bad = [s for s in samplers if s not in SAMPLERS]
+    if bad:
+        raise ConfigError(f"unknown sampler(s) {', '.join(map(repr, bad))}; choose from {', '.join(SAMPLERS)}.")
+    if tuple(data.x_test.shape[1:]) != tuple(model.cfg.input_shape):
+        raise ConfigError(f"the model takes images of shape {tuple(model.cfg.input_shape)} but the data has "
+                          f"{tuple(data.x_test.shape[1:])}: evaluate it on the dataset it was trained on.")
+    if model.is_conditional and not data.has_labels:
+        raise ConfigError(f"{model.cfg.model} is label-conditioned and needs labelled data to be evaluated.")
+
+    model.eval()
+    notes: list[str] = []
+    if judge is None:
+        notes.append("no judge (the data have no labels, or none was given): FD, precision/recall, confidence and "
+                     "coverage are null.")
+    phases = _Phases(["encode", "reconstruction", "likelihood", *[f"generation:{s}" for s in samplers],
+                      "interpolation", "latent", "collapse", "denoising"],
+                     desc=f"evaluate {name or model.cfg.model}", enabled=progress)
+    x_test = data.x_test
+    y_cond = data.y_test if model.is_conditional else None
+    res: dict[str, Any] = {"model": name or model.cfg.model, "is_stochastic": bool(model.is_stochastic),
+                           "n_latent": int(model.cfg.n_latent)}
+    try:
+        with torch.inference_mode():
+            with phases("encode"):
+                mu_test, logvar_test = _encode(model, x_test, y_cond)
+                mu_train, _ = _encode(model, data.x_train, data.y_train if model.is_conditional else None)
+                real = _test_features(judge, data) if judge is not None else None
+
+            with phases("reconstruction"):
+                rec: dict[str, Any] = {"mean_z": _recon_row(_decode_mean(model, mu_test, y_cond), x_test),
+                                       "sampled_z": None}
+                if model.is_stochastic:
+                    eps = torch.randn(mu_test.shape, generator=torch.Generator().manual_seed(seed))
+                    z = mu_test + torch.exp(0.5 * logvar_test) * eps
+                    rec["sampled_z"] = _recon_row(_decode_mean(model, z, y_cond), x_test)
+                res["reconstruction"] = rec
+
+            with phases("likelihood"):
+                res["likelihood"] = _likelihood(model, data, iw_k, seed, progress)
+
+            res["generation"] = {}
+            for sampler in samplers:
+                with phases(f"generation:{sampler}"):
+                    row = _null_quality()
+                    if judge is not None:
+                        density = fit_density(sampler, model, data, seed)
+                        z = density.sample(n_samples, seed=seed)
+                        images = _decode_mean(model, z, sample_labels(model, n_samples))
+                        try:
+                            row = sample_quality(images, judge, real, seed)
+                        except ValueError as e:
+                            notes.append(f"generation:{sampler}: not scored ({e}).")
+                    res["generation"][sampler] = row
+
+            with phases("interpolation"):
+                res["interpolation"] = {"fd_midpoints": None, "confidence_midpoints": None}
+                if judge is not None:
+                    rng = np.random.default_rng(seed)
+                    i = torch.from_numpy(rng.integers(0, len(mu_test), n_interp_pairs))
+                    j = torch.from_numpy(rng.integers(0, len(mu_test), n_interp_pairs))
+                    mid = 0.5 * (mu_test[i] + mu_test[j])                            # (P, D)
+                    images = _decode_mean(model, mid, y_cond[i] if y_cond is not None else None)
+                    if torch.isfinite(images).all():
+                        res["interpolation"] = {
+                            "fd_midpoints": M.frechet_distance(judge.features(images), real),
+                            "confidence_midpoints": M.judge_confidence(judge.predict_proba(images))}
+                    else:
+                        notes.append("interpolation: the decoded midpoints contain NaN/inf; not scored.")
+
+            with phases("latent"):
+                res["latent"] = _latent(model, data, mu_train, mu_test, logvar_test, seed, notes)
+
+            with phases("collapse"):
+                res["collapse"] = _collapse(model, data, mu_test, res["latent"]["kl_per_dim"], seed)
+
+            with phases("denoising"):
+                res["denoising"] = _denoising(model, data, seed)
+    finally:
+        phases.close()
+    res["timings"] = phases.timings
+    res["notes"] = notes
+    return _clean(res)
+
+
+# -- the `vaelab evaluate` command -----------------------------------------------------------------
+def evaluate_checkpoint(ckpt: str, out: str, *, n_samples: int = 10_000, iw_k: int = 100,
+                        samplers: Sequence[str] = SAMPLERS, seed: int = 0, progress: bool = True,
+                        overwrite: bool = False) -> dict[str, Any]:
+    """Load a model folder, reload its dataset, load or train the judge, evaluate, write ``out`` (JSON, atomic).
+
+    The file holds {"schema_version", "checkpoint", "dataset", "judge", "settings", "versions",
+    "reference" (reference_rows), "metrics" (the evaluate() dict)}. Returns that dict.
+    """
+    from pathlib import Path
+
+    from vaelab.checkpoint import load_model, versions
+    from vaelab.io import atomic_write_json
+    from vaelab.judge import load_or_train_judge
+    from vaelab.sampling import reload_dataset
+
+    out_path = Path(out)
+    if out_path.suffix.lower() != ".json":
+        raise ConfigError(f"--out must be a .json file, got {out_path.name!r}.")
+    if out_path.exists() and not overwrite:
+        raise ConfigError(f"{out_path} exists; pass --overwrite to replace it or choose another --out.")
+    ck = load_model(ckpt)
+    data = reload_dataset(ck.config)
+    judge = load_or_train_judge(data, seed=seed, progress=progress)
+    t0 = time.perf_counter()
+    result = evaluate(ck.model, data, judge=judge, n_samples=n_samples, iw_k=iw_k, samplers=samplers,
+                      seed=seed, progress=progress)
+    reference = reference_rows(data, judge, n_samples=n_samples, seed=seed)
+    doc = {"schema_version": 1, "checkpoint": str(ck.path), "dataset": data.summary(),
+           "judge": None if judge is None else {"test_accuracy": judge.test_accuracy,
+                                                "fingerprint": judge.fingerprint, "arch": judge.arch},
+           "settings": {"n_samples": n_samples, "iw_k": iw_k, "samplers": list(samplers), "seed": seed},
+           "versions": versions(), "reference": reference, "metrics": result,
+           "seconds": time.perf_counter() - t0}
+    atomic_write_json(out_path, _clean(doc))
+    return doc
+
+
+def _fmt(v: Any, spec: str = ".3f") -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    return format(v, spec) if isinstance(v, float) else str(v)
+
+
+def print_summary(doc: dict[str, Any]) -> None:
+    """A rich table of the headline numbers of an ``evaluate_checkpoint`` document."""
+    from rich.console import Console
+    from rich.table import Table
+
+    m = doc["metrics"]
+    lik = m["likelihood"] or {}
+    rec = m["reconstruction"]["mean_z"]
+    judge = doc["judge"]
+    t = Table(title=f"{m['model']} on {doc['dataset']['name']} (test split)",
+              caption="FD is in judge features (not FID); " + (
+                  f"judge test accuracy {judge['test_accuracy']:.3f}" if judge else "no judge (unlabelled data)"))
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    rows = [("recon BCE (nats/image)", rec["bce"]), ("recon MSE (per pixel)", rec["mse"]),
+            ("recon PSNR (dB)", rec["psnr"]),
+            ("-ELBO (nats)", lik.get("neg_elbo")),
+            (f"IW-NLL K={lik.get('iw_k', '')} (nats, {lik.get('kind', 'n/a')})", lik.get("iw_nll"))]
+    for s, g in m["generation"].items():
+        rows += [(f"FD {s} samples", g["fd"]), (f"precision / recall {s}",
+                                                f"{_fmt(g['precision'])} / {_fmt(g['recall'])}")]
+    ref = doc.get("reference") or {}
+    for k, r in ref.items():
+        rows.append((f"FD reference: {k.replace('_', ' ')}", r.get("fd")))
+    rows += [("FD interpolation midpoints", m["interpolation"]["fd_midpoints"]),
+             ("linear probe accuracy", m["latent"]["linear_probe"]),
+             ("active units", f"{m['latent']['active_units']} / {m['latent']['n_latent']}"),
+             ("decoder ignores z", m["collapse"]["decoder_ignores_z"])]
+    rows += [(f"denoising PSNR {k} (dB)", v) for k, v in m["denoising"].items()]
+    for name, v in rows:
+        t.add_row(name, _fmt(v))
+    con = Console()
+    con.print(t)
+    for note in m.get("notes", []):
+        con.print(f"note: {note}")

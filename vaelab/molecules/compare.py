@@ -1,0 +1,285 @@
+"""`vaelab compare --dataset moses`: train sequence AE/VAE/... on molecules under one protocol and measure them.
+
+Per model (all on held-out MOSES test molecules unless said):
+  * reconstruction accuracy: exact canonical-SMILES match of greedy decode(encode(x));
+  * generation from the prior N(0, I) and from an ex-post GMM fitted to the training codes: the
+    MOSES row (valid, unique@k, FCD/SNN/Frag/Scaf against MOSES test, IntDiv, Filters, Novelty
+    against the full MOSES train split) on ``n_samples`` molecules decoded at ``temperature``;
+  * property probe: R^2 of a ridge regression from the code (posterior mean) to logP, QED, SA and
+    MW, fitted on training molecules, scored on test molecules;
+  * smoothness: around ``n_smooth`` test molecules, greedy decodes of z + sigma * eps for each sigma:
+    validity, identity with the centre, mean Tanimoto to it.
+The run folder follows the contract of the image compare (metrics.json, figures/, models/, report.html).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vaelab.config import TrainConfig
+from vaelab.errors import ConfigError, OutputError, VaelabError
+from vaelab.io import atomic_write_json
+
+log = logging.getLogger("vaelab.molecules")
+
+# Polykovskiy et al. 2020 (MOSES), Table 2 / the MOSES README: the VAE row (30,000 samples, full data).
+MOSES_VAE = {"valid": 0.977, "unique@10000": 0.998, "FCD/Test": 0.099, "SNN/Test": 0.626, "Frag/Test": 0.999,
+             "Scaf/Test": 0.939, "IntDiv": 0.856, "Filters": 0.997, "Novelty": 0.695}
+PROPERTIES = ("logP", "QED", "SA", "MW")
+
+
+@dataclass(frozen=True)
+class MoleculeCompareConfig:
+    """One protocol for every model of a molecule comparison."""
+
+    dataset: str = "moses"
+    subset: int | None = 20000          # MOSES train molecules used (train + val); None = all 1.58M
+    n_test: int | None = 2000           # MOSES test molecules used for reconstruction / probe / smoothness
+    tokenizer: str = "selfies"
+    models: tuple[str, ...] = ("ae", "vae")
+    epochs: int = 3
+    batch_size: int = 128
+    lr: float = 1e-3
+    latent_dim: int = 64
+    hidden: int = 256
+    embed_dim: int = 64
+    beta: float | None = None           # None: the model's default (1; 4 for beta-vae)
+    free_bits: float = 0.1              # nats per latent dimension (VAEs)
+    kl_warmup_fraction: float = 0.5     # KL weight rises linearly from 0 over this share of all steps
+    n_samples: int = 2000               # generated molecules per model and sampler
+    temperature: float = 1.0            # sampling temperature of generated molecules (MOSES samples at 1)
+    sigmas: tuple[float, ...] = (0.1, 0.5, 1.0)
+    n_smooth: int = 20                  # test molecules whose neighbourhoods are decoded
+    n_neighbours: int = 20              # decodes per molecule and sigma
+    seed: int = 0
+    device: str = "auto"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _seq_name(name: str) -> str:
+    return name if name.startswith("seq-") else f"seq-{name}"
+
+
+def _timer() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+def _since(t: tuple[float, float]) -> dict[str, float]:
+    return {"wall_s": round(time.perf_counter() - t[0], 1), "cpu_s": round(time.process_time() - t[1], 1)}
+
+
+def _finite(x: Any) -> Any:
+    """NaN/inf -> None so metrics.json is strict JSON."""
+    if isinstance(x, dict):
+        return {str(k): _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    if isinstance(x, (float, np.floating)):
+        return float(x) if math.isfinite(x) else None
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+def property_probe(z_train: np.ndarray, smiles_train: list[str], z_test: np.ndarray,
+                   smiles_test: list[str]) -> dict[str, float]:
+    """R^2 on test of a ridge regression (alpha 1, standardised codes) from code to each property."""
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from vaelab.molecules.metrics import properties
+
+    p_tr, p_te = properties(smiles_train), properties(smiles_test)
+    out = {}
+    for name in PROPERTIES:
+        ok_tr, ok_te = np.isfinite(p_tr[name]), np.isfinite(p_te[name])
+        reg = make_pipeline(StandardScaler(), Ridge(alpha=1.0)).fit(z_train[ok_tr], p_tr[name][ok_tr])
+        out[name] = float(reg.score(z_test[ok_te], p_te[name][ok_te]))
+    return out
+
+
+def train_sample_row(cfg: MoleculeCompareConfig, ref, train_set) -> dict[str, Any]:
+    """The MOSES row of ``n_samples`` MOSES *training* molecules: what the data itself scores at this sample size.
+
+    MOSES's "Train" row, at our n: FCD, Scaf and unique@k depend on n, so this is the floor/ceiling the
+    models' columns are read against (its Novelty is ~0 by construction).
+    """
+    from vaelab.molecules.data import load_moses
+    from vaelab.molecules.metrics import moses_metrics
+
+    smiles = load_moses("train", subset=cfg.n_samples, seed=cfg.seed + 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        row = moses_metrics(smiles, train=train_set, test=ref, unique_k=(1000, cfg.n_samples))
+    row["unique@n"] = row[f"unique@{cfg.n_samples}"] if cfg.n_samples == 1000 else row.pop(f"unique@{cfg.n_samples}")
+    row["n_samples"] = len(smiles)
+    return row
+
+
+def evaluate_molecule_model(model: torch.nn.Module, data, cfg: MoleculeCompareConfig, ref, train_set,
+                            folder: Path | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """All molecule metrics of one trained model. Returns (metrics, examples for the figures)."""
+    from vaelab.molecules.latent import decode_codes, encode_ids, neighbourhood_stats
+    from vaelab.molecules.metrics import moses_metrics, reconstruction_accuracy
+    from vaelab.sampling import fit_density
+
+    tok = data.tokenizer
+    res: dict[str, Any] = {"timings": {}}
+    ex: dict[str, Any] = {}
+
+    t = _timer()
+    z_test = encode_ids(model, data.x_test)
+    recon = decode_codes(model, tok, z_test)
+    res["reconstruction_accuracy"] = reconstruction_accuracy(data.smiles_test, recon)
+    res["n_reconstructed"] = len(recon)
+    ex["recon"] = list(zip(data.smiles_test[:8], recon[:8]))
+    res["timings"]["reconstruction"] = _since(t)
+
+    res["samplers"] = {}
+    for sampler in ("prior", "gmm"):
+        t = _timer()
+        # the prior, or a GMM fitted to the posterior means of the training molecules (data.x_train ids)
+        density = fit_density(sampler, model, data, seed=cfg.seed)
+        if sampler == "gmm" and folder is not None:
+            atomic_write_json(folder / "density-gmm.json", density.to_dict())
+        z = density.sample(cfg.n_samples, seed=cfg.seed)
+        gen = decode_codes(model, tok, z, temperature=cfg.temperature, seed=cfg.seed)
+        ex[sampler] = gen[:24]
+        try:
+            with warnings.catch_warnings():   # unique@1000 on fewer molecules: computed on all, said in the report
+                warnings.simplefilter("ignore", UserWarning)
+                row = moses_metrics(gen, train=train_set, test=ref, unique_k=(1000, cfg.n_samples))
+            n = cfg.n_samples
+            row["unique@n"] = row[f"unique@{n}"] if n == 1000 else row.pop(f"unique@{n}")
+        except VaelabError as e:   # e.g. no valid molecule at all: report it, keep going
+            row = {"valid": 0.0, "error": str(e)}
+        row["n_samples"] = len(gen)
+        res["samplers"][sampler] = row
+        res["timings"][f"generation_{sampler}"] = _since(t)
+
+    t = _timer()
+    n_probe = min(len(data.smiles_train), 5000)
+    z_train = encode_ids(model, data.x_train[:n_probe]).numpy()
+    res["property_r2"] = property_probe(z_train, data.smiles_train[:n_probe], z_test.numpy(), data.smiles_test)
+    res["timings"]["property_probe"] = _since(t)
+
+    t = _timer()
+    gen = torch.Generator().manual_seed(cfg.seed)
+    n_c = min(cfg.n_smooth, len(data.smiles_test))
+    smooth: dict[str, dict[str, float]] = {}
+    ex["neighbours"] = {}
+    for sigma in cfg.sigmas:
+        eps = torch.randn(n_c, cfg.n_neighbours, z_test.shape[1], generator=gen)
+        zs = (z_test[:n_c, None, :] + sigma * eps).reshape(-1, z_test.shape[1])   # (n_c * n, D)
+        decodes = decode_codes(model, tok, zs)
+        stats = [neighbourhood_stats(data.smiles_test[i], decodes[i * cfg.n_neighbours:(i + 1) * cfg.n_neighbours])
+                 for i in range(n_c)]
+        smooth[str(sigma)] = {k: float(np.nanmean([s[k] for s in stats])) for k in ("valid", "unique", "same",
+                                                                                    "tanimoto")}
+        ex["neighbours"][sigma] = decodes[:8]
+    res["smoothness"] = smooth
+    res["timings"]["smoothness"] = _since(t)
+
+    # interpolation between the first two test molecules
+    z_ab = z_test[:2]
+    steps = torch.linspace(0, 1, 8)[:, None]
+    ex["interpolation"] = decode_codes(model, tok, (1 - steps) * z_ab[0] + steps * z_ab[1]) if len(z_ab) == 2 else []
+    ex["interpolation_ends"] = data.smiles_test[:2]
+    ex["neighbour_centre"] = data.smiles_test[0] if data.smiles_test else None
+    return res, ex
+
+
+def run_compare(cfg: MoleculeCompareConfig, out: str | Path, overwrite: bool = False,
+                progress: bool = True) -> dict[str, Any]:
+    """Train and measure every model of ``cfg``; write the run folder; return metrics.json's content."""
+    from vaelab.checkpoint import versions
+    from vaelab.models import SEQ_MODELS as MODELS, model_config
+    from vaelab.molecules.data import load_moses
+    from vaelab.molecules.dataset import load_molecules
+    from vaelab.molecules.metrics import moses_reference_stats, reference_stats
+    from vaelab.molecules.report import write_figures, write_report
+    from vaelab.train import fit
+
+    for m in cfg.models:
+        if _seq_name(m) not in MODELS:
+            raise ConfigError(f"unknown molecule model {m!r}; choose from ae, vae, beta-vae, rae.")
+    out = Path(out)
+    if (out / "metrics.json").exists() and not overwrite:
+        raise OutputError(f"{out} already holds a comparison; pass --overwrite or choose another --out.")
+    out.mkdir(parents=True, exist_ok=True)
+    t_all = _timer()
+    timings: dict[str, Any] = {}
+
+    t = _timer()
+    data = load_molecules(cfg.dataset, subset=cfg.subset, n_test=cfg.n_test, tokenizer=cfg.tokenizer, seed=cfg.seed)
+    timings["data"] = _since(t)
+    log.info("%r", data)
+
+    t = _timer()
+    if cfg.dataset == "moses":
+        ref = moses_reference_stats("test")
+        train_set = frozenset(load_moses("train"))   # Novelty against the whole MOSES train split, as MOSES
+        reference_note = "MOSES test split (176,074; MOSES's precomputed statistics); Novelty vs all 1,584,663 train"
+    else:
+        ref = reference_stats(data.smiles_test)
+        train_set = frozenset(data.smiles_train)
+        reference_note = f"the {len(data.smiles_test)} test molecules of {data.name}; Novelty vs its train split"
+    reference_rows: dict[str, Any] = {}
+    if cfg.dataset == "moses":
+        reference_rows[f"MOSES train sample (n={cfg.n_samples})"] = train_sample_row(cfg, ref, train_set)
+    timings["reference"] = _since(t)
+
+    steps = cfg.epochs * math.ceil(len(data.smiles_train) / cfg.batch_size)
+    tcfg = TrainConfig(epochs=cfg.epochs, batch_size=min(cfg.batch_size, len(data.smiles_train)), lr=cfg.lr,
+                       seed=cfg.seed, device=cfg.device, kl_schedule="linear",
+                       kl_warmup_steps=int(cfg.kl_warmup_fraction * steps), grad_clip=10.0)
+    results: dict[str, Any] = {}
+    examples: dict[str, Any] = {}
+    histories: dict[str, list] = {}
+    for name in cfg.models:
+        sname = _seq_name(name)
+        mcfg = model_config(sname, tokenizer=data.tokenizer.name, vocab=tuple(data.tokenizer.vocab.itos),
+                            max_len=data.shape[0], n_latent=cfg.latent_dim, hidden=cfg.hidden,
+                            embed_dim=cfg.embed_dim, beta=cfg.beta,
+                            free_bits=cfg.free_bits if MODELS[sname].is_stochastic else None)
+        folder = out / "models" / name
+        try:
+            t = _timer()
+            run = fit(mcfg, data, tcfg, folder, overwrite=True, progress=progress,
+                      data_meta={"spec": cfg.dataset, "subset": cfg.subset, "n_test": cfg.n_test, "seed": cfg.seed})
+            train_t = _since(t)
+            res, ex = evaluate_molecule_model(run.model, data, cfg, ref, train_set, folder)
+            res["timings"]["train"] = train_t
+            res.update(status="ok", best_epoch=run.best_epoch, test_loss=run.test, config=mcfg.to_dict(),
+                       n_parameters=sum(p.numel() for p in run.model.parameters()))
+            results[name], examples[name], histories[name] = res, ex, run.history
+        except VaelabError as e:
+            results[name] = {"status": "failed", "error": str(e)}
+            log.error("%s failed: %s", name, e)
+
+    t = _timer()
+    doc = {"schema_version": 1, "kind": "molecules", "dataset": data.summary(), "config": cfg.to_dict(),
+           "train": tcfg.to_dict(), "versions": versions(), "reference": {"MOSES VAE (published)": MOSES_VAE,
+                                                                           "rows": reference_rows, "note": reference_note},
+           "models": results, "histories": histories, "timings": timings}
+    figures = write_figures(out / "figures", examples, histories)
+    doc["figures"] = figures
+    timings["figures"] = _since(t)
+    timings["total"] = _since(t_all)
+    doc = _finite(doc)
+    atomic_write_json(out / "metrics.json", doc)
+    write_report(out, doc)
+    return doc

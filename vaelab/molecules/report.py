@@ -1,0 +1,176 @@
+"""Figures (RDKit molecule grids, training curves) and the self-contained report.html of a molecule comparison.
+
+The HTML is rendered from metrics.json and the PNGs in figures/ only (embedded as data URIs), so it
+can be re-rendered without retraining: ``write_report(run_folder, json.load(metrics.json))``.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+from vaelab.io import atomic_path, atomic_write_text
+
+# (label in the table, key in a sampler's MOSES row, higher is better?)
+MOSES_ROWS = (("Valid", "valid", True), ("Unique@1k", "unique@1000", True), ("Unique@n", "unique@n", True),
+              ("FCD/Test", "FCD/Test", False), ("SNN/Test", "SNN/Test", True), ("Frag/Test", "Frag/Test", True),
+              ("Scaf/Test", "Scaf/Test", True), ("IntDiv", "IntDiv", True), ("IntDiv2", "IntDiv2", True),
+              ("Filters", "Filters", True), ("Novelty", "Novelty", True))
+
+
+def mol_grid_png(path: Path, smiles: Sequence[str], legends: Sequence[str] | None = None, per_row: int = 4,
+                 size: int = 220) -> None:
+    """Draw SMILES as an RDKit grid PNG (an invalid SMILES is an empty cell labelled 'invalid')."""
+    from rdkit.Chem import Draw
+
+    from vaelab.molecules.data import get_mol, quiet_rdkit
+
+    with quiet_rdkit():
+        mols = [get_mol(s) for s in smiles]
+    legends = list(legends) if legends is not None else ["" for _ in smiles]
+    legends = [lg if m is not None else f"{lg} invalid".strip() for lg, m in zip(legends, mols)]
+    img = Draw.MolsToGridImage(mols, molsPerRow=per_row, subImgSize=(size, size), legends=legends,
+                               returnPNG=False)
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")
+
+
+def _curves_png(path: Path, histories: dict[str, list]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
+    for name, h in histories.items():
+        ep = [r["epoch"] for r in h]
+        ax[0].plot(ep, [r["val"].get("recon", math.nan) for r in h], marker="o", label=name)
+        ax[1].plot(ep, [r["val"].get("kl", math.nan) for r in h], marker="o", label=name)
+    ax[0].set(xlabel="epoch", ylabel="val recon (nats / molecule)")
+    ax[1].set(xlabel="epoch", ylabel="val KL (nats)")
+    ax[0].legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def write_figures(folder: Path, examples: dict[str, Any], histories: dict[str, list]) -> dict[str, str]:
+    """One PNG per panel and model; returns {figure name: file name}."""
+    folder.mkdir(parents=True, exist_ok=True)
+    figs: dict[str, str] = {}
+    for name, ex in examples.items():
+        pairs = ex["recon"]
+        f = f"{name}-reconstructions.png"
+        mol_grid_png(folder / f, [s for p in pairs for s in p],
+                     [lg for _ in pairs for lg in ("input", "decode(encode)")], per_row=4)
+        figs[f"{name}: reconstructions (input, greedy decode of its code)"] = f
+        for sampler in ("prior", "gmm"):
+            f = f"{name}-samples-{sampler}.png"
+            mol_grid_png(folder / f, ex[sampler][:16], per_row=4)
+            figs[f"{name}: {sampler} samples"] = f
+        if ex.get("interpolation"):
+            f = f"{name}-interpolation.png"
+            mol_grid_png(folder / f, ex["interpolation"], [f"t={i / 7:.2f}" for i in range(8)], per_row=8, size=180)
+            figs[f"{name}: interpolation between two test molecules"] = f
+        if ex.get("neighbours"):
+            f = f"{name}-neighbours.png"
+            cells, legends = [], []
+            for sigma, decodes in ex["neighbours"].items():
+                cells += [ex["neighbour_centre"]] + list(decodes[:5])
+                legends += [f"centre (sigma={sigma:g})"] + [f"sigma={sigma:g}"] * 5
+            mol_grid_png(folder / f, cells, legends, per_row=6, size=180)
+            figs[f"{name}: neighbourhood of a test molecule (greedy decodes of z + sigma*eps)"] = f
+    if histories:
+        _curves_png(folder / "training-curves.png", histories)
+        figs["training curves"] = "training-curves.png"
+    return figs
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:.3f}"
+    return html.escape(str(v))
+
+
+def moses_table(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of the MOSES table: each model x sampler, then the published MOSES VAE row."""
+    cols = [(m, s) for m, r in doc["models"].items() if r.get("status") == "ok" for s in r["samplers"]]
+    pub = doc["reference"]["MOSES VAE (published)"]
+    extra = doc["reference"].get("rows", {})   # e.g. MOSES train molecules at the same sample size
+    header = ["metric"] + [f"{m} ({s})" for m, s in cols] + list(extra) + ["MOSES VAE (published)"]
+    rows = []
+    for label, key, _ in MOSES_ROWS:
+        pub_key = "unique@10000" if key == "unique@n" else key
+        rows.append([label] + [_fmt(doc["models"][m]["samplers"][s].get(key)) for m, s in cols]
+                    + [_fmt(r.get(key)) for r in extra.values()]
+                    + [_fmt(pub.get(pub_key)) + (" (@10k)" if key == "unique@n" else "")])
+    rows.append(["samples"] + [str(doc["models"][m]["samplers"][s].get("n_samples")) for m, s in cols]
+                + [str(r.get("n_samples")) for r in extra.values()] + ["30000"])
+    return header, rows
+
+
+def markdown_table(doc: dict[str, Any]) -> str:
+    """The MOSES table as GitHub Markdown (for docs/molecules.md)."""
+    header, rows = moses_table(doc)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _html_table(header: list[str], rows: list[list[str]]) -> str:
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    trs = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><tr>{th}</tr>{trs}</table>"
+
+
+def write_report(run: Path, doc: dict[str, Any]) -> Path:
+    """Render report.html (self-contained) from metrics.json's content and figures/*.png."""
+    ok = {m: r for m, r in doc["models"].items() if r.get("status") == "ok"}
+    parts = [f"<h1>vaelab: molecule AE vs VAE on {html.escape(doc['dataset']['name'])}</h1>"]
+    d, c, tr = doc["dataset"], doc["config"], doc["train"]
+    parts.append(f"<p>{d['n_train']} training / {d['n_val']} validation / {d['n_test']} test molecules "
+                 f"({html.escape(d['tokenizer'])} tokens, vocabulary {d['n_vocab']}, max length {d['max_len']}); "
+                 f"skipped: {html.escape(str(d['skipped']))}. Training: {tr['epochs']} epochs, batch {tr['batch_size']}, "
+                 f"AdamW lr {tr['lr']}, KL warm-up {tr['kl_warmup_steps']} steps, seed {tr['seed']}; latent {c['latent_dim']}, "
+                 f"GRU {c['hidden']}. Generation: {c['n_samples']} samples per model and sampler at temperature "
+                 f"{c['temperature']}. References: {html.escape(doc['reference']['note'])}. "
+                 f"Total time {doc['timings'].get('total', {}).get('wall_s', '?')} s.</p>")
+    failed = {m: r for m, r in doc["models"].items() if r.get("status") != "ok"}
+    for m, r in failed.items():
+        parts.append(f"<p class=bad>{html.escape(m)} failed: {html.escape(str(r.get('error')))}</p>")
+    parts.append("<h2>MOSES metrics of generated molecules</h2>")
+    parts.append("<p>The published row used 30,000 samples of a VAE trained on all 1.58M MOSES molecules; "
+                 "FCD grows on small samples, so compare FCD only at equal sample sizes.</p>")
+    parts.append(_html_table(*moses_table(doc)))
+    header = ["metric"] + list(ok)
+    rows = [["reconstruction accuracy (test, greedy)"] + [_fmt(r["reconstruction_accuracy"]) for r in ok.values()]]
+    rows += [[f"property probe R² {p}"] + [_fmt(r["property_r2"].get(p)) for r in ok.values()]
+             for p in ("logP", "QED", "SA", "MW")]
+    for sigma in c["sigmas"]:
+        key = str(sigma)
+        for stat in ("valid", "same", "tanimoto"):
+            rows.append([f"σ={sigma:g}: {stat}"] + [_fmt(r["smoothness"].get(key, {}).get(stat)) for r in ok.values()])
+    rows.append(["test loss (nats / molecule)"] + [_fmt(r["test_loss"].get("loss")) for r in ok.values()])
+    rows.append(["training wall time (s)"] + [_fmt(r["timings"]["train"]["wall_s"]) for r in ok.values()])
+    parts.append("<h2>Reconstruction, latent structure and smoothness</h2>")
+    parts.append("<p>Smoothness: around test molecules, greedy decodes of z + σ·ε: <i>valid</i> fraction, "
+                 "<i>same</i> = fraction decoding to the centre molecule, <i>tanimoto</i> = mean similarity to it.</p>")
+    parts.append(_html_table(header, rows))
+    parts.append("<h2>Figures</h2>")
+    for title, f in doc.get("figures", {}).items():
+        p = run / "figures" / f
+        if p.exists():
+            b64 = base64.b64encode(p.read_bytes()).decode()
+            parts.append(f"<h3>{html.escape(title)}</h3><img alt='{html.escape(title)}' src='data:image/png;base64,{b64}'>")
+    style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child{text-align:left}"
+             "img{max-width:100%}.bad{color:#a00}")
+    page = f"<!doctype html><html><head><meta charset=utf-8><title>vaelab molecules</title><style>{style}</style>" \
+           f"</head><body>{''.join(parts)}</body></html>"
+    atomic_write_text(run / "report.html", page)
+    return run / "report.html"
