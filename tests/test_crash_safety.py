@@ -68,7 +68,7 @@ def losses(out: Path) -> list[dict]:
     """The logged losses per epoch, without the timings."""
     from vaelab.io import read_jsonl
 
-    return [{k: v for k, v in r.items() if k not in ("seconds", "images_per_s")} for r in read_jsonl(out / "train_log.jsonl")]
+    return [{k: v for k, v in r.items() if k not in ("seconds", "cpu_seconds", "images_per_s")} for r in read_jsonl(out / "train_log.jsonl")]
 
 
 def check_loadable(out: Path) -> None:

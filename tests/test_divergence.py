@@ -114,7 +114,7 @@ def test_retry_resumes_from_last_good_epoch_with_half_the_lr(data, tmp_path: Pat
     assert cfg["train"]["lr"] == 5e-4 and cfg["training"]["status"] == "completed"
     ref = tmp_path / "ref"
     ref_run = clean_run(data, ref, epochs=2)
-    assert run.history[:2] == [{**r, "seconds": h["seconds"], "images_per_s": h["images_per_s"]}
+    assert run.history[:2] == [{**r, "seconds": h["seconds"], "cpu_seconds": h["cpu_seconds"], "images_per_s": h["images_per_s"]}
                                for r, h in zip(ref_run.history, run.history[:2])]
     # a later --resume of this run keeps the halved learning rate and the record
     run2 = fit_with_retries(cfg_for(data), data, train_cfg(epochs=5), out, on_nan="retry", resume=True, progress=False)

@@ -115,7 +115,9 @@ class TrainConfig:
                                      # over kl_warmup_steps) | "cyclical" (Fu et al. 2019: that ramp, then 1, repeated)
     kl_warmup_steps: int = 0         # steps of the 0 -> 1 ramp
     kl_cycle_steps: int = 0          # cyclical only: period in steps; 0 = 2 * kl_warmup_steps (Fu et al.'s R = 0.5)
-    log_every: int = 25              # steps between progress-bar updates (each one syncs the device)
+    log_every: int = 25              # steps between progress-bar updates and NaN checks (each one syncs the device)
+    compile: bool = False            # torch.compile the objective (pays on GPU / long runs; see benchmarks/README.md)
+    precision: str = "fp32"          # "fp32" | "bf16" (autocast; for GPUs with bf16 tensor cores)
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -136,6 +138,10 @@ class TrainConfig:
         if self.kl_schedule == "cyclical" and self.kl_cycle_steps and self.kl_cycle_steps < self.kl_warmup_steps:
             raise ConfigError(f"a KL cycle ({self.kl_cycle_steps} steps) cannot be shorter than its ramp "
                               f"({self.kl_warmup_steps} steps).")
+        if self.log_every < 1:
+            raise ConfigError(f"log_every must be >= 1, got {self.log_every}.")
+        if self.precision not in ("fp32", "bf16"):
+            raise ConfigError(f"unknown precision {self.precision!r}; choose fp32 or bf16.")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

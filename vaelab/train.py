@@ -4,7 +4,11 @@ One readable loop (nanoGPT-style), no callbacks:
   * the training split lives as tensors on the device; each epoch is one ``randperm`` and
     index-select batches (no per-sample Python, no DataLoader);
   * AdamW (fused on CPU/CUDA where this torch has it), optional gradient clipping;
-  * a NaN/inf guard on every step that names the diverged term and keeps the last good checkpoint;
+  * no host-device sync per step: loss terms accumulate on the device and are read every
+    ``log_every`` steps; the NaN/inf guard checks those running sums on the same stride (a non-finite
+    value sticks in a sum), names the diverged term, puts the last epoch's weights back and keeps the
+    last good checkpoint (checkpoints are written only after an epoch passed the check);
+  * under torchrun, DistributedDataParallel with per-rank slices of each global batch (vaelab.distributed);
   * validation every epoch, ``weights.safetensors`` = best, ``last.safetensors`` = the resume point
     (weights + optimiser + RNG + history in one atomic file), early stopping;
   * seeded: the same seed on the CPU gives bit-identical weights, and a resumed run ends with the
@@ -26,7 +30,7 @@ import torch
 from torch import Tensor
 
 from vaelab import checkpoint as ckpt
-from vaelab import preprocess
+from vaelab import distributed, preprocess
 from vaelab.config import ModelConfig, TrainConfig
 from vaelab.errors import CheckpointError, ConfigError, DivergenceError, Interrupted, OutputError
 from vaelab.io import atomic_write_json, atomic_write_text
@@ -98,8 +102,10 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
 
 
 @torch.inference_mode()
-def evaluate_loss(model: Autoencoder, x: Tensor, y: Tensor | None = None, batch_size: int = 1024) -> dict[str, float]:
+def evaluate_loss(model: Autoencoder, x: Tensor, y: Tensor | None = None, batch_size: int = 2048) -> dict[str, float]:
     """Mean loss terms over a split (kl_weight 1: the model's full objective), plus "loss" = the total.
+
+    Large batches under inference mode; the sums stay on the device and are read once at the end.
 
     Args:
         x: (N, C, H, W) in [0, 1]; y: (N,) labels or None
@@ -107,30 +113,31 @@ def evaluate_loss(model: Autoencoder, x: Tensor, y: Tensor | None = None, batch_
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    sums: dict[str, float] = {}
+    names: list[str] = []
+    sums = torch.zeros(0, dtype=torch.float64, device=device)
     n = x.shape[0]
     for i in range(0, n, batch_size):
-        xb = x[i:i + batch_size].to(device)
-        yb = y[i:i + batch_size].to(device) if y is not None else None
+        xb = x[i:i + batch_size].to(device, non_blocking=True)
+        yb = y[i:i + batch_size].to(device, non_blocking=True) if y is not None else None
         lt = model.loss(xb, yb)
-        for k, v in {"loss": lt.total, **lt.terms}.items():
-            sums[k] = sums.get(k, 0.0) + float(v) * xb.shape[0]
+        if not names:
+            names = ["loss", *lt.terms]
+            sums = torch.zeros(len(names), dtype=torch.float64, device=device)
+        sums += torch.stack([lt.total, *lt.terms.values()]).double() * xb.shape[0]
     model.train(was_training)
-    return {k: v / n for k, v in sums.items()}
+    return {k: v / n for k, v in zip(names, sums.tolist())}
 
 
-def _diverged_term(total: Tensor, terms: dict[str, Tensor], grad_norm: Tensor) -> str | None:
-    """The name of the first non-finite quantity of a step (a term, the total, the gradient), or None.
+def _diverged_term(names: list[str], nonfinite: list[bool]) -> str:
+    """The name of the first non-finite quantity of a step: a named term, else the total, else the gradient.
 
-    One device sync per step: all the scalars are checked together; names are looked up only on failure.
+    Args:
+        names: ["loss", term, ...]; nonfinite: (len(names) + 1,) flags, the last one the gradient norm's
     """
-    values = [total.detach(), grad_norm, *(v.detach() for v in terms.values())]
-    if bool(torch.isfinite(torch.stack([v.float().reshape(()) for v in values])).all()):
-        return None
-    for name, v in terms.items():
-        if not bool(torch.isfinite(v)):
+    for name, bad in [*zip(names[1:], nonfinite[1:]), (names[0], nonfinite[0])]:
+        if bad:
             return name
-    return "loss" if not bool(torch.isfinite(total)) else "gradient"
+    return "gradient"
 
 
 def _state_tensors(model: Autoencoder, opt: torch.optim.Optimizer, shuffle_gen: torch.Generator) -> dict[str, Tensor]:
@@ -163,13 +170,16 @@ def _restore_state(tensors: dict[str, Tensor], model: Autoencoder, opt: torch.op
         torch.cuda.set_rng_state_all(cuda_states)
 
 
-def _prepare_out(out: Path, resume: bool, overwrite: bool) -> None:
+def _prepare_out(out: Path, resume: bool, overwrite: bool, mutate: bool = True) -> None:
+    """Check ``out`` (every rank, so all raise alike) and, when ``mutate`` (rank 0), clear/create it."""
     has_model = any((out / f).exists() for f in (ckpt.WEIGHTS_NAME, LAST_NAME))
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out} exists and is not a folder; choose another --out.")
     if has_model and not (resume or overwrite):
         raise OutputError(f"{out} already holds a trained model. Pass --resume to continue it, --overwrite to "
                           "replace it, or choose another --out.")
+    if not mutate:
+        return
     if overwrite and not resume:
         for f in OWNED_FILES:
             (out / f).unlink(missing_ok=True)
@@ -187,6 +197,10 @@ def fit(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig = TrainCon
         data_meta: dict[str, Any] | None = None, training_info: dict[str, Any] | None = None) -> Run:
     """Train ``model`` on ``data.x_train`` (validating on ``data.x_val``) under ``cfg``.
 
+    Under torchrun (WORLD_SIZE > 1) this is data-parallel: ``cfg.batch_size`` is the per-rank batch,
+    the global batch is batch_size x world size, and only rank 0 validates and writes
+    (see vaelab.distributed and docs/distributed.md).
+
     Args:
         model: a model, or a ModelConfig to build one (then its initialisation is seeded by cfg.seed too)
         data: a vaelab.data.Dataset (x_train (N, C, H, W) in [0, 1], y_train (N,) or None, x_val, y_val)
@@ -199,7 +213,10 @@ def fit(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig = TrainCon
     Raises:
         DivergenceError when a loss term or the gradient becomes NaN/inf (the last good checkpoint is kept).
     """
+    dctx = distributed.setup(resolve_device(cfg.device).type)
     device = resolve_device(cfg.device)
+    if dctx.is_distributed and device.type == "cuda":
+        device = torch.device("cuda", dctx.local_rank)
     torch.manual_seed(cfg.seed)
     if not isinstance(model, torch.nn.Module):   # a ModelConfig (or SeqModelConfig)
         model = build_model(model)
@@ -217,18 +234,25 @@ def fit(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig = TrainCon
     x_static = preprocess.modelled(x_grey, mcfg, "train") if mcfg.binarize == "static" else None
     x_val, x_test = preprocess.modelled(data.x_val, mcfg, "val"), preprocess.modelled(data.x_test, mcfg, "test")
     n = x_grey.shape[0]
-    if cfg.batch_size > n:
-        raise ConfigError(f"batch size {cfg.batch_size} is larger than the {n} training images; use --batch-size "
-                          f"{min(128, n)} or less.")
+    global_batch = cfg.batch_size * dctx.world_size
+    if global_batch > n:
+        raise ConfigError(f"batch size {global_batch} is larger than the {n} training images; use --batch-size "
+                          f"{min(128, n // dctx.world_size)} or less.")
+    # channels-last: oneDNN (CPU) and cuDNN (GPU) convolutions run faster on NHWC (benchmarks/README.md)
+    channels_last = mcfg.backbone == "conv"
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     opt = make_optimizer(model, cfg)
     shuffle_gen = torch.Generator().manual_seed(cfg.seed)
     params = [p for p in model.parameters()]
     out_path = Path(out) if out is not None else None
+    writes = out_path is not None and dctx.is_main   # rank 0 writes; every rank reads (resume)
 
     history: list[dict[str, Any]] = []
     start_epoch, step, best_val, best_epoch, bad_epochs = 1, 0, math.inf, 0, 0
     if out_path is not None:
-        _prepare_out(out_path, resume, overwrite)
+        _prepare_out(out_path, resume, overwrite, mutate=dctx.is_main)
+        distributed.barrier()
         if resume and (out_path / LAST_NAME).exists():
             tensors, meta = ckpt.load_tensors(out_path / LAST_NAME)
             saved_cfg = json.loads(meta.get("model_config", "{}"))
@@ -241,58 +265,116 @@ def fit(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig = TrainCon
             history, step = st["history"], st["step"]
             best_val, best_epoch, bad_epochs = st["best_val"], st["best_epoch"], st["bad_epochs"]
             start_epoch = st["epoch"] + 1
-        extra = {"train": cfg.to_dict(), "data": {**data.summary(), **(data_meta or {})},
-                 "training": {"status": "running", **(training_info or {})}}
-        ckpt.write_config(out_path, mcfg, extra)
+        if writes:
+            extra = {"train": cfg.to_dict(), "data": {**data.summary(), **(data_meta or {})},
+                     "training": {"status": "running", "world_size": dctx.world_size, **(training_info or {})}}
+            ckpt.write_config(out_path, mcfg, extra)
+    # the objective as a module, so DistributedDataParallel (which hooks forward) can average gradients
+    objective: torch.nn.Module = _Objective(model)
+    if dctx.is_distributed:
+        from torch.nn.parallel import DistributedDataParallel as DDP
 
-    steps_per_epoch = math.ceil(n / cfg.batch_size)
-    bar = _progress(total=cfg.epochs * steps_per_epoch, initial=(start_epoch - 1) * steps_per_epoch,
-                    desc=mcfg.model, enabled=progress)
+        objective = DDP(objective, device_ids=[device.index] if device.type == "cuda" else None,
+                        broadcast_buffers=False)
+    if cfg.compile:
+        objective = torch.compile(objective)
+    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
+    good_state = _snapshot(model)           # the rollback point when a NaN is found (last epoch's weights)
+
+    # global batches [b0, b1); in DDP a last global batch smaller than the world is dropped (no rank may be empty)
+    bounds = [(i, min(i + global_batch, n)) for i in range(0, n, global_batch)]
+    if dctx.is_distributed and bounds[-1][1] - bounds[-1][0] < dctx.world_size:
+        bounds.pop()
+    n_epoch = bounds[-1][1]                 # images per epoch (all ranks together)
+    xbuf = torch.empty((cfg.batch_size + 1, *x_grey.shape[1:]), dtype=x_grey.dtype, device=device)  # +1: uneven last batch
+    bar = _progress(total=cfg.epochs * len(bounds), initial=(start_epoch - 1) * len(bounds),
+                    desc=mcfg.model, enabled=progress and dctx.is_main)
     t_start = time.perf_counter()
     status = "completed"
     try:
         for epoch in range(start_epoch, cfg.epochs + 1):
             model.train()
-            t0 = time.perf_counter()
-            sums: dict[str, Tensor] = {}
+            if dctx.is_distributed:         # independent noise per rank, and a resume point at every epoch
+                torch.manual_seed(cfg.seed + 1_000_003 * epoch + 7919 * dctx.rank)
+            t0, c0 = time.perf_counter(), time.process_time()
+            names: list[str] = []
+            sums = torch.zeros(0, device=device)   # (1 + n_terms,) running sum of terms x images, on the device
+            first_bad = torch.full((), -1, dtype=torch.long, device=device)   # first step with a NaN/inf, or -1
+            bad_mask = torch.zeros(0, dtype=torch.bool, device=device)
             x = preprocess.training_view(x_grey, mcfg, cfg.seed, epoch, x_static)
             perm = torch.randperm(n, generator=shuffle_gen).to(device)
-            for i in range(0, n, cfg.batch_size):
-                idx = perm[i:i + cfg.batch_size]
-                xb, yb = x[idx], (y[idx] if y is not None else None)
-                lt = model.loss(xb, yb, kl_weight=kl_weight(cfg, step))
+            for j, (b0, b1) in enumerate(bounds):
+                lo, hi = distributed.rank_slice(b0, b1, dctx)
+                m = hi - lo
+                xb = torch.index_select(x, 0, perm[lo:hi], out=xbuf[:m])
+                if channels_last and xb.shape[1] > 1:      # one channel: NCHW already is NHWC
+                    xb = xb.contiguous(memory_format=torch.channels_last)
+                yb = y[perm[lo:hi]] if y is not None else None
+                with amp:
+                    lt = objective(xb, yb, kl_weight(cfg, step))
+                # DDP averages gradients over ranks: weight each rank by its share of the global batch
+                scale = m * dctx.world_size / (b1 - b0)
                 opt.zero_grad(set_to_none=True)
-                lt.total.backward()
-                grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
-                bad = _diverged_term(lt.total, lt.terms, grad_norm)
-                if bad is not None:
-                    kept = (f"the last good checkpoint (epoch {history[-1]['epoch']}) is kept in {out_path}"
-                            if out_path is not None and history else "no checkpoint had been written yet")
-                    raise DivergenceError(
-                        f"{mcfg.model}: the {bad!r} term became NaN/inf at epoch {epoch}, step {step + 1}; {kept}. "
-                        f"Try a lower --lr (now {cfg.lr}), --grad-clip 10, --on-nan retry, or a Gaussian likelihood "
-                        "with larger sigma.", term=bad, epoch=epoch, step=step + 1)
+                (lt.total if scale == 1 else lt.total * scale).backward()
+                # the gradient norm is the NaN guard's view of the gradient (clipping reuses it); no sync here
+                grad_norm = (torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip, foreach=True) if cfg.grad_clip > 0
+                             else torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None],
+                                                                foreach=True))
                 opt.step()
                 step += 1
-                for k, v in {"loss": lt.total.detach(), **lt.terms}.items():
-                    sums[k] = sums.get(k, 0.0) + v * xb.shape[0]
-                if step % cfg.log_every == 0 or i + cfg.batch_size >= n:
-                    done = min(i + cfg.batch_size, n)
-                    bar.set_postfix(epoch=f"{epoch}/{cfg.epochs}", **{k: f"{float(v) / done:.2f}" for k, v in sums.items()},
+                vals = torch.stack([lt.total.detach(), *lt.terms.values(), grad_norm]).double()  # (1 + T + 1,)
+                if not names:
+                    names = ["loss", *lt.terms]
+                    sums = torch.zeros(len(names), device=device, dtype=torch.float64)
+                    bad_mask = torch.zeros(len(vals), dtype=torch.bool, device=device)
+                sums.add_(vals[:-1], alpha=m)
+                # NaN guard without a sync: remember, on the device, the first step with a non-finite value
+                # and which values they were; it is read on the log stride below.
+                nonfinite = ~torch.isfinite(vals)
+                hit = nonfinite.any() & (first_bad < 0)
+                first_bad = torch.where(hit, step, first_bad)
+                bad_mask = torch.where(hit, nonfinite, bad_mask)
+                # progress and the guard's check on a stride: one device sync (and one all-reduce in DDP)
+                # per log_every steps. Checkpoints are written only after an epoch passed the check.
+                last = j == len(bounds) - 1
+                if step % cfg.log_every == 0 or last:
+                    tot = distributed.all_reduce_sum(torch.cat([sums, first_bad.double().clamp(min=0).reshape(1)]),
+                                                     dctx).tolist()
+                    if tot[-1] > 0:             # some rank saw a non-finite value
+                        fb = int(first_bad)
+                        bad = _diverged_term(names, bad_mask.tolist()) if fb >= 0 else "gradient"
+                        where = f"step {fb}" if fb >= 0 else f"step {int(tot[-1]) // dctx.world_size} (on another rank)"
+                        _rollback(model, good_state)
+                        kept = (f"the last good checkpoint (epoch {history[-1]['epoch']}) is kept in {out_path}"
+                                if out_path is not None and history else "no checkpoint had been written yet")
+                        raise DivergenceError(
+                            f"{mcfg.model}: the {bad!r} term became NaN/inf at epoch {epoch}, {where}; {kept}. "
+                            f"Try a lower --lr (now {cfg.lr}), --grad-clip 10, --on-nan retry, or a Gaussian "
+                            "likelihood with larger sigma.", term=bad, epoch=epoch, step=fb if fb >= 0 else step)
+                    done = b1
+                    bar.set_postfix(epoch=f"{epoch}/{cfg.epochs}",
+                                    **{k: f"{v / done:.2f}" for k, v in zip(names, tot)},
                                     img_s=f"{done / (time.perf_counter() - t0):.0f}", refresh=False)
+                    if last:
+                        sums = torch.tensor(tot[:-1], dtype=torch.float64)
                 bar.update(1)
-            seconds = time.perf_counter() - t0
-            train_terms = {k: float(v) / n for k, v in sums.items()}
-            val_terms = evaluate_loss(model, x_val, data.y_val) if x_val.shape[0] else train_terms
-            val = val_terms["loss"]
+            seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
+            train_terms = {k: v / n_epoch for k, v in zip(names, sums.tolist())}
+            if dctx.is_main:
+                val_terms = evaluate_loss(model, x_val, data.y_val) if x_val.shape[0] else train_terms
+            else:
+                val_terms = {}
+            val = distributed.broadcast_floats([val_terms.get("loss", 0.0)], dctx, device)[0]
             bad_val = next((k for k, v in val_terms.items() if not math.isfinite(v)), None)
-            if bad_val is not None:   # checkpoints of this epoch are not written: the last good ones stay
-                raise DivergenceError(f"{mcfg.model}: the validation {bad_val!r} term became NaN/inf at epoch {epoch}. "
-                                      f"Try a lower --lr (now {cfg.lr}), --grad-clip 10 or --on-nan retry.",
-                                      term=f"val.{bad_val}", epoch=epoch, step=step)
-            record = {"epoch": epoch, "step": step, "seconds": round(seconds, 4), "images_per_s": round(n / seconds, 1),
-                      "kl_weight": kl_weight(cfg, step), "train": train_terms, "val": val_terms}
-            if model.is_stochastic and isinstance(mcfg, ModelConfig) and x_val.shape[0] >= 2:   # collapse check (image models)
+            if bad_val is not None or not math.isfinite(val):   # this epoch's checkpoints are not written
+                _rollback(model, good_state)
+                raise DivergenceError(f"{mcfg.model}: the validation {bad_val or 'loss'!r} term became NaN/inf at epoch "
+                                      f"{epoch}. Try a lower --lr (now {cfg.lr}), --grad-clip 10 or --on-nan retry.",
+                                      term=f"val.{bad_val or 'loss'}", epoch=epoch, step=step)
+            record = {"epoch": epoch, "step": step, "seconds": round(seconds, 4), "cpu_seconds": round(cpu_seconds, 4),
+                      "images_per_s": round(n_epoch / seconds, 1), "kl_weight": kl_weight(cfg, step),
+                      "train": train_terms, "val": val_terms}
+            if dctx.is_main and model.is_stochastic and isinstance(mcfg, ModelConfig) and x_val.shape[0] >= 2:
                 from vaelab.metrics import collapse                # lazy: sklearn is not needed to train
                 record["diagnostics"] = collapse.epoch_diagnostics(model, x_val, data.y_val, epoch=epoch)
             history.append(record)
@@ -301,7 +383,8 @@ def fit(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig = TrainCon
                 best_val, best_epoch, bad_epochs = val, epoch, 0
             else:
                 bad_epochs += 1
-            if out_path is not None:
+            good_state = _snapshot(model)
+            if writes:
                 if improved:
                     ckpt.save_weights(out_path, model, epoch=epoch, val_loss=val)
                 state = {"epoch": epoch, "step": step, "best_val": best_val, "best_epoch": best_epoch,
@@ -309,8 +392,9 @@ def fit(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig = TrainCon
                 ckpt.save_tensors(out_path / LAST_NAME, _state_tensors(model, opt, shuffle_gen),
                                   {**ckpt.weights_metadata(mcfg), "state": json.dumps(state)})
                 atomic_write_text(out_path / LOG_NAME, "".join(json.dumps(r) + "\n" for r in history))
-            elif improved:
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            elif out_path is None and improved:
+                best_state = good_state
+            distributed.barrier()
             if cfg.patience and bad_epochs >= cfg.patience:
                 status = "early-stopped"
                 break
@@ -339,16 +423,38 @@ def fit(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig = TrainCon
     elif out_path is None and best_epoch:
         model.load_state_dict(best_state)
     model.eval()
-    test = evaluate_loss(model, x_test, data.y_test) if x_test.shape[0] else {}
+    test = evaluate_loss(model, x_test, data.y_test) if x_test.shape[0] and dctx.is_main else {}
     run = Run(model, history, best_epoch, best_val, status, seconds, out_path, test)
-    if out_path is not None:
+    if writes:
         extra = {"train": cfg.to_dict(), "data": {**data.summary(), **(data_meta or {})},
                  "training": {**(training_info or {}), "status": status, "best_epoch": best_epoch, "best_val_loss": best_val,
                               "epochs_done": history[-1]["epoch"] if history else 0, "steps": step,
+                              "world_size": dctx.world_size,
                               "images_per_s_last_epoch": history[-1]["images_per_s"] if history else None},
                  "test": test}
         ckpt.write_config(out_path, mcfg, extra)
+    distributed.barrier()
     return run
+
+
+class _Objective(torch.nn.Module):
+    """``forward`` = the model's training objective, so DDP and torch.compile see the whole step's graph."""
+
+    def __init__(self, model: Autoencoder):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor, y: Tensor | None, kl_weight: float) -> Any:
+        return self.model.loss(x, y, kl_weight=kl_weight)
+
+
+def _snapshot(model: torch.nn.Module) -> dict[str, Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _rollback(model: torch.nn.Module, state: dict[str, Tensor]) -> None:
+    """Put the last good (epoch-boundary) weights back, so a caller holding ``model`` never sees NaN weights."""
+    model.load_state_dict(state)
 
 
 ON_NAN = ("stop", "retry")

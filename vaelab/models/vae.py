@@ -23,15 +23,19 @@ class VAE(Autoencoder):
     is_stochastic = True
     has_likelihood = True
 
-    def encode(self, x: Tensor, y: Tensor | None = None) -> Normal:
+    def posterior(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(mu, logvar) of q(z|x), each (B, D): what the objectives use (no log(exp(.)) round trip)."""
         mu, logvar = self._head(x, y).chunk(2, dim=-1)           # (B, D) each
-        logvar = logvar.clamp(LOGVAR_MIN, LOGVAR_MAX)
-        return Normal(mu, torch.exp(0.5 * logvar))
+        return mu, logvar.clamp(LOGVAR_MIN, LOGVAR_MAX)
+
+    def encode(self, x: Tensor, y: Tensor | None = None) -> Normal:
+        mu, logvar = self.posterior(x, y)
+        # validate_args=False: the check of scale > 0 is a host-device sync; exp() is positive by construction
+        return Normal(mu, torch.exp(0.5 * logvar), validate_args=False)
 
     def loss(self, x: Tensor, y: Tensor | None = None, kl_weight: float = 1.0) -> LossTerms:
-        q = self.encode(x, y)
-        mu, logvar = q.loc, 2 * q.scale.log()
-        z = q.rsample()                                           # (B, D) reparameterisation trick
+        mu, logvar = self.posterior(x, y)
+        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)  # (B, D) reparameterisation trick
         recon = self.recon_nll(self.decode(z, y), x)              # (B,)
         kl = losses.gaussian_kl(mu, logvar)                       # (B,)
         kl_opt = losses.free_bits_kl(mu, logvar, self.cfg.free_bits) if self.cfg.free_bits > 0 else kl
@@ -47,9 +51,9 @@ class VAE(Autoencoder):
         eps: optional (K, B, D) standard-normal noise, z = mu + sigma * eps (the caller controls the
         random stream, e.g. so that chunked evaluation draws exactly the samples of one big batch).
         """
-        q = self.encode(x, y)
-        mu, logvar = q.loc, 2 * q.scale.log()
-        z = q.rsample((k,)) if eps is None else q.loc + q.scale * eps.to(q.loc)   # (K, B, D)
+        mu, logvar = self.posterior(x, y)
+        eps = torch.randn((k, *mu.shape), dtype=mu.dtype, device=mu.device) if eps is None else eps.to(mu)
+        z = mu + torch.exp(0.5 * logvar) * eps                    # (K, B, D)
         log_px_z = -self.recon_nll(self.decode(z, y), x)          # (K, B)
         return log_px_z + losses.log_standard_normal(z) - losses.log_normal(z, mu, logvar)
 
@@ -64,9 +68,8 @@ class IWAE(VAE):
     """Burda et al. 2016: maximise the K-sample importance-weighted bound (cfg.k samples)."""
 
     def loss(self, x: Tensor, y: Tensor | None = None, kl_weight: float = 1.0) -> LossTerms:
-        q = self.encode(x, y)
-        mu, logvar = q.loc, 2 * q.scale.log()
-        z = q.rsample((self.cfg.k,))                              # (K, B, D)
+        mu, logvar = self.posterior(x, y)
+        z = mu + torch.exp(0.5 * logvar) * torch.randn((self.cfg.k, *mu.shape), dtype=mu.dtype, device=mu.device)
         recon = self.recon_nll(self.decode(z, y), x)              # (K, B)
         bound = losses.iwae_bound(-recon, losses.log_standard_normal(z), losses.log_normal(z, mu, logvar))  # (B,)
         total = -bound.mean()
