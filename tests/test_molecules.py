@@ -1,6 +1,7 @@
 """Molecules: data loading/cleaning, SELFIES/SMILES tokenisers, and each MOSES metric on hand-made cases."""
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import logging
@@ -259,7 +260,10 @@ def test_moses_metrics_row_on_small_sets():
 @pytest.mark.long
 @needs_moses
 def test_train_row_reproduces_published_moses_numbers():
-    """MOSES "Train" row, 10,000 train molecules vs the full test/scaffold-test statistics (~3-5 min)."""
+    """MOSES "Train" row, 10,000 train molecules vs the full test/scaffold-test statistics.
+
+    The first run computes and caches vaelab's statistics of both full splits (~2 h on 2 CPU cores).
+    """
     pytest.importorskip("fcd_torch")
     import importlib.util
     import pathlib
@@ -270,3 +274,106 @@ def test_train_row_reproduces_published_moses_numbers():
     rows = bench.compare(bench.train_row(n=10000, seed=0, n_jobs=2))
     bad = [r for r in rows if not r[-1]]
     assert not bad, f"outside tolerance (metric, measured, published, tol, ok): {bad}"
+
+
+# ----------------------------------------------------------------------------- MOSES reference statistics
+
+
+def _same_stats(a: M.ReferenceStats, b: M.ReferenceStats) -> bool:
+    same_fcd = (a.fcd_mu is None) == (b.fcd_mu is None) and (
+        a.fcd_mu is None or (np.array_equal(a.fcd_mu, b.fcd_mu) and np.array_equal(a.fcd_sigma, b.fcd_sigma)))
+    return (a.n == b.n and np.array_equal(a.fps, b.fps) and a.fps.dtype == b.fps.dtype
+            and a.fragments == b.fragments and a.scaffolds == b.scaffolds and same_fcd)
+
+
+@needs_moses
+def test_moses_reference_stats_cache_round_trip_and_hit(monkeypatch):
+    first = M.moses_reference_stats("test", n=200, seed=3, use_fcd=False, progress=False)
+    direct = M.reference_stats(D.load_moses("test", subset=200, seed=3), use_fcd=False)
+    assert _same_stats(first, direct)                       # the statistics of exactly that seeded sample
+    folder = M.moses_reference_dir("test", 200, 3)
+    assert sorted(p.name for p in folder.iterdir()) == ["counts.json", "fps.npz"]
+    json.loads((folder / "counts.json").read_text())        # plain JSON
+
+    def no_recompute(*a, **k):
+        raise AssertionError("recomputed although cached")
+    monkeypatch.setattr(M, "reference_stats", no_recompute)
+    monkeypatch.setattr(D, "load_moses", no_recompute)
+    second = M.moses_reference_stats("test", n=200, seed=3, use_fcd=False, progress=False)
+    assert _same_stats(first, second)
+    assert not M.moses_reference_dir("test", 200, 4).exists()  # another seed is another entry
+
+
+@needs_moses
+@pytest.mark.parametrize("victim, garbage", [("fps.npz", b"PK\x03\x04 not a zip"),
+                                             ("counts.json", b'{"format": 1, "n"'),
+                                             ("fps.npz", b"\x80\x04K\x01.")])   # the last one is a pickle
+def test_corrupt_moses_reference_cache_is_recomputed(caplog, victim, garbage):
+    good = M.moses_reference_stats("test", n=150, seed=0, use_fcd=False, progress=False)
+    folder = M.moses_reference_dir("test", 150, 0)
+    (folder / victim).write_bytes(garbage)
+    with caplog.at_level(logging.WARNING, logger="vaelab.molecules"):
+        again = M.moses_reference_stats("test", n=150, seed=0, use_fcd=False, progress=False)
+    assert _same_stats(good, again)
+    assert any("recomputing" in r.getMessage() and str(folder) in r.getMessage() for r in caplog.records)
+    assert _same_stats(good, M.moses_reference_stats("test", n=150, seed=0, use_fcd=False, progress=False))
+
+
+@needs_moses
+def test_moses_reference_stats_never_loads_pickles(monkeypatch):
+    real_load = np.load
+
+    def strict_load(*args, **kwargs):
+        if kwargs.get("allow_pickle"):
+            raise AssertionError("np.load(allow_pickle=True) called")
+        return real_load(*args, **kwargs)
+    monkeypatch.setattr(np, "load", strict_load)
+    a = M.moses_reference_stats("test", n=200, use_fcd=False, progress=False)     # computes and writes
+    b = M.moses_reference_stats("test", n=200, use_fcd=False, progress=False)     # reads the cache
+    assert _same_stats(a, b)
+
+
+def test_molecule_code_has_no_unpickling_calls():
+    import pathlib
+    import re
+    root = pathlib.Path(M.__file__).resolve().parents[1]            # the vaelab package
+    pattern = re.compile(r"allow_pickle\s*=\s*True|torch\.load\(|pickle\.loads?\(|Unpickler\(|joblib\.load")
+    hits = [f"{p.relative_to(root)}:{i}" for p in root.rglob("*.py")
+            for i, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
+    assert not hits, f"unpickling calls in vaelab: {hits}"
+
+
+@needs_moses
+def test_moses_reference_fcd_is_cached_and_chemnet_is_read_without_unpickling(monkeypatch):
+    pytest.importorskip("fcd_torch")
+    import pickle
+    import torch
+
+    def refuse(*a, **k):
+        raise AssertionError("something unpickled")
+    for mod, name in ((torch, "load"), (pickle, "load"), (pickle, "loads"), (pickle, "Unpickler")):
+        monkeypatch.setattr(mod, name, refuse)
+    monkeypatch.setattr(M, "_chemnet", functools.lru_cache(maxsize=1)(M._chemnet.__wrapped__))  # load it afresh
+    act = M.chemnet_activations(["CCO", "c1ccccc1", "CC(=O)Nc1ccc(O)cc1"])
+    # known answers: fcd_torch's own torch.load path gives these activations (checked once, identical to 0.0)
+    np.testing.assert_allclose(act.sum(1), [1.1900651, 1.2848046, 6.538196], rtol=1e-5)
+    np.testing.assert_allclose(act[0, :3], [-0.04489722, 0.0114582, -0.17740746], rtol=1e-5, atol=1e-7)
+
+    no_fcd = M.moses_reference_stats("test", n=60, use_fcd=False, progress=False)
+    assert no_fcd.fcd_mu is None
+    with_fcd = M.moses_reference_stats("test", n=60, use_fcd=True, progress=False)  # adds fcd.npz only
+    assert with_fcd.fcd_mu.shape == (512,) and with_fcd.fcd_sigma.shape == (512, 512)
+    assert np.array_equal(with_fcd.fps, no_fcd.fps)
+    mu, sigma = M.chemnet_stats(D.load_moses("test", subset=60, seed=0))
+    np.testing.assert_allclose(with_fcd.fcd_mu, mu, rtol=1e-6, atol=1e-9)
+    monkeypatch.setattr(M, "chemnet_stats", refuse)
+    hit = M.moses_reference_stats("test", n=60, use_fcd=True, progress=False)
+    assert _same_stats(with_fcd, hit)
+    assert M.frechet_distance(mu, sigma, hit.fcd_mu, hit.fcd_sigma) == pytest.approx(0.0, abs=1e-4)  # rank-59 sqrt
+
+
+def test_chemnet_reader_refuses_another_file(tmp_path):
+    p = tmp_path / "ChemNet_v0.13_pretrained.pt"
+    p.write_bytes(b"\x80\x02cos\nsystem\nq\x00X\x04\x00\x00\x00echoq\x01\x85q\x02Rq\x03.")
+    with pytest.raises(DataError, match="SHA-256"):
+        M._read_chemnet_weights(str(p))

@@ -17,17 +17,25 @@ own module no longer imports with current RDKit:
 
 In :func:`moses_metrics` every metric but validity is computed on the valid molecules, duplicates
 kept, as MOSES does. Reference statistics (fingerprints, fragment/scaffold counts, ChemNet mean and
-covariance) are computed once with :func:`reference_stats` and reused.
+covariance) are computed once with :func:`reference_stats` and reused; for the MOSES test splits
+:func:`moses_reference_stats` computes them from the split's SMILES and caches them (JSON and
+pickle-free npz; the ``*_stats.npz`` shipped in molsets is a pickle and is never read).
 """
 from __future__ import annotations
 
 import csv
 import functools
+import json
+import logging
 import math
 import multiprocessing
+import os
 import warnings
+import zipfile
+import zlib
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
@@ -38,6 +46,8 @@ from vaelab.molecules.data import INSTALL_HINT, canonical_smiles, get_mol, moses
 FP_RADIUS = 2          # Morgan radius (ECFP4), as MOSES
 FP_BITS = 1024         # Morgan bit-vector length, as MOSES
 MIN_SCAFFOLD_RINGS = 2  # MOSES drops scaffolds with fewer rings (benzene has none left)
+log = logging.getLogger("vaelab.molecules")
+
 ALLOWED_ATOMS = frozenset({"C", "N", "S", "O", "F", "Cl", "Br", "H"})
 
 
@@ -223,22 +233,159 @@ def passes_filters(smiles: str) -> bool:
 # ----------------------------------------------------------------------------- FCD
 
 
+CHEMNET_FILE = "ChemNet_v0.13_pretrained.pt"
+# SHA-256 of that file in the fcd_torch 1.0.7 wheel: the reader below is written for exactly this file.
+CHEMNET_SHA256 = "a36658cc7c94d3c728eacd7ed2d2f104753bb2fde742c2817daefe9533a28080"
+
+
+def _read_chemnet_weights(path: str) -> list:
+    """Read fcd_torch's ChemNet file (legacy ``torch.save`` format) WITHOUT unpickling it.
+
+    The file is five pickles followed by raw float32 storages. We never run a pickle: its opcodes
+    are decoded with :func:`pickletools.genops` (pure parsing) and interpreted by a tiny stack
+    machine that knows only lists, dicts, tuples, strings, numbers and exactly three names
+    (``collections.OrderedDict``, ``torch._utils._rebuild_tensor_v2``, ``torch.FloatStorage``);
+    anything else is refused. The file's SHA-256 must also match the known fcd_torch file.
+
+    Returns:
+        The ``keras_config`` list that ``fcd_torch.utils.load_imported_model`` takes:
+        [(layer_type, (state_dict, kwargs, other_info)), ...] with float32 tensors.
+    """
+    import hashlib
+    import pickletools
+    import struct
+    import torch
+
+    with open(path, "rb") as f:
+        raw = f.read()
+    if hashlib.sha256(raw).hexdigest() != CHEMNET_SHA256:
+        raise DataError(f"{path} is not the ChemNet file of fcd_torch 1.0.7 (SHA-256 differs); vaelab reads "
+                        f"only that file. {INSTALL_HINT}")
+    import io
+    f = io.BytesIO(raw)
+    for _ in range(3):                      # magic number, protocol version, sys info: skipped
+        for _op in pickletools.genops(f):
+            pass
+    mark = object()
+    allowed = {"collections OrderedDict": "odict", "torch._utils _rebuild_tensor_v2": "tensor",
+               "torch FloatStorage": "float"}
+    tensors: list[tuple[dict, str, int, tuple, tuple]] = []   # (holder, key) filled once storages are read
+
+    def run(ops) -> object:
+        stack: list = []
+        memo: dict = {}
+
+        def pop_mark() -> list:
+            i = max(k for k, v in enumerate(stack) if v is mark)   # the innermost MARK
+            items = stack[i + 1:]
+            del stack[i:]
+            return items
+        for op, arg, _pos in ops:
+            name = op.name
+            if name in ("PROTO", "FRAME"):
+                continue
+            if name == "STOP":
+                return stack.pop()
+            if name == "MARK":
+                stack.append(mark)
+            elif name in ("BINPUT", "LONG_BINPUT", "MEMOIZE"):
+                memo[arg if name != "MEMOIZE" else len(memo)] = stack[-1]
+            elif name in ("BINGET", "LONG_BINGET"):
+                stack.append(memo[arg])
+            elif name in ("BINUNICODE", "SHORT_BINUNICODE", "BININT", "BININT1", "BININT2", "BINFLOAT"):
+                stack.append(arg)
+            elif name == "NONE":
+                stack.append(None)
+            elif name in ("NEWTRUE", "NEWFALSE"):
+                stack.append(name == "NEWTRUE")
+            elif name == "EMPTY_LIST":
+                stack.append([])
+            elif name == "EMPTY_DICT":
+                stack.append({})
+            elif name == "EMPTY_TUPLE":
+                stack.append(())
+            elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
+                k = int(name[-1])
+                items = tuple(stack[-k:])
+                del stack[-k:]
+                stack.append(items)
+            elif name == "TUPLE":
+                stack.append(tuple(pop_mark()))
+            elif name == "APPENDS":
+                items = pop_mark()
+                stack[-1].extend(items)
+            elif name == "SETITEM":
+                v = stack.pop()
+                k = stack.pop()
+                stack[-1][k] = v
+            elif name == "SETITEMS":
+                items = pop_mark()
+                stack[-1].update(zip(items[::2], items[1::2]))
+            elif name == "GLOBAL":
+                if arg not in allowed:
+                    raise DataError(f"{path}: unexpected name {arg!r} in the ChemNet file; refusing to read it")
+                stack.append(("global", allowed[arg]))
+            elif name == "BINPERSID":
+                pid = stack.pop()   # ('storage', ('global', 'float'), key, location, numel, view)
+                if not (isinstance(pid, tuple) and pid[0] == "storage" and pid[1] == ("global", "float")):
+                    raise DataError(f"{path}: unexpected storage in the ChemNet file; refusing to read it")
+                stack.append(("storage", pid[2], pid[4]))
+            elif name == "REDUCE":
+                args = stack.pop()
+                func = stack.pop()
+                if func == ("global", "odict") and args == ():
+                    stack.append({})
+                elif func == ("global", "tensor"):
+                    storage, offset, size, stride = args[:4]
+                    stack.append(("tensor", storage[1], offset, tuple(size), tuple(stride)))
+                else:
+                    raise DataError(f"{path}: unexpected call in the ChemNet file; refusing to read it")
+            elif name == "BUILD":
+                stack.pop()         # OrderedDict state (its _metadata attribute): not needed
+            else:
+                raise DataError(f"{path}: unexpected pickle opcode {name} in the ChemNet file; refusing to read it")
+        raise DataError(f"{path}: truncated ChemNet file")
+
+    config = run(pickletools.genops(f))
+    keys = run(pickletools.genops(f))
+    storages: dict[str, torch.Tensor] = {}
+    for key in keys:
+        (numel,) = struct.unpack("<q", f.read(8))
+        buf = f.read(4 * numel)
+        if len(buf) != 4 * numel:
+            raise DataError(f"{path}: truncated ChemNet file")
+        storages[key] = torch.from_numpy(np.frombuffer(buf, dtype="<f4").copy())
+
+    def tensor(spec: tuple) -> torch.Tensor:
+        _, key, offset, size, stride = spec
+        return torch.as_strided(storages[key], size, stride, offset).clone()
+
+    out = []
+    for layer_type, (state_dict, kwargs, other) in config:
+        sd = {k: tensor(v) if isinstance(v, tuple) and v and v[0] == "tensor" else v for k, v in state_dict.items()}
+        out.append((layer_type, (sd, kwargs, other)))
+    return out
+
+
 @functools.lru_cache(maxsize=1)
 def _chemnet():
-    """fcd_torch's ChemNet (the weights ship in the fcd_torch wheel), in eval mode on the CPU."""
+    """fcd_torch's ChemNet (the weights ship in the fcd_torch wheel), in eval mode on the CPU.
+
+    The weights are read by :func:`_read_chemnet_weights`, never by ``torch.load`` (no unpickling).
+    """
     try:
         from fcd_torch.utils import load_imported_model
         import fcd_torch
     except ImportError:
         raise DataError(f"fcd_torch is not installed. {INSTALL_HINT}") from None
     import os
-    import torch
-    path = os.path.join(os.path.dirname(fcd_torch.__file__), "ChemNet_v0.13_pretrained.pt")
-    model = load_imported_model(torch.load(path, map_location="cpu"))
-    return model.eval()
+    path = os.path.join(os.path.dirname(fcd_torch.__file__), CHEMNET_FILE)
+    if not os.path.isfile(path):
+        raise DataError(f"{path} is missing. {INSTALL_HINT}")
+    return load_imported_model(_read_chemnet_weights(path)).eval()
 
 
-def chemnet_activations(smiles: Sequence[str], batch_size: int = 256) -> np.ndarray:
+def chemnet_activations(smiles: Sequence[str], batch_size: int = 256, progress: bool = False) -> np.ndarray:
     """ChemNet penultimate activations (N, 512) of valid SMILES, exactly as ``fcd_torch.FCD``.
 
     fcd_torch canonicalises each SMILES and one-hot encodes it padded to 350 characters; we reuse
@@ -254,21 +401,30 @@ def chemnet_activations(smiles: Sequence[str], batch_size: int = 256) -> np.ndar
     out = []
     n_threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(data), desc="ChemNet (FCD statistics)", unit="mol", leave=False)
     try:
         with torch.no_grad(), quiet_rdkit():
             for i in range(0, len(data), batch_size):
                 x = torch.from_numpy(np.stack([data[j] for j in range(i, min(i + batch_size, len(data)))]))
                 out.append(model(x.transpose(1, 2).float()).numpy())  # (B, 512)
+                if bar is not None:
+                    bar.update(len(x))
     finally:
         torch.set_num_threads(n_threads)
+        if bar is not None:
+            bar.close()
     return np.concatenate(out) if out else np.zeros((0, 512), dtype=np.float32)
 
 
-def chemnet_stats(smiles: Sequence[str], batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+def chemnet_stats(smiles: Sequence[str], batch_size: int = 256,
+                  progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Mean (512,) and covariance (512, 512) of ChemNet activations of valid SMILES."""
     if len(smiles) < 2:
         raise DataError(f"FCD needs at least 2 valid molecules, got {len(smiles)}")
-    act = chemnet_activations(smiles, batch_size).astype(np.float64)
+    act = chemnet_activations(smiles, batch_size, progress=progress).astype(np.float64)
     return act.mean(0), np.cov(act.T)
 
 
@@ -308,31 +464,113 @@ class ReferenceStats:
     fcd_sigma: np.ndarray | None = None  # (512, 512) ChemNet covariance
 
 
-def reference_stats(smiles: Sequence[str], n_jobs: int = 1, use_fcd: bool = True) -> ReferenceStats:
+def reference_stats(smiles: Sequence[str], n_jobs: int = 1, use_fcd: bool = True,
+                    progress: bool = False) -> ReferenceStats:
     """Statistics of a reference set of valid SMILES (invalid ones raise DataError)."""
     smiles = _check_valid(smiles, "reference set")
     mu = sigma = None
     if use_fcd:
-        mu, sigma = chemnet_stats(smiles)
+        mu, sigma = chemnet_stats(smiles, progress=progress)
     return ReferenceStats(n=len(smiles), fps=fingerprints(smiles), fragments=fragment_counts(smiles, n_jobs),
                           scaffolds=scaffold_counts(smiles, n_jobs), fcd_mu=mu, fcd_sigma=sigma)
 
 
-def moses_reference_stats(split: str = "test") -> ReferenceStats:
-    """MOSES's own precomputed statistics of the full "test" or "test_scaffolds" split.
+REF_CACHE_FORMAT = 1   # bump when what the cached files hold (or how it is computed) changes
 
-    They ship in molsets as ``<split>_stats.npz`` (a pickled dict, loaded with ``allow_pickle``:
-    trusted data of an installed package, never a user file). Computed by MOSES with an older RDKit;
-    current RDKit gives the same Morgan bits for >99.9% of molecules (checked on 5000).
+
+def moses_reference_dir(split: str = "test", n: int | None = 10000, seed: int = 0,
+                        cache_dir: str | os.PathLike | None = None) -> Path:
+    """``$VAELAB_CACHE/moses-ref/<split>-<n>-<seed>/`` (n = "all" for the full split)."""
+    from vaelab.judge import cache_root
+    return cache_root(cache_dir) / "moses-ref" / f"{split}-{'all' if n is None else n}-{seed}"
+
+
+def _load_reference_cache(folder: Path, use_fcd: bool) -> tuple[ReferenceStats | None, bool]:
+    """(stats, has_fcd) from a cache folder, or (None, False) if absent. Raises ValueError/OSError if corrupt.
+
+    Reads only files vaelab wrote, and only as data: JSON, and npz with ``allow_pickle=False``.
     """
-    path = moses_data_dir() / f"{split}_stats.npz"
-    if not path.is_file():
-        raise DataError(f"{path} is missing. {INSTALL_HINT}")
-    s = np.load(path, allow_pickle=True)["stats"].item()
-    fps = s["SNN"]["fps"]
-    return ReferenceStats(n=len(fps), fps=fps, fragments=Counter(s["Frag"]["frag"]),
-                          scaffolds=Counter(s["Scaf"]["scaf"]),
-                          fcd_mu=np.asarray(s["FCD"]["mu"], dtype=np.float64), fcd_sigma=s["FCD"]["sigma"])
+    meta_path = folder / "counts.json"
+    if not meta_path.exists():
+        return None, False
+    meta = json.loads(meta_path.read_text())
+    if meta.get("format") != REF_CACHE_FORMAT:
+        raise ValueError(f"cache format {meta.get('format')!r}, expected {REF_CACHE_FORMAT}")
+    with np.load(folder / "fps.npz", allow_pickle=False) as z:
+        fps = z["fps"]
+    if fps.dtype != np.uint8 or fps.ndim != 2 or fps.shape != (meta["n"], FP_BITS):
+        raise ValueError(f"fps.npz holds {fps.dtype} {fps.shape}, expected uint8 ({meta['n']}, {FP_BITS})")
+    frags, scafs = meta["fragments"], meta["scaffolds"]
+    if not all(isinstance(c, dict) and all(isinstance(v, int) for v in c.values()) for c in (frags, scafs)):
+        raise ValueError("fragment / scaffold counts are not {smiles: int} objects")
+    stats = ReferenceStats(n=int(meta["n"]), fps=fps, fragments=Counter(frags), scaffolds=Counter(scafs))
+    fcd_path = folder / "fcd.npz"
+    if use_fcd and fcd_path.exists():
+        with np.load(fcd_path, allow_pickle=False) as z:
+            mu, sigma = z["mu"], z["sigma"]
+        if mu.shape != (512,) or sigma.shape != (512, 512) or not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
+            raise ValueError(f"fcd.npz holds mu {mu.shape}, sigma {sigma.shape}; expected finite (512,), (512, 512)")
+        stats.fcd_mu, stats.fcd_sigma = mu.astype(np.float64), sigma.astype(np.float64)
+    return stats, stats.fcd_mu is not None
+
+
+def _save_npz(path: Path, **arrays: np.ndarray) -> None:
+    from vaelab.io import atomic_path
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+
+def moses_reference_stats(split: str = "test", n: int | None = 10000, seed: int = 0, use_fcd: bool = True,
+                          progress: bool = True, n_jobs: int = 1,
+                          cache_dir: str | os.PathLike | None = None) -> ReferenceStats:
+    """Reference statistics of the MOSES "test" or "test_scaffolds" split, computed by vaelab.
+
+    The statistics of ``n`` molecules sampled from the split with ``seed``
+    (``vaelab.molecules.data.load_moses(split, n, seed)``; n=None: the whole split, 176k molecules),
+    computed with :func:`reference_stats` on the installed RDKit and fcd_torch's ChemNet. They are
+    cached under ``$VAELAB_CACHE/moses-ref/<split>-<n>-<seed>/`` (see :func:`moses_reference_dir`) as
+    files vaelab writes itself: ``fps.npz`` (Morgan bits), ``fcd.npz`` (ChemNet mean (512,) and
+    covariance (512, 512)), ``counts.json`` (fragment and scaffold counts). A corrupt entry is
+    recomputed with a warning. We do not use the ``<split>_stats.npz`` that molsets ships: it is a
+    pickled dict, and vaelab never unpickles a file it did not write.
+
+    Cost on 2 CPU cores: ChemNet runs at ~50-400 molecules/s (n=10000: 1-3 minutes; the full
+    split: about an hour); fingerprints, fragments and scaffolds ~1-2 ms per molecule.
+    With ``use_fcd=False`` no ChemNet statistics are computed (a later ``use_fcd=True`` call adds them).
+    """
+    from vaelab.molecules.data import load_moses
+    if split not in ("test", "test_scaffolds"):
+        raise DataError(f"MOSES reference split must be 'test' or 'test_scaffolds', not {split!r}")
+    folder = moses_reference_dir(split, n, seed, cache_dir)
+    try:
+        stats, has_fcd = _load_reference_cache(folder, use_fcd)
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        log.warning("the cached MOSES reference statistics in %s are unreadable (%s); recomputing them", folder, e)
+        stats, has_fcd = None, False
+    if stats is not None and (has_fcd or not use_fcd):
+        return stats
+    from vaelab.io import atomic_write_json
+    smiles = load_moses(split, subset=n, seed=seed)
+    what = f"{'all' if n is None else n} molecules of MOSES {split} (seed {seed})"
+    if stats is None:
+        log.info("computing reference statistics of %s (cached in %s)", what, folder)
+        stats = reference_stats(smiles, n_jobs=n_jobs, use_fcd=False)
+        (folder / "fcd.npz").unlink(missing_ok=True)      # never pair new counts with an old FCD file
+        _save_npz(folder / "fps.npz", fps=stats.fps)
+        atomic_write_json(folder / "counts.json", {
+            "format": REF_CACHE_FORMAT, "split": split, "n": stats.n, "n_requested": n, "seed": seed,
+            "rdkit": _rdkit_version(), "fragments": dict(stats.fragments), "scaffolds": dict(stats.scaffolds)})
+    if use_fcd:
+        log.info("computing ChemNet statistics of %s for FCD", what)
+        stats.fcd_mu, stats.fcd_sigma = chemnet_stats(smiles, progress=progress)
+        _save_npz(folder / "fcd.npz", mu=stats.fcd_mu, sigma=stats.fcd_sigma)
+    return stats
+
+
+def _rdkit_version() -> str:
+    import rdkit
+    return rdkit.__version__
 
 
 def _as_ref(ref: Sequence[str] | ReferenceStats, use_fcd: bool = False) -> ReferenceStats:
