@@ -482,3 +482,23 @@ def test_mutated_idx_bytes_give_a_dataset_or_a_data_error(case):
         except DataError:
             return
         assert_split_tensors(d)
+
+
+def test_npz_with_an_unsupported_zip_compression_is_a_data_error(tmp_path):
+    """Found by the fuzzer: zipfile raises NotImplementedError for an unknown compression method."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        arr = io.BytesIO()
+        np.save(arr, np.zeros((4, 8, 8), np.float32), allow_pickle=False)
+        z.writestr("x.npy", arr.getvalue())
+    data = bytearray(buf.getvalue())
+    data[8:10] = (99).to_bytes(2, "little")                       # local header: compression method
+    cd = data.rfind(b"PK\x01\x02")
+    data[cd + 10:cd + 12] = (99).to_bytes(2, "little")            # central directory: compression method
+    p = tmp_path / "odd.npz"
+    p.write_bytes(bytes(data))
+    with pytest.raises(DataError, match="not a readable .npz file"):
+        load_dataset(f"npz:{p}")

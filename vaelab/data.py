@@ -379,7 +379,9 @@ def _npz_raw(path: str) -> _Raw:
                             "load: unpickling can run arbitrary code. Save plain numeric arrays "
                             "(x.astype(np.uint8) or np.float32).") from None
         raise DataError(f"{path} is not a readable .npz file ({e}). Save it again with np.savez.") from None
-    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError, TypeError) as e:
+    # zipfile raises NotImplementedError (unsupported compression, multi-disk) and RuntimeError (encrypted)
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError, TypeError, NotImplementedError,
+            RuntimeError) as e:
         raise DataError(f"{path} is not a readable .npz file: truncated or corrupt ({e}). "
                         "Save it again with np.savez.") from None
     has_y, has_x_test, has_y_test = "y" in arrays, "x_test" in arrays, "y_test" in arrays
