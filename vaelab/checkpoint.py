@@ -95,12 +95,16 @@ def refuse_pickle(path: Path) -> None:
     """Raise if ``path`` looks like a pickle or a torch.save zip: vaelab never unpickles anything."""
     try:
         with open(path, "rb") as f:
-            head = f.read(4)
+            head = f.read(9)
     except FileNotFoundError:
         raise CheckpointError(f"{path} does not exist.") from None
     except OSError as e:
         raise CheckpointError(f"cannot read {path}: {e.strerror or e}.") from None
-    if head[:1] == b"\x80" or head[:2] == b"PK" or path.suffix in (".pt", ".pth", ".pkl", ".pickle", ".ckpt"):
+    # A safetensors file starts with its header length (u64, little-endian: any first byte, 0x80 included)
+    # and then the JSON header's "{"; a pickle starts with 0x80 + a protocol byte, a torch.save zip with "PK".
+    is_safetensors = len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < 100_000_000
+    if (not is_safetensors and (head[:1] == b"\x80" or head[:2] == b"PK")) or \
+            path.suffix in (".pt", ".pth", ".pkl", ".pickle", ".ckpt"):
         raise CheckpointError(
             f"{path} looks like a pickle / torch.save file. vaelab never unpickles files: unpickling runs "
             "arbitrary code. A vaelab checkpoint is a folder with config.json + weights.safetensors "
