@@ -187,7 +187,7 @@ def load_model(path: str | Path, weights: str = WEIGHTS_NAME, device: str | torc
     folder = path
     cfg_json = read_config(folder)
     name = cfg_json["model"].get("model") if isinstance(cfg_json.get("model"), dict) else None
-    if name is not None and name not in ALL_MODELS:
+    if name is not None and (not isinstance(name, str) or name not in ALL_MODELS):
         raise CheckpointError(f"{folder / CONFIG_NAME} names an unknown model {name!r}; this vaelab knows "
                               f"{', '.join(ALL_MODELS)}. The file was edited or comes from another version of vaelab.")
     try:
