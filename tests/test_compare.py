@@ -64,6 +64,57 @@ def test_run_folder_contract(run):
     assert not list(run.rglob(".*.tmp"))                       # no leftovers of atomic writes
 
 
+def test_likelihood_figures_from_metrics(run):
+    doc = _strict_load(run / "metrics.json")
+    figs = {f["file"]: f for f in doc["figures"]}
+    html = (run / "report.html").read_text(encoding="utf-8")
+    for name in ("likelihood_curve", "kl_schedule", "kl_per_dim"):
+        f = figs[f"{name}.png"]
+        assert f["caption"] and (run / "figures" / f["file"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f'id="fig-{name}"><h3>' in html and "is missing from figures/" not in html
+    # the curve's inputs: the VAE family only (no AE), K = 1 .. iw_k, last point = iw_nll
+    for name in ("vae", "cvae"):
+        lik = doc["models"][name]["likelihood"]
+        assert lik["iw_curve"]["k"] == [1, 5] and lik["iw_curve"]["nll"][-1] == lik["iw_nll"]
+    assert doc["models"]["ae"]["likelihood"] is None
+    sched = doc["kl_schedule"]
+    assert sched["model"] == "vae" and sched["train"]["kl_schedule"] == "constant"
+    assert [r["kl_weight"] for r in sched["history"]] == [1.0, 1.0, 1.0]
+    assert sched["n_steps"] == sched["history"][-1]["step"] > 0
+
+
+def test_likelihood_curve_axis_says_training_objective(tmp_path):
+    """Grey digits under a Bernoulli are not an NLL: the curve's axis must say so (read from the PNG's text)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from vaelab.report import likelihood_figures as LF
+
+    doc = {"models": {"vae": {"status": "ok", "likelihood": {
+        "kind": "training objective", "neg_elbo": 30.0,
+        "iw_curve": {"k": [1, 10], "nll": [30.1, 29.0], "se": [0.5, None]}}, "latent": {"kl_per_dim": [1.0, 0.0]}},
+        "ae": {"status": "ok", "likelihood": None, "latent": {"kl_per_dim": None}}}}
+    plan = LF.metrics_plan(doc)
+    assert set(plan) == {"likelihood_curve", "kl_per_dim"}          # no kl_schedule block: no schedule figure
+    labels = []
+    orig = plt.Axes.set_ylabel
+
+    def spy(self, text, *a, **k):
+        labels.append(text)
+        return orig(self, text, *a, **k)
+
+    plt.Axes.set_ylabel = spy
+    try:
+        plan["likelihood_curve"](tmp_path / "c.png")
+        doc["models"]["vae"]["likelihood"]["kind"] = "nll"
+        LF.metrics_plan(doc)["likelihood_curve"](tmp_path / "d.png")
+    finally:
+        plt.Axes.set_ylabel = orig
+    assert "training objective" in labels[0] and "training objective" not in labels[1]
+
+
 def test_the_answer_names_this_runs_numbers(run):
     doc = _strict_load(run / "metrics.json")
     fd_vae = doc["models"]["vae"]["generation"]["prior"]["fd"]

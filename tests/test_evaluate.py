@@ -111,6 +111,32 @@ def test_vae_likelihood_bounds_and_kind(vae_result):
     assert vae_result["reconstruction"]["sampled_z"]["bce"] > 0
 
 
+def test_iw_curve_in_the_same_pass_as_iw_nll(vae_result, ae_result, vae, digits):
+    from vaelab import metrics as M
+    from vaelab.evaluate import _likelihood, iw_curve_ks
+    from vaelab.preprocess import modelled
+
+    assert iw_curve_ks(200) == (1, 10, 100, 200) and iw_curve_ks(1000) == (1, 10, 100, 1000)
+    assert iw_curve_ks(5) == (1, 5) and iw_curve_ks(1) == (1,)
+    assert ae_result["likelihood"] is None                      # an AE: no likelihood, no curve
+    lik = vae_result["likelihood"]
+    c = lik["iw_curve"]
+    json.dumps(c, allow_nan=False)
+    assert c["k"] == [1, 10] and len(c["nll"]) == len(c["se"]) == 2
+    assert c["nll"][-1] == lik["iw_nll"] and c["se"][-1] == lik["iw_nll_se"]      # last point is iw_nll
+    # the same samples as the stand-alone K = iw_k estimate: same seed, same iw_nll as before the curve existed
+    x = modelled(digits.x_test, vae.cfg, "test")
+    alone = M.importance_weighted_nll(vae, x, None, k=10, seed=0)
+    assert lik["iw_nll"] == pytest.approx(alone["nll"], rel=1e-9, abs=1e-9)
+    # the bound tightens with K: non-increasing within Monte-Carlo noise, and K=1 is an unbiased -ELBO
+    big = _likelihood(vae, digits, 200, 0, False)
+    k, nll, se = big["iw_curve"]["k"], big["iw_curve"]["nll"], big["iw_curve"]["se"]
+    assert k == [1, 10, 100, 200] and nll[-1] == big["iw_nll"]
+    assert all(b <= a + 3 * (sa + sb) for a, b, sa, sb in zip(nll, nll[1:], se, se[1:]))
+    assert nll[-1] < nll[0]                                     # on average the bound is strictly tighter
+    assert nll[0] == pytest.approx(big["neg_elbo"], abs=5 * se[0] + 0.5)
+
+
 def test_bernoulli_on_binary_data_is_a_true_nll(vae, digits):
     binary = dataclasses.replace(digits, x_test=(digits.x_test > 0.5).float())
     r = evaluate(vae, binary, judge=None, samplers=(), **KW)

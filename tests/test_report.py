@@ -131,6 +131,26 @@ def test_report_rerenders_from_metrics_and_figures(compare_run, tmp_path, capsys
     assert md.count("\n|") == len(table_rows(doc)[1]) + 2          # header, rule, one line per headline row
 
 
+def test_report_redraws_missing_likelihood_figures_from_metrics(compare_run, tmp_path):
+    run = tmp_path / "copy"
+    shutil.copytree(compare_run, run)
+    shutil.rmtree(run / "models")
+    names = ("likelihood_curve", "kl_schedule", "kl_per_dim")
+    for n in names:
+        (run / "figures" / f"{n}.png").unlink()
+    # an older metrics.json that does not list them: the report still adds what the numbers can draw
+    doc = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+    doc["figures"] = [f for f in doc["figures"] if f["file"][:-4] not in names]
+    (run / "metrics.json").write_text(json.dumps(doc), encoding="utf-8")
+    assert main(["report", str(run)]) == 0
+    html = (run / "report.html").read_text(encoding="utf-8")
+    for n in names:
+        assert (run / "figures" / f"{n}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f'id="fig-{n}"><h3>' in html
+    assert "is missing from figures/" not in html
+    assert html.count('src="data:image/png;base64,') == len(doc["figures"]) + len(names)
+
+
 def test_report_on_a_folder_without_metrics_is_one_message(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) != 0
     err = capsys.readouterr().err

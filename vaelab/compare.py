@@ -232,7 +232,8 @@ def _train_one(name: str, mcfg: Any, tcfg: Any, data: Any, folder: Path, cfg: Co
 
 def _curves(history: list[dict[str, Any]]) -> dict[str, Any]:
     """Per-epoch training and validation terms: {"epoch": [...], "train": {term: [...]}, "val": {...}}."""
-    out: dict[str, Any] = {"epoch": [r["epoch"] for r in history], "train": {}, "val": {}}
+    out: dict[str, Any] = {"epoch": [r["epoch"] for r in history], "train": {}, "val": {},
+                           "step": [r.get("step") for r in history], "kl_weight": [r.get("kl_weight") for r in history]}
     for split in ("train", "val"):
         for r in history:
             for k, v in r.get(split, {}).items():
@@ -380,11 +381,15 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
             "reference": reference,
             "models": models_doc,
             "pairs_2d": pairs,
+            "kl_schedule": _kl_schedule_block(rcfg, kept, curves),
         }
         t0 = time.perf_counter()
         from vaelab.report import figures
+        from vaelab.report.likelihood_figures import draw_from_metrics
 
         doc["figures"] = figures.make_all(out / "figures", kept, pair_models, data, judge, curves, rcfg)
+        # the likelihood figures are drawn from the metrics alone, so `vaelab report` can redraw them
+        doc["figures"] += draw_from_metrics(strict_json(doc), out / "figures")
         timings["figures"] = time.perf_counter() - t0
         timings["total"] = time.perf_counter() - t_start
         doc["timings"] = timings
@@ -396,6 +401,23 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
         torch.set_num_threads(n_threads)
         limits.close()
     return doc
+
+
+def _kl_schedule_block(cfg: CompareConfig, models: dict[str, Any], curves: dict[str, Any]) -> dict[str, Any] | None:
+    """metrics.json's "kl_schedule": the TrainConfig, free bits and one stochastic model's per-epoch KL weights.
+
+    Every model shares the schedule; the steps trained are those of the first stochastic model (the
+    plain vae when present). None when no stochastic model trained (an AE has no KL term).
+    """
+    names = sorted((n for n, m in models.items() if getattr(m, "is_stochastic", False)),
+                   key=lambda n: (n != "vae", list(models).index(n)))
+    for name in names:
+        c = curves.get(name) or {}
+        hist = [{"step": s, "kl_weight": w} for s, w in zip(c.get("step") or [], c.get("kl_weight") or [])
+                if s is not None and w is not None]
+        return {"model": name, "train": train_cfg(cfg, cfg.seed).to_dict(), "free_bits": float(cfg.free_bits or 0.0),
+                "n_steps": hist[-1]["step"] if hist else 0, "history": hist}
+    return None
 
 
 def _run_model(name: str, cfg: CompareConfig, data: Any, seed: int, folder: Path, judge: Any, resume: bool,

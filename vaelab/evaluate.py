@@ -218,10 +218,19 @@ def _likelihood(model: torch.nn.Module, data: Any, iw_k: int, seed: int, progres
     # the test split as the likelihood models it (binarised / dequantised: a fixed seeded draw, same for every model)
     x, y = modelled(data.x_test, model.cfg, "test"), data.y_test if model.is_conditional else None
     elbo = M.negative_elbo(model, x, y, seed=seed)
-    iw = M.importance_weighted_nll(model, x, y, k=iw_k, seed=seed, progress=progress)
+    # one chunked pass gives IW-NLL(K) for every K of the curve; its last point (K = iw_k) is iw_nll, with the
+    # very same importance samples as a lone K = iw_k estimate (the noise is drawn in sample order)
+    c = M.importance_weighted_curve(model, x, y, ks=iw_curve_ks(iw_k), seed=seed, progress=progress)
     kind, note = M.likelihood_kind(model.cfg, {"is_binary": bool(((x == 0) | (x == 1)).all())})
-    return {"neg_elbo": elbo["neg_elbo"], "iw_nll": iw["nll"], "iw_nll_se": iw["se"], "iw_k": int(iw_k),
-            "bits_per_dim": iw["bits_per_dim"], "kind": kind, "note": note}
+    return {"neg_elbo": elbo["neg_elbo"], "iw_nll": c["nll"][-1], "iw_nll_se": c["se"][-1], "iw_k": int(iw_k),
+            "bits_per_dim": c["bits_per_dim"][-1], "kind": kind, "note": note,
+            "iw_curve": {"k": [int(k) for k in c["k"]], "nll": c["nll"], "se": c["se"]}}
+
+
+def iw_curve_ks(iw_k: int) -> tuple[int, ...]:
+    """The K of the report's IW-NLL(K) curve: the powers of ten up to ``iw_k``, and ``iw_k`` (200 -> 1, 10, 100, 200)."""
+    ks = [10 ** i for i in range(len(str(int(iw_k)))) if 10 ** i <= iw_k]
+    return tuple(sorted(set(ks) | {int(iw_k)}))
 
 
 def _latent(model: torch.nn.Module, data: Any, mu_train: Tensor, mu_test: Tensor, logvar_test: Tensor | None,

@@ -59,6 +59,19 @@ FIGURES: dict[str, tuple[str, str]] = {
         "Training curves",
         "Validation reconstruction term (left) and each model's own validation objective (right) per epoch. "
         "Flat or rising curves mean under- or over-fitting; the objectives differ across models."),
+    "likelihood_curve": (
+        "−ELBO ≥ IW-NLL(K) ≥ −log p(x): the bound against K",
+        "Each VAE-family model's importance-weighted bound (±1 SE) against the number of samples K, with its −ELBO "
+        "dashed: look for the curve falling below the dashed line and flattening as K grows (the gap is the "
+        "posterior's mismatch); AEs have no likelihood and are absent."),
+    "kl_schedule": (
+        "KL weight schedule against the optimiser step",
+        "The KL weight each step used (line) and the weight recorded at the end of each epoch (dots): check the "
+        "warm-up ended well before training did; the title names the free-bits floor."),
+    "kl_per_dim": (
+        "KL per latent dimension (collapse diagnostic)",
+        "Each stochastic model's KL(q(z_d|x) || N(0,1)) per dimension, sorted: dimensions under the dotted 0.01-nat "
+        "line are collapsed (unused); many of them mean posterior collapse."),
     "denoising": (
         "Noisy → denoised",
         "Per corruption: clean test images, the corrupted input, and each model's reconstruction of it. Look "

@@ -180,8 +180,18 @@ def write_report(run: str | Path, out: str | Path | None = None) -> Path:
     run = Path(run)
     doc = read_metrics(run)
     path = Path(out) if out else run / "report.html"
+    _likelihood_figures(doc, run / "figures")
     atomic_write_text(path, render(doc, run / "figures"))
     return path
+
+
+def _likelihood_figures(doc: dict[str, Any], fig_dir: Path) -> None:
+    """Redraw the likelihood figures missing from ``fig_dir`` from ``doc`` alone, and list any ``doc`` lacks."""
+    from vaelab.report.likelihood_figures import draw_from_metrics
+
+    entries = draw_from_metrics(doc, fig_dir, missing_only=True)
+    have = {f.get("file") for f in doc.get("figures") or []}
+    doc["figures"] = list(doc.get("figures") or []) + [e for e in entries if e["file"] not in have]
 
 
 # -- `vaelab report` ---------------------------------------------------------------------------

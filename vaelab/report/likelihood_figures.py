@@ -53,12 +53,13 @@ def plot_iw_curve(curves: dict[str, dict[str, Any]], path: str | Path, kind: str
 
 
 def plot_kl_schedule(train_cfg: dict[str, Any], n_steps: int, path: str | Path,
-                     history: Sequence[dict[str, Any]] = ()) -> Path:
+                     history: Sequence[dict[str, Any]] = (), free_bits: float = 0.0) -> Path:
     """The KL weight against the optimiser step (the schedule), with each epoch's recorded weight as a dot.
 
     Args:
         train_cfg: TrainConfig.to_dict() (kl_schedule, kl_warmup_steps, kl_cycle_steps); n_steps: steps trained
         history: the train_log records ({"step", "kl_weight"}), optional
+        free_bits: the models' per-dimension KL floor in nats (ModelConfig.free_bits), named in the title
     """
     from vaelab.config import TrainConfig
     from vaelab.train import kl_weight
@@ -72,22 +73,88 @@ def plot_kl_schedule(train_cfg: dict[str, Any], n_steps: int, path: str | Path,
     ax.set_xlabel("optimiser step")
     ax.set_ylabel("KL weight (x beta)")
     ax.set_ylim(-0.05, 1.05)
-    ax.set_title(f"KL schedule: {cfg.kl_schedule}, warm-up {cfg.kl_warmup_steps} steps", fontsize=9)
+    fb = f"free bits {free_bits:g} nats/dim" if free_bits else "no free bits"
+    ax.set_title(f"KL schedule: {cfg.kl_schedule}, warm-up {cfg.kl_warmup_steps} steps; {fb}", fontsize=9)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     return _save(fig, path)
 
 
-def plot_kl_per_dim(kl_per_dim: dict[str, Sequence[float]], path: str | Path, threshold: float = 0.01) -> Path:
-    """Sorted KL per latent dimension per model (nats): collapsed units sit at the bottom."""
+def plot_kl_per_dim(kl_per_dim: dict[str, Sequence[float]], path: str | Path, threshold: float = 0.01,
+                    free_bits: float = 0.0) -> Path:
+    """Sorted KL per latent dimension per model (nats): collapsed units sit at the bottom.
+
+    ``free_bits`` > 0 draws the free-bits floor (nats per dimension) as a dashed line."""
     fig, ax = plt.subplots(figsize=(5.5, 3.0))
     for i, (name, kl) in enumerate(kl_per_dim.items()):
         vals = sorted(kl, reverse=True)
         ax.plot(range(1, len(vals) + 1), vals, marker=".", color=f"C{i}", label=name)
     ax.axhline(threshold, color="grey", ls=":", lw=1, label=f"{threshold} nats")
+    if free_bits:
+        ax.axhline(free_bits, color="grey", ls="--", lw=1, label=f"free bits {free_bits:g} nats")
     ax.set_yscale("symlog", linthresh=1e-3)
     ax.set_xlabel("latent dimension (sorted)")
     ax.set_ylabel("KL(q(z_d|x) || N(0,1)), nats")
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     return _save(fig, path)
+
+
+# -- the report's likelihood figures, from metrics.json alone -------------------------------------------
+LIKELIHOOD_FIGURES = ("likelihood_curve", "kl_schedule", "kl_per_dim")
+
+
+def _ok_models(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {n: m for n, m in (doc.get("models") or {}).items() if isinstance(m, dict) and m.get("status") == "ok"}
+
+
+def metrics_plan(doc: dict[str, Any]) -> dict[str, Any]:
+    """Which likelihood figures a metrics.json dict can draw, each as a zero-argument-but-path drawer.
+
+    Returns {name: draw(path)} for the figures that apply: ``likelihood_curve`` (models whose likelihood
+    has an ``iw_curve``: never an AE), ``kl_schedule`` (the run's ``kl_schedule`` block) and ``kl_per_dim``
+    (models with ``latent.kl_per_dim``: the stochastic ones).
+    """
+    models = _ok_models(doc)
+    plan: dict[str, Any] = {}
+    curves, kinds = {}, set()
+    for n, m in models.items():
+        lik = m.get("likelihood")
+        if isinstance(lik, dict) and isinstance(lik.get("iw_curve"), dict) and lik["iw_curve"].get("k"):
+            c = lik["iw_curve"]
+            curves[n] = {"k": c["k"], "nll": c["nll"],
+                         "se": [0.0 if v is None else v for v in (c.get("se") or [None] * len(c["k"]))],
+                         "neg_elbo": lik.get("neg_elbo")}
+            kinds.add(lik.get("kind"))
+    if curves:
+        kind = "nll" if kinds == {"nll"} else "training objective"
+        plan["likelihood_curve"] = lambda p: plot_iw_curve(curves, p, kind)
+    sched = doc.get("kl_schedule")
+    if isinstance(sched, dict) and sched.get("train"):
+        plan["kl_schedule"] = lambda p: plot_kl_schedule(sched["train"], int(sched.get("n_steps") or 0), p,
+                                                         sched.get("history") or (), sched.get("free_bits") or 0.0)
+    kl = {n: m["latent"]["kl_per_dim"] for n, m in models.items()
+          if isinstance(m.get("latent"), dict) and m["latent"].get("kl_per_dim")}
+    if kl:
+        fb = float((doc.get("config") or {}).get("free_bits") or 0.0)
+        plan["kl_per_dim"] = lambda p: plot_kl_per_dim(kl, p, free_bits=fb)
+    return plan
+
+
+def draw_from_metrics(doc: dict[str, Any], fig_dir: str | Path, missing_only: bool = False) -> list[dict[str, str]]:
+    """Draw the likelihood figures of ``doc`` (a metrics.json dict) into ``fig_dir``; return their report entries.
+
+    With ``missing_only`` only PNGs absent from ``fig_dir`` are drawn (``vaelab report`` re-rendering a run).
+    Entries are ``{"file", "title", "caption"}`` (captions in ``vaelab.report.figures.FIGURES``).
+    """
+    from vaelab.report.figures import FIGURES
+
+    fig_dir = Path(fig_dir)
+    out = []
+    for name, draw in metrics_plan(doc).items():
+        path = fig_dir / f"{name}.png"
+        if not (missing_only and path.is_file()):
+            draw(path)
+        title, caption = FIGURES[name]
+        out.append({"file": f"{name}.png", "title": title, "caption": caption})
+    return out
