@@ -13,6 +13,7 @@ for bit, and so must every logged loss.
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import signal
@@ -106,16 +107,41 @@ def baseline(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float]:
     return out, time.time() - t_fit
 
 
+EPOCHS = int(ARGS[ARGS.index("--epochs") + 1])
+
+
+def wait_for_epochs(p: subprocess.Popen, out: Path, target: int, since: float, timeout: float = 600) -> float | None:
+    """Block until ``target`` epochs are logged (or the process ended); return the last observed epoch's duration."""
+    t_end = time.monotonic() + timeout
+    n, t_last, duration = len(losses(out)), since, None
+    while time.monotonic() < t_end and n < target and p.poll() is None:
+        time.sleep(0.01)
+        m = len(losses(out))
+        if m > n:
+            now = time.time()
+            duration, t_last, n = (now - t_last) / (m - n), now, m
+    return duration
+
+
 def kill_and_resume(baseline: tuple[Path, float], tmp_path: Path, n_kills: int, seed: int) -> None:
+    """Kill each run during a seeded random epoch of those it has left (never the last one), at a seeded random
+    moment of that epoch. The moment is scaled by an epoch's duration measured in the same run, so a kill lands
+    before the end whatever the machine's load (a fixed delay did not: a run on a quieter machine finished first)."""
     ref, train_seconds = baseline
     rng = random.Random(seed)
     out = tmp_path / "run"
     killed = 0
     for i in range(n_kills):
+        done = len(losses(out))
+        if done >= EPOCHS - 1:
+            break
         t0 = time.time()
         p = start(out, *(["--resume"] if i else []))
-        wait_for_fit(p, out, t0 - 0.01 if i else t0 - 1)
-        time.sleep(rng.uniform(0.0, 0.8) * train_seconds)
+        t_fit = wait_for_fit(p, out, t0 - 0.01 if i else t0 - 1)
+        target = rng.randrange(done, EPOCHS - 1)          # epochs to let finish first; >= 1 whole epoch stays
+        observed = wait_for_epochs(p, out, target, since=t_fit)
+        epoch_seconds = min(observed or math.inf, train_seconds / EPOCHS)
+        time.sleep(rng.uniform(0.0, 0.9) * epoch_seconds)
         if p.poll() is None:
             p.send_signal(signal.SIGKILL)
             killed += 1

@@ -20,7 +20,9 @@ import dataclasses
 import json
 import math
 import shutil
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -291,6 +293,7 @@ def fit(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig = TrainCon
                     desc=mcfg.model, enabled=progress and dctx.is_main)
     t_start = time.perf_counter()
     status = "completed"
+    ctrl_c = _CtrlC()
     try:
         for epoch in range(start_epoch, cfg.epochs + 1):
             model.train()
@@ -304,6 +307,8 @@ def fit(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig = TrainCon
             x = preprocess.training_view(x_grey, mcfg, cfg.seed, epoch, x_static)
             perm = torch.randperm(n, generator=shuffle_gen).to(device)
             for j, (b0, b1) in enumerate(bounds):
+                if ctrl_c.requested:        # checked between steps: never inside a write or a kernel
+                    raise KeyboardInterrupt
                 lo, hi = distributed.rank_slice(b0, b1, dctx)
                 m = hi - lo
                 xb = torch.index_select(x, 0, perm[lo:hi], out=xbuf[:m])
@@ -409,6 +414,7 @@ def fit(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig = TrainCon
             saved = "nothing was saved (no output folder)."
         raise Interrupted(f"training interrupted (Ctrl-C) after {done} of {cfg.epochs} epochs; {saved}") from None
     finally:
+        ctrl_c.restore()
         bar.close()
     if history and history[-1].get("diagnostics"):   # say it loudly once, about the model as trained
         from vaelab.metrics import collapse
@@ -542,6 +548,27 @@ def _mark_diverged(out: Path | None, reason: str, retries: list[dict[str, Any]])
     cfg["training"] = {**cfg.get("training", {}), "status": "diverged", "error": reason,
                        **({"retries": retries} if retries else {})}
     atomic_write_json(out / ckpt.CONFIG_NAME, cfg)
+
+
+class _CtrlC:
+    """SIGINT (Ctrl-C) as a flag that the loop checks between steps, so a stop never lands inside a write, a
+    kernel or a finaliser (where Python can swallow a KeyboardInterrupt). A second Ctrl-C stops at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
 
 
 class _NullBar:
