@@ -55,26 +55,20 @@ def main() -> None:
             p = panel[n]
             p.find_element("css selector", 'input[data-dim="0"]').send_keys("\ue010")   # End: traverse z1
             wait(d, f"document.querySelector('.panel[data-model=\"{n}\"] .traverse-strip').dataset.n === '11'")
-        if "ae-2d" in panel:
-            p = panel["ae-2d"]
-            p.find_element("css selector", "button.sample-prior").click()
+        for name, sampler, drag in (("ae-2d", "sample-prior", False), ("vae-2d", "sample-gmm", True)):
+            if name not in panel:
+                continue
+            p = panel[name]
+            p.find_element("css selector", f"button.{sampler}").click()
             p.find_element("css selector", "button.interp").click()
             top = p.find_element("css selector", "canvas.map-top")
             ActionChains(d).move_to_element_with_offset(top, -110, 60).click().perform()
-            wait(d, "window.explorer.state.panels.get('ae-2d').marks.a !== null")
+            wait(d, f"window.explorer.state.panels.get('{name}').marks.a !== null")
             ActionChains(d).move_to_element_with_offset(top, 120, -70).click().perform()
-            wait(d, "document.querySelector('.panel[data-model=\"ae-2d\"] .interp-strip').dataset.n === '10'")
-        if "vae-2d" in panel:
-            p = panel["vae-2d"]
-            p.find_element("css selector", "button.sample-gmm").click()
-            p.find_element("css selector", "button.interp").click()
-            top = p.find_element("css selector", "canvas.map-top")
-            ActionChains(d).move_to_element_with_offset(top, -110, 60).click().perform()
-            wait(d, "window.explorer.state.panels.get('vae-2d').marks.a !== null")
-            ActionChains(d).move_to_element_with_offset(top, 120, -70).click().perform()
-            wait(d, "document.querySelector('.panel[data-model=\"vae-2d\"] .interp-strip').dataset.n === '10'")
-            ActionChains(d).move_to_element_with_offset(top, -60, -40).click_and_hold().move_by_offset(30, 20) \
-                .move_by_offset(25, 15).release().perform()
+            wait(d, f"document.querySelector('.panel[data-model=\"{name}\"] .interp-strip').dataset.n === '10'")
+            if drag:
+                ActionChains(d).move_to_element_with_offset(top, -60, -40).click_and_hold().move_by_offset(30, 20) \
+                    .move_by_offset(25, 15).release().perform()
         time.sleep(0.5)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         d.save_screenshot(args.out)

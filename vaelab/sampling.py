@@ -23,7 +23,7 @@ def encode_means(model: torch.nn.Module, x: Tensor, y: Tensor | None = None, bat
     for i in range(0, x.shape[0], batch_size):
         yb = y[i:i + batch_size].to(device) if y is not None else None
         out.append(model.encode(x[i:i + batch_size].to(device), yb).mean.cpu())
-    return torch.cat(out)
+    return torch.cat(out) if out else torch.empty(0, model.cfg.n_latent)
 
 
 def sample_labels(model: torch.nn.Module, n: int, label: int | None = None) -> Tensor | None:

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from vaelab.errors import CheckpointError, ConfigError, DataError
+from vaelab.sampling import encode_means
 from vaelab.molecules.data import canonical_smiles, clean_smiles, quiet_rdkit
 
 log = logging.getLogger("vaelab.molecules")
@@ -81,13 +82,9 @@ def encode_smiles(mm: MoleculeModel, smiles: Sequence[str], batch_size: int = 10
     return encode_ids(mm.model, ids, batch_size), canon
 
 
-@torch.inference_mode()
 def encode_ids(model: torch.nn.Module, ids: Tensor, batch_size: int = 1024) -> Tensor:
     """(N, L) ids -> (N, D) posterior means on the CPU."""
-    model.eval()
-    device = next(model.parameters()).device
-    return torch.cat([model.encode(ids[i:i + batch_size].to(device)).mean.cpu()
-                      for i in range(0, ids.shape[0], batch_size)]) if len(ids) else torch.empty(0, model.cfg.n_latent)
+    return encode_means(model, ids, None, batch_size)
 
 
 @torch.inference_mode()

@@ -92,11 +92,14 @@ def _plt():
     return plt
 
 
-def _save(fig: Any, path: Path) -> None:
+def _save(fig: Any, path: str | Path, dpi: int = 100) -> Path:
+    """Write ``fig`` as a PNG atomically and close it."""
     plt = _plt()
+    path = Path(path)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
+    return path
 
 
 def _show(ax: Any, grid: np.ndarray) -> None:

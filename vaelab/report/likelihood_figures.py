@@ -14,15 +14,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from vaelab.io import atomic_path  # noqa: E402
+from vaelab.report.figures import _save as save_png  # noqa: E402
 
 
 def _save(fig: Any, path: str | Path) -> Path:
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save_png(fig, path, dpi=120)
 
 
 def plot_iw_curve(curves: dict[str, dict[str, Any]], path: str | Path, kind: str = "nll") -> Path:
