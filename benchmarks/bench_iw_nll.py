@@ -21,14 +21,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vaelab import preprocess
-from vaelab.checkpoint import load_model
-from vaelab.config import parse_ints
-from vaelab.io import atomic_path, atomic_write_text
-from vaelab.metrics.collapse import collapse_diagnostics
-from vaelab.metrics.likelihood import importance_weighted_curve, likelihood_kind, negative_elbo
-from vaelab.report.likelihood_figures import plot_iw_curve
-from vaelab.sampling import reload_dataset
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from vaelab import preprocess  # noqa: E402
+from vaelab.checkpoint import load_model  # noqa: E402
+from vaelab.config import parse_ints  # noqa: E402
+from vaelab.io import atomic_path, atomic_write_text  # noqa: E402
+from vaelab.metrics.collapse import collapse_diagnostics  # noqa: E402
+from vaelab.metrics.likelihood import importance_weighted_curve, likelihood_kind, negative_elbo  # noqa: E402
+from vaelab.report.likelihood_figures import plot_iw_curve  # noqa: E402
+from vaelab.sampling import reload_dataset  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -64,6 +64,16 @@ def test_run_folder_contract(run):
     assert not list(run.rglob(".*.tmp"))                       # no leftovers of atomic writes
 
 
+def test_timings_cover_every_phase(run):
+    t = _strict_load(run / "metrics.json")["timings"]
+    phases = {"data", "judge", "reference", "pairs_2d", "figures", "report", "total"}
+    phases |= {f"{p}:{m}" for p in ("train", "evaluate") for m in ("ae", "vae", "cvae")}
+    assert phases <= set(t) and all(v >= 0 for v in t.values())
+    assert t["train:vae"] > 0 and t["report"] > 0
+    parts = sum(v for k, v in t.items() if k != "total")
+    assert parts <= t["total"] * 1.001 and parts >= 0.8 * t["total"]    # the phases account for the run
+
+
 def test_likelihood_figures_from_metrics(run):
     doc = _strict_load(run / "metrics.json")
     figs = {f["file"]: f for f in doc["figures"]}

@@ -313,6 +313,7 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
 
     t_start = time.perf_counter()
     out = Path(out)
+    timings: dict[str, float] = {}
     data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, seed=cfg.split_seed, val_fraction=cfg.val_fraction,
                         classes=list(cfg.classes) if cfg.classes else None, max_train=cfg.max_train)
     rcfg = cfg.resolved(data.shape)
@@ -334,7 +335,7 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
 
         torch.set_num_threads(threads)
         limits.enter_context(threadpool_limits(threads))
-    timings: dict[str, float] = {}
+    timings["data"] = time.perf_counter() - t_start
     try:
         t0 = time.perf_counter()
         judge = load_or_train_judge(data, seed=0, progress=progress, device=str(device))
@@ -351,6 +352,8 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
             for name in rcfg.models:
                 folder = out / "models" / name if rcfg.n_seeds == 1 else out / "models" / name / f"seed-{s}"
                 rec = _run_model(name, rcfg, data, s, folder, judge, resume, progress, evaluate)
+                for phase, key in ((f"train:{name}", "train_wall_seconds"), (f"evaluate:{name}", "eval_seconds")):
+                    timings[phase] = timings.get(phase, 0.0) + float(rec.get(key) or 0.0)
                 model = rec.pop("_model", None)
                 if s == seeds[0] and model is not None:
                     kept[name] = model
@@ -391,12 +394,18 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
         # the likelihood figures are drawn from the metrics alone, so `vaelab report` can redraw them
         doc["figures"] += draw_from_metrics(strict_json(doc), out / "figures")
         timings["figures"] = time.perf_counter() - t0
-        timings["total"] = time.perf_counter() - t_start
+        t0 = time.perf_counter()
+        timings["total"] = t0 - t_start
         doc["timings"] = timings
         doc["answer"] = make_answer(doc)
         doc = strict_json(doc)
         atomic_write_json(out / "metrics.json", doc)
         write_report(out)
+        # the report's own time, then metrics.json once more so that its timings cover the whole run
+        timings["report"] = time.perf_counter() - t0
+        timings["total"] = time.perf_counter() - t_start
+        doc["timings"] = dict(timings)
+        atomic_write_json(out / "metrics.json", doc)
     finally:
         torch.set_num_threads(n_threads)
         limits.close()
@@ -425,9 +434,11 @@ def _run_model(name: str, cfg: CompareConfig, data: Any, seed: int, folder: Path
     """Train and evaluate one model for one seed; failures become a record, never an exception."""
     rec: dict[str, Any] = {"model": name, "seed": seed, "status": "ok", "error": None}
     try:
+        t0 = time.perf_counter()
         mcfg = model_cfg(cfg, name, data)
         model, train_info = _train_one(name, mcfg, train_cfg(cfg, seed), data, folder, cfg, resume, progress)
         rec["train"] = {**train_info, "n_params": n_params(model), "folder": str(folder)}
+        rec["train_wall_seconds"] = time.perf_counter() - t0     # with set-up and checkpoint writes
     except FAILURES as e:
         return {**rec, "status": "failed", "error": f"training: {e}"}
     try:

@@ -1,0 +1,173 @@
+"""What the FLOP limit leaves room for: one vaelab training step split into its floors, in CPU time.
+
+    /work/venv/bin/python benchmarks/bench_floor.py --threads 1
+    /work/venv/bin/python benchmarks/bench_floor.py --batch 512 --threads 1
+
+The "x limit" of bench_train.py divides a step's time by (counted FLOPs / the rate of a 1024 x 1024
+float32 matmul). This script asks how close *any* fp32 trainer of the same model can get, by timing,
+interleaved in one process and in CPU seconds (``time.process_time``):
+
+* ``gemm floor``: the matrix multiplies of one real vaelab step (MLP VAE 784-512-256-16, Bernoulli),
+  recorded with a dispatch mode (op, shapes, strides: the forward ``addmm`` and the backward ``mm``
+  exactly as autograd issues them) and replayed alone on fresh tensors. No elementwise op, no
+  autograd, no allocation between them: a trainer cannot spend less on its matmuls.
+* ``adamw floor``: one fused AdamW step on the model's parameters (vaelab's optimiser), alone.
+* ``vaelab step``: the whole step (batch gather, objective, backward, gradient-norm guard, AdamW),
+  as ``vaelab.train.fit`` runs it.
+
+Each is printed in ms and in units of the limit. ``gemm + adamw`` is a floor no fp32 Adam-trained
+step of this model can beat on this machine; the rest of ``vaelab step`` is elementwise work and
+per-op dispatch.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_train import matmul_gflops  # noqa: E402
+
+GEMM_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::addmm_")
+
+
+def record_gemms(fn) -> list[tuple]:
+    """(op overload, [(shape, stride) or scalar per arg], kwargs) of every matmul ``fn`` dispatches."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    calls = []
+
+    class Rec(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            if func._schema.name in GEMM_OPS:
+                calls.append((func, [(tuple(a.shape), tuple(a.stride())) if isinstance(a, torch.Tensor) else a
+                                     for a in args], dict(kwargs)))
+            return func(*args, **kwargs)
+
+    with Rec():
+        fn()
+    return calls
+
+
+def gemm_flops(calls) -> float:
+    total = 0.0
+    for func, args, _ in calls:
+        shapes = [a[0] for a in args if isinstance(a, tuple) and isinstance(a[0], tuple)]
+        a, b = shapes[-2], shapes[-1]
+        batch = math.prod(a[:-2]) if len(a) > 2 else 1
+        total += 2 * batch * a[-2] * a[-1] * b[-1]
+    return total
+
+
+def replay(calls):
+    """Fresh tensors with the recorded shapes and strides; a closure that runs the matmuls alone."""
+    import torch
+
+    prepared = []
+    for func, args, kwargs in calls:
+        real = []
+        for a in args:
+            if isinstance(a, tuple) and isinstance(a[0], tuple):
+                shape, stride = a
+                t = torch.empty_strided(shape, stride)
+                t.copy_(torch.randn(shape))
+                real.append(t)
+            else:
+                real.append(a)
+        prepared.append((func, real, kwargs))
+
+    def run():
+        for func, real, kwargs in prepared:
+            func(*real, **kwargs)
+    return run
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--batch", type=int, default=128, help="batch size (default 128, the issue's)")
+    p.add_argument("--steps", type=int, default=30, help="steps per timed block (default 30)")
+    p.add_argument("--repeats", type=int, default=7, help="interleaved blocks per variant (default 7)")
+    p.add_argument("--out", default=str(Path(__file__).parent / "results" / "floor.json"))
+    args = p.parse_args()
+    import torch
+
+    from vaelab.models import build_model, model_config
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    b = args.batch
+    x = torch.rand(20000, 1, 28, 28).bernoulli_()
+    model = build_model(model_config("vae", input_shape=(1, 28, 28), n_latent=16, hidden=(512, 256)))
+    params = list(model.parameters())
+    opt = torch.optim.AdamW(params, lr=1e-4, fused=True)
+    buf = torch.empty(b, 1, 28, 28)
+    perm = torch.randperm(x.shape[0])
+    n_params = sum(q.numel() for q in params)
+
+    def step(i: int) -> None:
+        idx = perm[(i * b) % (20000 - b):(i * b) % (20000 - b) + b]
+        xb = torch.index_select(x, 0, idx, out=buf)
+        lt = model.loss(xb)
+        opt.zero_grad(set_to_none=True)
+        lt.total.backward()
+        torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in
+                                              (q.grad for q in params)]))   # the NaN guard's norm
+        opt.step()
+
+    step(0)
+    calls = record_gemms(lambda: step(1))
+    flops = gemm_flops(calls)
+    gemms = replay(calls)
+    for q in params:                                   # gradients present for the optimiser-only variant
+        q.grad = torch.randn_like(q) * 1e-3
+
+    variants = {"gemm floor": lambda i: gemms(), "adamw floor": lambda i: opt.step(), "vaelab step": step}
+    for fn in variants.values():
+        fn(0)
+    ms = {k: [] for k in variants}
+    gfl = []
+    for r in range(args.repeats):
+        gfl.append(matmul_gflops(clock=time.process_time))
+        order = list(variants) if r % 2 == 0 else list(reversed(variants))
+        for k in order:
+            t = time.process_time()
+            for i in range(args.steps):
+                variants[k](i)
+            ms[k].append((time.process_time() - t) / args.steps * 1e3)
+    rate = statistics.median(gfl)
+    limit_ms = flops / (rate * 1e9) * 1e3
+    med = {k: statistics.median(v) for k, v in ms.items()}
+    print(f"MLP VAE 784-512-256-16, batch {b}, {args.threads} thread(s): {len(calls)} matmuls per step, "
+          f"{flops / 1e6:.0f} MFLOP per step ({flops / b / 1e6:.2f} per image), {n_params / 1e6:.2f} M parameters")
+    print(f"1024^2 matmul: {rate:.1f} GFLOP per CPU-second -> FLOP limit {limit_ms:.2f} ms per step")
+    print(f"{'':24s}{'CPU ms/step':>12s}{'x limit':>10s}")
+    rows = dict(med)
+    rows["gemm + adamw"] = med["gemm floor"] + med["adamw floor"]
+    for k in ("gemm floor", "adamw floor", "gemm + adamw", "vaelab step"):
+        print(f"{k:24s}{rows[k]:12.2f}{rows[k] / limit_ms:10.2f}")
+    rest = med["vaelab step"] - rows["gemm + adamw"]
+    print(f"{'rest (elementwise, dispatch, autograd)':40s}{rest:8.2f} ms = {rest / limit_ms:.2f}x")
+    gemm_rate = flops / (med["gemm floor"] / 1e3) / 1e9
+    print(f"the step's own matmuls run at {gemm_rate:.1f} GFLOP per CPU-second "
+          f"({gemm_rate / rate:.2f} of the 1024^2 rate)")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"batch": b, "threads": args.threads, "flops_per_step": flops,
+                               "gflops_per_cpu_s": rate, "limit_ms": limit_ms, "ms": ms, "median_ms": rows,
+                               "x_limit": {k: v / limit_ms for k, v in rows.items()},
+                               "gemm_gflops_per_cpu_s": gemm_rate}, indent=1))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
