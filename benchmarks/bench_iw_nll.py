@@ -38,8 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("ckpt", help="a model folder written by `vaelab train` (a VAE-family model)")
     p.add_argument("--ks", default="1,10,100,1000,5000", help="importance sample counts (default 1,10,100,1000,5000)")
     p.add_argument("--n-test", type=int, default=0, help="use the first N test images (default 0 = all)")
-    p.add_argument("--batch-size", type=int, default=100, help="test images per batch (default 100)")
-    p.add_argument("--chunk", type=int, default=500, help="importance samples decoded at once per image (default 500)")
+    p.add_argument("--batch-size", type=int, default=32,
+                   help="test images per batch (default 32, the library's; with --seed it fixes the noise)")
+    p.add_argument("--chunk", type=int, default=None,
+                   help="importance samples decoded at once per image (default: 4096 decodes per block on a CPU)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="JSON file to write (default CKPT/iw_nll.json)")
     args = p.parse_args(argv)
