@@ -123,6 +123,26 @@ def test_bound_ordering_on_a_vae(digits):
     assert c["bits_per_dim"][2] == pytest.approx(c["nll"][2] / (64 * math.log(2)))
 
 
+def test_iw_evaluation_builds_no_autograd_graph(digits, monkeypatch):
+    """Memory stays bounded by one block: no gradient graph may chain the chunks (it once did: 22 GB)."""
+    vae = _tiny_vae(digits)
+    seen = []
+    inner = vae.log_weights
+
+    def spy(*a, **k):
+        out = inner(*a, **k)
+        seen.append((torch.is_inference_mode_enabled(), out.requires_grad))
+        return out
+    monkeypatch.setattr(vae, "log_weights", spy)
+    importance_weighted_curve(vae, preprocess.modelled(digits.x_test[:8], vae.cfg, "test"), ks=(3, 9), chunk=2)
+    assert seen and all(mode and not grad for mode, grad in seen)
+
+
+def test_default_decode_block_is_small_on_a_cpu():
+    from vaelab.metrics.likelihood import decode_block_rows
+    assert decode_block_rows(torch.device("cpu")) == 4096 and decode_block_rows(torch.device("cuda")) > 4096
+
+
 def test_dequantised_nll_adds_the_change_of_variables(digits):
     vae = _tiny_vae(digits, likelihood="gaussian", dequantize=17, sigma=0.2)
     x = preprocess.modelled(digits.x_test[:20], vae.cfg, "test")

@@ -29,12 +29,12 @@ def _offset(model: torch.nn.Module) -> float:
     return nll_offset(cfg) if cfg is not None else 0.0
 
 
-@torch.inference_mode()
 def decode_block_rows(device: torch.device) -> int:
     """Decodes per block for importance sampling: small on a CPU (cache-resident), large on a GPU."""
     return 131072 if torch.device(device).type == "cuda" else 4096
 
 
+@torch.inference_mode()
 def importance_weighted_curve(model: torch.nn.Module, x: Tensor, y: Tensor | None = None,
                               ks: tuple[int, ...] = K_CURVE, batch_size: int = 32, chunk: int | None = None,
                               seed: int = 0, progress: bool = False, return_per_image: bool = False) -> dict[str, Any]:
