@@ -32,6 +32,18 @@ from vaelab.metrics.likelihood import importance_weighted_curve, likelihood_kind
 from vaelab.report.likelihood_figures import plot_iw_curve  # noqa: E402
 from vaelab.sampling import reload_dataset  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_train import matmul_gflops  # noqa: E402
+
+
+def flops_per_sample(model, x, y, b: int = 8, k: int = 16) -> float:
+    """FLOPs (matmuls/convs, torch.utils.flop_counter) of one importance sample: log_weights of b images x k samples."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.inference_mode(), FlopCounterMode(display=False) as fc:
+        model.log_weights(x[:b], y[:b] if y is not None else None, k)
+    return fc.get_total_flops() / (b * k)
+
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -54,9 +66,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.n_test:
         x, y = x[: args.n_test], (y[: args.n_test] if y is not None else None)
     kind, note = likelihood_kind(cfg, ck.config.get("data"))
-    t0 = time.perf_counter()
+    flops = flops_per_sample(model, x, y)
+    rate0 = matmul_gflops(clock=time.process_time)
+    t0, cpu0 = time.perf_counter(), time.process_time()
     curve = importance_weighted_curve(model, x, y, ks=parse_ints(args.ks, "--ks"), batch_size=args.batch_size,
                                       chunk=args.chunk, seed=args.seed, progress=True, return_per_image=True)
+    iw_cpu = time.process_time() - cpu0
+    rate = max(rate0, matmul_gflops(clock=time.process_time))
+    n_samples = int(x.shape[0]) * max(curve["k"])
+    limit_cpu = n_samples * flops / (rate * 1e9)
     per_image = curve.pop("per_image_nll")
     elbo = negative_elbo(model, x, y, seed=args.seed)
     diag = collapse_diagnostics(model, x, y, seed=args.seed)
@@ -71,7 +89,10 @@ def main(argv: list[str] | None = None) -> int:
               "active_units": diag["active_units"], "n_latent": diag["n_latent"], "kl": diag["kl"],
               "mutual_info": diag["mutual_info"], "kl_per_dim": diag["kl_per_dim"], "shuffle_gap": diag["shuffle_gap"],
               "iw_seconds": curve["seconds"], "samples_per_s": curve["samples_per_s"], "total_seconds": seconds,
-              "peak_rss_mib": peak_mib, "torch_threads": torch.get_num_threads(), "machine": platform.machine()}
+              "peak_rss_mib": peak_mib, "torch_threads": torch.get_num_threads(), "machine": platform.machine(),
+              "iw_cpu_seconds": iw_cpu, "flops_per_sample": flops, "gflops_per_cpu_s": rate,
+              "limit_cpu_seconds": limit_cpu, "x_limit_cpu": iw_cpu / limit_cpu,
+              "batch_size": args.batch_size, "chunk": args.chunk}
     out = Path(args.out) if args.out else Path(args.ckpt) / "iw_nll.json"
     atomic_write_text(out, json.dumps(result, indent=1) + "\n")
     with atomic_path(out.with_suffix(".per_image.npy")) as tmp:      # IW-NLL(max K) per test image, for paired diffs
@@ -87,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
           f"I(x;z) {diag['mutual_info']:.2f} nats (max log N = {diag['mi_max']:.2f})")
     print(f"  {x.shape[0]} test images, {curve['seconds']:.0f} s for the IW curve "
           f"({curve['samples_per_s']:.0f} samples/s, {torch.get_num_threads()} threads), peak RSS {peak_mib:.0f} MiB")
+    print(f"  {iw_cpu:.0f} CPU-s = {n_samples / iw_cpu:.0f} samples per CPU-second; FLOP limit {limit_cpu:.0f} CPU-s "
+          f"({flops / 1e6:.3f} MFLOP per sample at {rate:.1f} GFLOP per CPU-second) -> {iw_cpu / limit_cpu:.2f}x the limit")
     print(f"  wrote {out}")
     return 0
 
