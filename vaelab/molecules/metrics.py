@@ -409,7 +409,9 @@ def chemnet_activations(smiles: Sequence[str], batch_size: int = 256, progress: 
         with torch.no_grad(), quiet_rdkit():
             for i in range(0, len(data), batch_size):
                 x = torch.from_numpy(np.stack([data[j] for j in range(i, min(i + batch_size, len(data)))]))
-                out.append(model(x.transpose(1, 2).float()).numpy())  # (B, 512)
+                # a copy: the output is a view into the LSTM's whole (B, 350, H) output, and keeping the
+                # view kept that alive too (~170 KB per molecule: the full test split ran out of 24 GB)
+                out.append(model(x.transpose(1, 2).float()).numpy().copy())  # (B, 512)
                 if bar is not None:
                     bar.update(len(x))
     finally:
