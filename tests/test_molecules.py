@@ -296,6 +296,25 @@ def test_train_row_reproduces_published_moses_numbers():
     assert not bad, f"outside tolerance (metric, measured, published, tol, ok): {bad}"
 
 
+@pytest.mark.long
+@needs_moses
+def test_train_row_fcd_and_scaf_extrapolate_to_the_published_values():
+    """FCD and Scaf of nested train samples (2.5k-40k) vs vaelab's full-split statistics, extrapolated to
+    n -> infinity, land within SERIES_TOLERANCE of MOSES's Train row (set before the first run)."""
+    pytest.importorskip("fcd_torch")
+    import importlib.util
+    import pathlib
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "moses_train_row.py"
+    spec = importlib.util.spec_from_file_location("moses_train_row", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    res = bench.series([2500, 5000, 10000, 20000, 40000], seed=0, n_jobs=2)
+    fcd = [r["FCD/Test"] for r in res["rows"]]
+    assert all(a > b for a, b in zip(fcd, fcd[1:]))               # the small-sample bias shrinks with n
+    for key, tol in bench.SERIES_TOLERANCE.items():
+        assert abs(res["limit"][key]["limit"] - bench.PUBLISHED_TRAIN[key]) <= tol, (key, res["limit"][key])
+
+
 # ----------------------------------------------------------------------------- MOSES reference statistics
 
 
