@@ -282,7 +282,7 @@ def test_moses_metrics_row_on_small_sets():
 def test_train_row_reproduces_published_moses_numbers():
     """MOSES "Train" row, 10,000 train molecules vs the full test/scaffold-test statistics.
 
-    The first run computes and caches vaelab's statistics of both full splits (~2 h on 2 CPU cores).
+    The first run computes and caches vaelab's statistics of both full splits (~50 min of ChemNet on one core).
     """
     pytest.importorskip("fcd_torch")
     import importlib.util

@@ -53,8 +53,8 @@ def compare_args(p: argparse.ArgumentParser) -> None:
                    help=f"MOSES test molecules for reconstruction, probe and smoothness (default {C.n_test}); 0 = all")
     p.add_argument("--n-ref", type=int, default=C.n_ref,
                    help=f"MOSES test molecules (a seeded sample) the MOSES metrics (FCD, SNN, Frag, Scaf) compare "
-                        f"against (default {C.n_ref}); 0 = the whole test split (176,074: ChemNet over it takes about "
-                        "an hour on 2 CPU cores). Statistics are computed by vaelab and cached in "
+                        f"against (default {C.n_ref}); 0 = the whole test split (176,074: ChemNet over it took 24 min "
+                        "on one core here, once). Statistics are computed by vaelab and cached in "
                         "$VAELAB_CACHE/moses-ref/ (default ~/.cache/vaelab)")
     p.add_argument("--models", default="ae,vae", help="comma-separated: ae, vae, beta-vae, rae (default ae,vae)")
     p.add_argument("--tokenizer", choices=("selfies", "smiles"), default="selfies",

@@ -538,7 +538,7 @@ def moses_reference_stats(split: str = "test", n: int | None = 10000, seed: int 
     pickled dict, and vaelab never unpickles a file it did not write.
 
     Cost on 2 CPU cores: ChemNet runs at ~50-400 molecules/s (n=10000: 1-3 minutes; the full
-    split: about an hour); fingerprints, fragments and scaffolds ~1-2 ms per molecule.
+    split: ~25 minutes on one core); fingerprints, fragments and scaffolds ~1-2 ms per molecule.
     With ``use_fcd=False`` no ChemNet statistics are computed (a later ``use_fcd=True`` call adds them).
     """
     from vaelab.molecules.data import load_moses
