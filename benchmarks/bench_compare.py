@@ -28,6 +28,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
 CASES = {"default": [], "fashion-mnist": ["--dataset", "fashion-mnist"]}
 
 
@@ -102,10 +103,10 @@ def main() -> None:
         print_breakdown(f"`vaelab compare {' '.join(extra)}`: {wall:.1f} s wall, {cpu:.1f} CPU-s, "
                         f"load {os.getloadavg()[0]:.1f} (target for the default: < 120 s)", metrics)
         shutil.rmtree(out.parent, ignore_errors=True)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=1))
-    print(f"wrote {out}")
+    from vaelab.io import atomic_write_json
+
+    atomic_write_json(args.out, results)
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -134,10 +134,10 @@ def main() -> None:
               f"{r['x_limit_cpu']:12.2f} {r['peak_rss_mb']:11.0f} {r['nll']:8.2f}")
     print(f"FD of 10k x {results['fd_dim']} features: {results['fd_seconds']:.2f} s. "
           f"Judge features: {results['judge_features']}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=1))
-    print(f"wrote {out}")
+    from vaelab.io import atomic_write_json
+
+    atomic_write_json(args.out, results)
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

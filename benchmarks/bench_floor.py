@@ -22,7 +22,6 @@ per-op dispatch.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import sys
@@ -34,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_train import matmul_gflops  # noqa: E402
+from vaelab.io import atomic_write_json  # noqa: E402
 
 GEMM_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::addmm_")
 
@@ -160,13 +160,11 @@ def main() -> None:
     gemm_rate = flops / (med["gemm floor"] / 1e3) / 1e9
     print(f"the step's own matmuls run at {gemm_rate:.1f} GFLOP per CPU-second "
           f"({gemm_rate / rate:.2f} of the 1024^2 rate)")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"batch": b, "threads": args.threads, "flops_per_step": flops,
+    atomic_write_json(args.out, {"batch": b, "threads": args.threads, "flops_per_step": flops,
                                "gflops_per_cpu_s": rate, "limit_ms": limit_ms, "ms": ms, "median_ms": rows,
                                "x_limit": {k: v / limit_ms for k, v in rows.items()},
-                               "gemm_gflops_per_cpu_s": gemm_rate}, indent=1))
-    print(f"wrote {out}")
+                               "gemm_gflops_per_cpu_s": gemm_rate})
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -159,11 +159,10 @@ def render(doc: dict[str, Any], fig_dir: str | Path) -> str:
         figures=figures, protocol=_protocol(doc), all_models=doc.get("models", {}), fmt=_fmt, g=get)
 
 
-def _molecule_report(run: Path, args: argparse.Namespace) -> int:
+def _molecule_report(run: Path, doc: dict[str, Any], args: argparse.Namespace) -> int:
     """`vaelab report` of a `compare --dataset moses` run: its own page and table (needs the molecule extra)."""
     from vaelab.molecules import report as mol
 
-    doc = read_metrics(run)
     if args.out:
         raise ConfigError("--out is not supported for molecule runs: their report.html is re-rendered in place.")
     path = mol.write_report(run, doc)
@@ -226,10 +225,10 @@ def report_cmd(args: argparse.Namespace) -> int:
     run = Path(args.run)
     if args.out and Path(args.out).exists() and Path(args.out).resolve() != (run / "report.html").resolve():
         raise OutputError(f"{args.out} exists; choose another --out (vaelab report only replaces RUN/report.html).")
-    if read_metrics(run).get("kind") == "molecules":
-        return _molecule_report(run, args)
-    path = write_report(run, args.out)
     doc = read_metrics(run)
+    if doc.get("kind") == "molecules":
+        return _molecule_report(run, doc, args)
+    path = write_report(run, args.out)
     wide_console().print(headline_table(doc))
     print(f"wrote {path}")
     if args.markdown:
