@@ -169,15 +169,19 @@ def train_args(p: argparse.ArgumentParser) -> None:
 
 
 def train_cmd(args: argparse.Namespace) -> int:
-    from vaelab.train import fit_with_retries
+    from vaelab import lock
+    from vaelab.metrics import collapse
+    from vaelab.retry import fit_with_retries
 
     data = load_data_from_args(args)
     mcfg = model_config_from_args(args.model, args, data)
     tcfg = train_config_from_args(args)
     out = Path(args.out or f"runs/{args.model}-{_slug(args.dataset)}")
-    run = fit_with_retries(mcfg, data, tcfg, out, on_nan=args.on_nan, max_retries=args.max_retries,
-                           resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
-                           data_meta=data_meta_from_args(args))
+    with lock.hold(out, "train"):
+        run = fit_with_retries(mcfg, data, tcfg, out, on_nan=args.on_nan, max_retries=args.max_retries,
+                               resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
+                               data_meta=data_meta_from_args(args), on_epoch=collapse.record_epoch)
+    collapse.warn_history(mcfg.model, run.history)
     from vaelab.distributed import is_main
 
     if is_main():           # under torchrun only rank 0 reports (and writes)
@@ -251,11 +255,13 @@ def evaluate_args(p: argparse.ArgumentParser) -> None:
 
 
 def evaluate_cmd(args: argparse.Namespace) -> int:
+    from vaelab import lock
     from vaelab.evaluate import evaluate_checkpoint, print_summary
 
     samplers = tuple(s.strip() for s in args.samplers.split(",") if s.strip())
-    doc = evaluate_checkpoint(args.ckpt, args.out, n_samples=args.n_samples, iw_k=args.iw_samples,
-                              samplers=samplers, seed=args.seed, progress=not args.quiet, overwrite=args.overwrite)
+    with lock.hold(args.out, "evaluate", is_file=True):
+        doc = evaluate_checkpoint(args.ckpt, args.out, n_samples=args.n_samples, iw_k=args.iw_samples,
+                                  samplers=samplers, seed=args.seed, progress=not args.quiet, overwrite=args.overwrite)
     print_summary(doc)
     print(f"wrote {args.out}")
     return 0
@@ -295,6 +301,7 @@ def sweep_args(p: argparse.ArgumentParser) -> None:
 
 
 def sweep_cmd(args: argparse.Namespace) -> int:
+    from vaelab import lock
     from vaelab.sweep import parse_betas, sweep
 
     betas = parse_betas(args.beta)
@@ -303,8 +310,9 @@ def sweep_cmd(args: argparse.Namespace) -> int:
     data = load_data_from_args(args)
     mcfg = model_config_from_args("beta-vae", argparse.Namespace(**{**vars(args), "beta": 1.0}), data)
     out = Path(args.out or f"runs/sweep-{_slug(args.dataset)}")
-    result = sweep(data, betas, mcfg, train_config_from_args(args), out, include_ae=not args.no_ae,
-                   overwrite=args.overwrite, progress=not args.quiet, data_meta=data_meta_from_args(args))
+    with lock.hold(out, "sweep"):
+        result = sweep(data, betas, mcfg, train_config_from_args(args), out, include_ae=not args.no_ae,
+                       overwrite=args.overwrite, progress=not args.quiet, data_meta=data_meta_from_args(args))
     print(f"{'beta':>6} {'rate R':>9} {'distortion D':>13} {'D + R':>9}   ({result['kind']}; nats per image, test)")
     for p in result["points"]:
         print(f"{p['beta']:>6g} {p['rate']:>9.2f} {p['distortion']:>13.2f} {p['neg_elbo']:>9.2f}")

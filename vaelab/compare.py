@@ -209,7 +209,9 @@ def _train_one(name: str, mcfg: Any, tcfg: Any, data: Any, folder: Path, cfg: Co
     """Train (or, with resume, reuse/continue) one model. Returns (model, training summary)."""
     from vaelab import checkpoint as ckpt
     from vaelab.io import read_jsonl
-    from vaelab.train import LOG_NAME, fit
+    from vaelab.metrics import collapse
+    from vaelab.rundir import LOG_NAME
+    from vaelab.train import fit
 
     if resume and (folder / ckpt.CONFIG_NAME).exists():
         conf = json.loads((folder / ckpt.CONFIG_NAME).read_text(encoding="utf-8"))
@@ -223,7 +225,8 @@ def _train_one(name: str, mcfg: Any, tcfg: Any, data: Any, folder: Path, cfg: Co
                                   "seconds": sum(r.get("seconds", 0.0) for r in history), "reused": True,
                                   "history": _curves(history), "test_loss": conf.get("test", {})}
     run = fit(mcfg, data, tcfg, folder, resume=resume, overwrite=not resume, progress=progress,
-              data_meta=data_meta(cfg))
+              data_meta=data_meta(cfg), on_epoch=collapse.record_epoch)
+    collapse.warn_history(mcfg.model, run.history)
     return run.model, {"status": run.status, "best_epoch": run.best_epoch,
                        "epochs_done": run.history[-1]["epoch"] if run.history else 0,
                        "seconds": sum(r["seconds"] for r in run.history), "reused": False,
@@ -319,9 +322,12 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
     rcfg = cfg.resolved(data.shape)
     if "cvae" in rcfg.models and not data.has_labels:
         raise ConfigError(f"cvae needs labels and {data.name} has none; drop it from --models.")
-    if rcfg.batch_size > data.x_train.shape[0]:
-        raise ConfigError(f"batch size {rcfg.batch_size} is larger than the {data.x_train.shape[0]} training images; "
-                          "pass a smaller --batch-size.")
+    from vaelab.train import capped_batch_size
+
+    batch_size, batch_note = capped_batch_size(rcfg.batch_size, data.x_train.shape[0])
+    if batch_note:              # small data trains on the defaults; the protocol records the batch used
+        rcfg = dataclasses.replace(rcfg, batch_size=batch_size)
+        print(f"vaelab: {batch_note}", file=sys.stderr)
     device = _device(rcfg)          # a bad --device fails here, before anything is written
     _prepare_out(out, cfg, resume, overwrite)
     n_threads = torch.get_num_threads()
@@ -377,7 +383,8 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
             "command": command,
             "dataset": data.summary(),
             "config": {**rcfg.to_dict(), "seeds": seeds, "size_class": size_class(data.shape),
-                       "device": str(device), "torch_threads": torch.get_num_threads()},
+                       "device": str(device), "torch_threads": torch.get_num_threads(),
+                       **({"batch_note": batch_note} if batch_note else {})},
             "versions": versions() | _more_versions(),
             "judge": ({"test_accuracy": judge.test_accuracy, "fingerprint": judge.fingerprint,
                        "arch": getattr(judge, "arch", None)} if judge is not None else None),
@@ -598,7 +605,10 @@ def compare_cmd(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     out = Path(args.out) if args.out else default_out(cfg)
     command = "vaelab " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["compare"] else None
-    doc = compare(cfg, out, progress=not args.quiet, resume=args.resume, overwrite=args.overwrite, command=command)
+    from vaelab import lock
+
+    with lock.hold(out, "compare"):
+        doc = compare(cfg, out, progress=not args.quiet, resume=args.resume, overwrite=args.overwrite, command=command)
     con = wide_console()
     con.print(headline_table(doc))
     for name, m in doc["models"].items():

@@ -225,10 +225,13 @@ def report_cmd(args: argparse.Namespace) -> int:
     run = Path(args.run)
     if args.out and Path(args.out).exists() and Path(args.out).resolve() != (run / "report.html").resolve():
         raise OutputError(f"{args.out} exists; choose another --out (vaelab report only replaces RUN/report.html).")
-    doc = read_metrics(run)
-    if doc.get("kind") == "molecules":
-        return _molecule_report(run, doc, args)
-    path = write_report(run, args.out)
+    from vaelab import lock
+
+    with lock.hold(run, "report", create=False):
+        doc = read_metrics(run)
+        if doc.get("kind") == "molecules":
+            return _molecule_report(run, doc, args)
+        path = write_report(run, args.out)
     wide_console().print(headline_table(doc))
     print(f"wrote {path}")
     if args.markdown:
