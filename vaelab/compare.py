@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from vaelab.errors import ConfigError, OutputError, VaelabError
+from vaelab.lock import LOCK_NAME
 
 SCHEMA_VERSION = 1
 DEFAULT_MODELS = ("ae", "dae", "vae", "beta-vae", "cvae", "iwae", "rae")
@@ -168,7 +169,7 @@ def _prepare_out(out: Path, cfg: CompareConfig, resume: bool, overwrite: bool) -
     """Refuse an existing run folder unless told to overwrite or resume it."""
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out} exists and is not a folder; choose another --out.")
-    used = out.exists() and any(out.iterdir())
+    used = out.exists() and any(p.name != LOCK_NAME for p in out.iterdir())   # our own lock file is not a run
     if used and not (resume or overwrite):
         raise OutputError(f"{out} already exists and is not empty. Pass --overwrite to replace the run, --resume to "
                           "continue it (finished models are reused), or choose another --out.")
