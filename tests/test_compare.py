@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from vaelab.cli import main
-from vaelab.compare import CompareConfig, aggregate, strict_json
+from vaelab.compare import CompareConfig, aggregate
 from vaelab.errors import ConfigError
 
 FAST = ["--epochs", "3", "--n-samples", "100", "--iw-k", "5", "--quiet"]
@@ -197,12 +197,6 @@ def test_aggregate_keeps_shape_and_gives_sample_sd():
     assert sd["a"] == pytest.approx(math.sqrt(2)) and sd["b"]["e"] == pytest.approx([math.sqrt(2)] * 2)
     one_mean, one_sd = aggregate(runs[:1])
     assert one_mean == runs[0] and one_sd["a"] is None
-
-
-def test_strict_json_removes_nan_and_inf():
-    doc = strict_json({"x": float("nan"), "y": [float("inf"), np.float32(1.5)], "z": np.int64(3), "t": (1, 2)})
-    assert doc == {"x": None, "y": [None, 1.5], "z": 3, "t": [1, 2]}
-    json.dumps(doc, allow_nan=False)
 
 
 def test_size_defaults_and_overrides():

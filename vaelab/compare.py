@@ -278,23 +278,6 @@ def aggregate(runs: list[Any]) -> tuple[Any, Any]:
     return first, None
 
 
-def strict_json(obj: Any) -> Any:
-    """Numpy scalars -> Python numbers, NaN/inf -> None, tuples -> lists (json.dumps(allow_nan=False) safe)."""
-    if isinstance(obj, dict):
-        return {str(k): strict_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [strict_json(v) for v in obj]
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(float(obj)) else None
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
 # -- the comparison ----------------------------------------------------------------------------
 def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resume: bool = False,
             overwrite: bool = False, command: str | None = None) -> dict[str, Any]:
@@ -306,7 +289,7 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
     from vaelab.checkpoint import versions
     from vaelab.data import load_dataset
     from vaelab.evaluate import evaluate, reference_rows
-    from vaelab.io import atomic_write_json
+    from vaelab.io import atomic_write_json, strict_json
     from vaelab.judge import load_or_train_judge
     from vaelab.report.answer import make_answer
     from vaelab.report.html import write_report

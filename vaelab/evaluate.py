@@ -30,6 +30,7 @@ from torch import Tensor
 from vaelab import metrics as M
 from vaelab.data import CORRUPTIONS, corrupt
 from vaelab.errors import ConfigError
+from vaelab.io import strict_json
 from vaelab.sampling import fit_density, sample_labels
 
 PR_MAX = 10_000
@@ -55,21 +56,6 @@ def _subsample(n: int, n_max: int, seed: int) -> np.ndarray:
     if n <= n_max:
         return np.arange(n)
     return np.sort(np.random.default_rng(seed).choice(n, size=n_max, replace=False))
-
-
-def _clean(obj: Any) -> Any:
-    """Recursively turn numpy scalars into Python numbers and non-finite floats into None (strict JSON)."""
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) + 0.0 if math.isfinite(obj) else None   # + 0.0: no "-0.0" in the JSON
-    return obj
 
 
 class _Phases:
@@ -200,7 +186,7 @@ def reference_rows(data: Any, judge: Any, *, n_samples: int = 10_000, seed: int 
     sets = {"train_vs_test": data.x_train[idx],
             "mean_image": mean_img.expand(n_samples, *mean_img.shape[1:]).contiguous(),
             "uniform_noise": torch.rand((n_samples, *data.shape), generator=gen)}
-    return _clean({k: sample_quality(x, judge, real, seed) for k, x in sets.items()})
+    return strict_json({k: sample_quality(x, judge, real, seed) for k, x in sets.items()})
 
 
 def _check_n(n_samples: int) -> None:
@@ -392,7 +378,7 @@ def evaluate(model: torch.nn.Module, data: Any, *, judge: Any = None, n_samples:
         phases.close()
     res["timings"] = phases.timings
     res["notes"] = notes
-    return _clean(res)
+    return strict_json(res)
 
 
 # -- the `vaelab evaluate` command -----------------------------------------------------------------
@@ -429,7 +415,7 @@ def evaluate_checkpoint(ckpt: str, out: str, *, n_samples: int = 10_000, iw_k: i
            "settings": {"n_samples": n_samples, "iw_k": iw_k, "samplers": list(samplers), "seed": seed},
            "versions": versions(), "reference": reference, "metrics": result,
            "seconds": time.perf_counter() - t0}
-    atomic_write_json(out_path, _clean(doc))
+    atomic_write_json(out_path, strict_json(doc))
     return doc
 
 
