@@ -109,7 +109,9 @@ def _encode(model: torch.nn.Module, x: Tensor, y: Tensor | None, batch_size: int
         q = model.encode(x[s].to(dev), y[s].to(dev) if y is not None else None)
         mus.append(q.mean.float().cpu())
         if model.is_stochastic:
-            logvars.append((2 * q.scale.log()).float().cpu())
+            # log-variance of the posterior (for a non-Gaussian one, of its moment-matched Gaussian)
+            logvars.append((2 * q.scale.log() if isinstance(q, torch.distributions.Normal) else q.variance.log())
+                           .float().cpu())
     mu = torch.cat(mus)
     return mu, (torch.cat(logvars) if logvars else None)
 

@@ -42,6 +42,11 @@ def fit_density(sampler: str, model: torch.nn.Module, data: Any, seed: int = 0):
     """The sampler's density over z: ``prior`` or ``gmm`` fitted to the training split's posterior means."""
     from vaelab.density import make_density
 
+    prior = getattr(model, "prior", None)
+    if sampler == "prior" and prior is not None and prior.name != "gaussian":   # the model's own p(z) (--prior)
+        from vaelab.models.priors import PriorDensity
+
+        return PriorDensity(prior, seed)
     density = make_density(sampler, model.cfg.n_latent, seed)
     if sampler != "prior":
         density.fit(encode_means(model, data.x_train, data.y_train))
