@@ -208,4 +208,7 @@ class Autoencoder(nn.Module):
 
 
 def _logvar(q: PointMass | torch.distributions.Normal) -> Tensor | None:
-    return None if isinstance(q, PointMass) else 2 * q.scale.log()
+    if isinstance(q, PointMass):
+        return None
+    # the log-variance of q(z|x): exact for a Gaussian posterior, else (Laplace, Kumaraswamy) from its variance
+    return 2 * q.scale.log() if isinstance(q, torch.distributions.Normal) else q.variance.log()
