@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
+
 from vaelab import checkpoint as ckpt
 from vaelab.config import ModelConfig, TrainConfig
 from vaelab.errors import ConfigError, DivergenceError
@@ -48,7 +50,7 @@ def fit_with_retries(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConf
         retries = _recorded_retries(out_path)
         if retries:   # a retried run continues at the lr it was retried with
             cfg = dataclasses.replace(cfg, lr=retries[-1]["lr_after"])
-    initial = (None if isinstance(model, ModelConfig)
+    initial = (None if not isinstance(model, torch.nn.Module)
                else {k: v.detach().clone() for k, v in model.state_dict().items()})
     while True:
         try:
