@@ -109,3 +109,28 @@ def test_rank_correlation_known_answers():
 
     b = a + rng.normal(size=300)
     assert rank_correlation(a, b)["value"] == pytest.approx(spearmanr(a, b).statistic)
+
+
+def test_image_bootstrap_auroc_pairs_models_over_images():
+    from vaelab.metrics.detection import image_bootstrap_auroc
+
+    rng = np.random.default_rng(0)
+    err_a, err_b = rng.random(400) < 0.2, rng.random(400) < 0.3
+    s_a = err_a + 0.3 * rng.normal(size=400)               # tracks its errors well
+    s_b = err_b + 3.0 * rng.normal(size=400)               # barely
+    t = image_bootstrap_auroc({"a": (s_a, err_a), "b": (s_b, err_b)}, n_boot=300)
+    assert t["a"]["auroc"]["value"] == pytest.approx(auroc(s_a[~err_a], s_a[err_a]))
+    assert t["a"]["auroc"]["ci"][0] > 0.9 and t["b"]["auroc"]["ci"][0] < 0.65
+    assert paired_difference(t, "a", "b")["excludes_zero"]
+    none = image_bootstrap_auroc({"c": (s_a, np.zeros(400, bool))}, n_boot=10)
+    assert none["c"]["auroc"]["value"] is None and none["c"]["n_positive"] == 0
+
+
+def test_nearest_centroid_distance_known_answer():
+    from vaelab.metrics.latent import nearest_centroid_distance
+
+    z = np.array([[-1.0, 0.0], [1.0, 0.0], [-1.0, 0.0], [1.0, 0.0]])
+    y = np.array([0, 1, 0, 1])
+    # standardised: x -> x / 1, y-dim constant (std 0 -> kept unscaled); centroids (-1, 0), (1, 0)
+    d = nearest_centroid_distance(z, y, np.array([[-1.0, 0.0], [0.0, 0.0], [3.0, 4.0]]))
+    np.testing.assert_allclose(d, [0.0, 1.0, np.hypot(2.0, 4.0)])

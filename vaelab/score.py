@@ -29,6 +29,7 @@ import argparse
 import functools
 import io
 import math
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -108,6 +109,21 @@ def check_shape(model: torch.nn.Module, x: Tensor, what: str) -> None:
                           "the size it was trained on (resize the images, or train on data of this size).")
 
 
+def image_noise(x: Tensor, k: int, n_latent: int, seed: int) -> Tensor:
+    """(K, B, D) standard-normal noise for the images x (B, C, H, W), seeded by each image's own bytes.
+
+    The same image gets the same importance samples whatever batch, position or data set it comes in, so
+    `vaelab score` on a run's test split reproduces the report's numbers.
+    """
+    import torch
+
+    rows = []
+    for img in x.detach().cpu().float().numpy():
+        g = torch.Generator().manual_seed((seed * 1_000_003 + zlib.crc32(img.tobytes())) % (2**63))
+        rows.append(torch.randn(k, n_latent, generator=g))
+    return torch.stack(rows, 1)                                                            # (K, B, D)
+
+
 def _batches(n: int, size: int) -> Iterator[slice]:
     for i in range(0, n, size):
         yield slice(i, min(i + size, n))
@@ -122,8 +138,9 @@ def image_scores(model: torch.nn.Module, x: Tensor, *, density: Any = None, k: i
         model: a trained vaelab model; x: (N, C, H, W) in [0, 1] with the model's input shape.
         density: the ex-post density of the model's codes (``fit(z) -> self`` with ``log_prob``), e.g.
             ``vaelab.sampling.fit_density("gmm", model, data)``; None: no gmm_nll.
-        k: importance samples per image (neg_elbo, iw_nll); seed: seeds them (the same seed, batch size
-            and k give the same numbers); split: names the fixed binarisation/dequantisation draw.
+        k: importance samples per image (neg_elbo, iw_nll); seed: seeds them, with each image's bytes
+            (``image_noise``: an image's scores do not depend on the batch or set it comes in, except through
+            a --binarize / --dequantize draw, which ``split`` names and which covers the whole set).
         progress: an optional tqdm bar, advanced by the number of images scored.
     Returns:
         {score name: (N,) float64} for the names of ``applicable_scores(model)`` (gmm_nll only with a density).
@@ -144,7 +161,6 @@ def image_scores(model: torch.nn.Module, x: Tensor, *, density: Any = None, k: i
     stochastic = getattr(model, "has_likelihood", False)
     x_mod = modelled(x, model.cfg, split) if stochastic else x
     offset = nll_offset(model.cfg) if stochastic else 0.0
-    gen = torch.Generator().manual_seed(seed)
     cols: dict[str, list[Tensor]] = {n: [] for n in names if n not in ("gmm_nll", "complexity_corrected")}
     mus = []
     for s in _batches(len(x), BATCH):
@@ -154,7 +170,7 @@ def image_scores(model: torch.nn.Module, x: Tensor, *, density: Any = None, k: i
         cols["recon_error"].append(model.recon_nll(model.decode(q.mean), xb).double().cpu())
         if stochastic:
             xm = x_mod[s].to(dev)
-            eps = torch.randn(k, xb.shape[0], model.cfg.n_latent, generator=gen)          # (K, B, D)
+            eps = image_noise(x[s], k, model.cfg.n_latent, seed)                             # (K, B, D)
             lw = model.log_weights(xm, None, k, eps=eps.to(dev)).double().cpu()            # (K, B)
             cols["neg_elbo"].append(-lw.mean(0) + offset)
             cols["iw_nll"].append(-(torch.logsumexp(lw, 0) - math.log(k)) + offset)

@@ -160,6 +160,55 @@ def detection_table(scores: Mapping[str, tuple[ArrayLike, ArrayLike]], *, n_boot
     return out
 
 
+def image_bootstrap_auroc(scores: Mapping[str, tuple[ArrayLike, ArrayLike]], *, n_boot: int = N_BOOT,
+                          level: float = LEVEL, seed: int = 0) -> dict[str, dict[str, dict]]:
+    """AUROC of several scores, each for its own positives, paired by resampling the *images*.
+
+    For predicting per-image events that differ between models (e.g. "the linear probe on this model's
+    codes misclassifies the image"): every replicate resamples the N images once (not stratified: the
+    number of positives varies, as it would on a new test set) and evaluates each score on that
+    resample with its own labels, so two models' AUROCs get a paired difference (``paired_difference``).
+
+    Args:
+        scores: name -> (score (N,), is_positive (N,) bool); every entry over the same N images.
+    Returns:
+        {name: {"auroc": {"value", "ci", "boot"}, "n_positive": int}}; the value is None (and no
+        interval) when a name has no positive or no negative image.
+    """
+    out: dict[str, dict] = {}
+    n = None
+    for name, (s, pos) in scores.items():
+        s, pos = _scores(s, name), np.asarray(pos, dtype=bool).reshape(-1)
+        if n is None:
+            n = len(s)
+        if len(s) != n or len(pos) != n:
+            raise ValueError(f"score {name!r} covers {len(s)} images and {len(pos)} labels, expected {n}")
+    if n is None:
+        return {}
+    idx = bootstrap_indices(n, n_boot, seed)                      # (B, N): the same images for every name
+    for name, (s, pos) in scores.items():
+        s, pos = _scores(s, name), np.asarray(pos, dtype=bool).reshape(-1)
+        n_pos = int(pos.sum())
+        if n_pos in (0, n):
+            out[name] = {"auroc": {"value": None, "ci": [None, None], "boot": np.full(n_boot, np.nan)},
+                         "n_positive": n_pos}
+            continue
+        p = _Pooled(s[~pos], s[pos])
+        group = np.empty(n, dtype=np.int64)
+        group[~pos], group[pos] = p.g_in, p.g_out
+        boot = np.full(n_boot, np.nan)
+        for b in range(n_boot):
+            gb, pb = group[idx[b]], pos[idx[b]]
+            w_in = np.bincount(gb[~pb], minlength=p.n_groups).astype(np.float64)
+            w_out = np.bincount(gb[pb], minlength=p.n_groups).astype(np.float64)
+            if w_in.sum() > 0 and w_out.sum() > 0:
+                boot[b] = _from_weights(w_in, w_out)[0]
+        ok = boot[np.isfinite(boot)]
+        out[name] = {"auroc": {"value": _from_weights(*p.weights())[0], "ci": _interval(ok, level), "boot": boot},
+                     "n_positive": n_pos}
+    return out
+
+
 def paired_difference(table: Mapping[str, Mapping[str, Mapping]], a: str, b: str, metric: str = "auroc",
                       level: float = LEVEL) -> dict[str, float | list[float] | bool]:
     """metric(a) - metric(b) with the percentile interval of the paired bootstrap replicates.
@@ -167,6 +216,7 @@ def paired_difference(table: Mapping[str, Mapping[str, Mapping]], a: str, b: str
     Returns {"value", "ci": [lo, hi], "excludes_zero": bool}: a difference is called only when True.
     """
     d = np.asarray(table[a][metric]["boot"]) - np.asarray(table[b][metric]["boot"])
+    d = d[np.isfinite(d)]
     ci = _interval(d, level)
     value = float(table[a][metric]["value"] - table[b][metric]["value"])
     return {"value": value, "ci": ci, "excludes_zero": bool(ci[0] > 0 or ci[1] < 0)}
@@ -174,8 +224,8 @@ def paired_difference(table: Mapping[str, Mapping[str, Mapping]], a: str, b: str
 
 def strip_boot(table: Mapping[str, Mapping[str, Mapping]]) -> dict:
     """``detection_table``'s result without the replicate arrays (JSON-able)."""
-    return {name: {m: {k: v for k, v in row.items() if k != "boot"} for m, row in rows.items()}
-            for name, rows in table.items()}
+    return {name: {m: ({k: v for k, v in row.items() if k != "boot"} if isinstance(row, Mapping) else row)
+                   for m, row in rows.items()} for name, rows in table.items()}
 
 
 def threshold_at_fpr(s_ref: ArrayLike, fpr: float) -> float:

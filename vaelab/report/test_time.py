@@ -1,0 +1,243 @@
+"""The report's test-time section, drawn from metrics.json's "test_time" block and arrays/test_time.npz only.
+
+``draw(block, arrays_path, fig_dir)`` draws the score histograms (inliers vs each anomaly set, one
+row per model, one column per score) and the most/least sure test images with their stochastic
+reconstructions; ``rows(block)`` gives the detection and uncertainty tables; ``answer(block)`` the
+sentences of the answer, each written from the numbers and calling a difference only when its
+paired interval excludes 0.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vaelab.score import SCORE_LABELS
+
+ARRAYS_NAME = "test_time.npz"
+FIGURES = {
+    "test_time_histograms": (
+        "Anomaly scores: inliers vs anomalies",
+        "Per model (rows) and score (columns): the distribution of the score on the in-distribution test images "
+        "(grey) and on each anomaly set. Higher = more anomalous; a score detects anomalies when the coloured "
+        "histogram sits right of the grey one. A coloured histogram left of the grey one in an IW bound column is "
+        "the likelihood pathology (Nalisnick et al. 2019)."),
+    "test_time_sure": (
+        "What the VAE is sure and unsure of",
+        "Top rows: the test images with the smallest posterior variance; bottom rows: the largest. Each row: the "
+        "image, then 8 decodes of z ~ q(z|x). Where the VAE is unsure, its decodes vary (an AE's would not: one z, "
+        "one decode)."),
+}
+
+
+def _save(fig: Any, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    from vaelab.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+def save_arrays(arrays: dict[str, np.ndarray], path: Path) -> None:
+    """Write the section's arrays as one .npz (atomically; no pickle: plain numeric arrays)."""
+    from vaelab.io import atomic_path
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+
+
+def load_arrays(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def draw(block: dict[str, Any], arrays_path: Path, fig_dir: Path, missing_only: bool = False) -> list[dict[str, str]]:
+    """Draw the section's figures into ``fig_dir``; return their report entries {"file", "title", "caption"}."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    if not Path(arrays_path).is_file():
+        return []
+    arrays = None
+    out = []
+    for name, fn in (("test_time_histograms", _histograms), ("test_time_sure", _sure)):
+        path = Path(fig_dir) / f"{name}.png"
+        if not (missing_only and path.is_file()):
+            arrays = arrays if arrays is not None else load_arrays(arrays_path)
+            if not fn(block, arrays, path):
+                continue
+        elif name == "test_time_sure" and not any(k.startswith("sure|") for k in _keys(arrays_path)):
+            continue
+        title, caption = FIGURES[name]
+        out.append({"file": f"{name}.png", "title": title, "caption": caption})
+    return out
+
+
+def _keys(path: Path) -> list[str]:
+    with np.load(path, allow_pickle=False) as z:
+        return list(z.files)
+
+
+def _histograms(block: dict[str, Any], arrays: dict[str, np.ndarray], path: Path) -> bool:
+    import matplotlib.pyplot as plt
+
+    sets = list(block.get("sets") or {})
+    models = list((block.get("detection") or {}).get(sets[0], {})) if sets else []
+    if not models:
+        return False
+    scores = [s for s in SCORE_LABELS if any(f"scores|inliers|{m}|{s}" in arrays for m in models)]
+    fig, axes = plt.subplots(len(models), len(scores), figsize=(2.6 * len(scores), 1.9 * len(models)), squeeze=False)
+    for i, m in enumerate(models):
+        for j, s in enumerate(scores):
+            ax = axes[i, j]
+            ref = arrays.get(f"scores|inliers|{m}|{s}")
+            if ref is None:
+                ax.axis("off")
+                continue
+            groups = [("inliers", ref)] + [(n, arrays[f"scores|{n}|{m}|{s}"]) for n in sets]
+            allv = np.concatenate([g for _, g in groups])
+            lo, hi = np.quantile(allv, [0.005, 0.995])
+            bins = np.linspace(lo, hi if hi > lo else lo + 1, 40)
+            for c, (n, v) in enumerate(groups):
+                ax.hist(np.clip(v, lo, hi), bins=bins, density=True, histtype="stepfilled" if c == 0 else "step",
+                        color="0.7" if c == 0 else f"C{c - 1}", lw=1.2, label=n)
+            auc = ", ".join(f"{block['detection'][n][m][s]['auroc']['value']:.2f}" for n in sets)
+            ax.set_title(f"{m}: {s}\nAUROC {auc}", fontsize=7)
+            ax.tick_params(labelsize=6)
+            ax.set_yticks([])
+    axes[0, 0].legend(fontsize=6)
+    fig.tight_layout()
+    _save(fig, path)
+    return True
+
+
+def _sure(block: dict[str, Any], arrays: dict[str, np.ndarray], path: Path) -> bool:
+    import matplotlib.pyplot as plt
+
+    from vaelab.imaging import make_grid
+
+    names = [k.split("|")[1] for k in arrays if k.startswith("sure|") and k.endswith("|x")]
+    if not names:
+        return False
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 6.5), squeeze=False)
+    for ax, m in zip(axes[0], names):
+        x, dec = arrays[f"sure|{m}|x"], arrays[f"sure|{m}|decodes"]            # (2n, C, H, W), (2n, S, C, H, W)
+        rows = np.concatenate([x[:, None], dec], axis=1)                          # (2n, 1 + S, C, H, W)
+        grid = make_grid(rows.reshape(-1, *x.shape[1:]), n_col=rows.shape[1])
+        ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(f"{m}: most sure (top {len(x) // 2}) / least sure (bottom)", fontsize=8)
+        ax.axis("off")
+    _save(fig, path)
+    return True
+
+
+# -- tables -------------------------------------------------------------------------------------------
+def _ci(row: dict[str, Any] | None, spec: str = ".3f") -> str:
+    if not row or row.get("value") is None:
+        return "n/a"
+    lo, hi = row.get("ci") or (None, None)
+    if lo is None or hi is None:
+        return format(row["value"], spec)
+    return f"{format(row['value'], spec)} [{format(lo, spec)}, {format(hi, spec)}]"
+
+
+def rows(block: dict[str, Any]) -> dict[str, Any]:
+    """{"detection": {set: [row...]}, "uncertainty": [row...]} of formatted cells for the template and Markdown."""
+    det: dict[str, list[dict[str, str]]] = {}
+    for set_name, per_model in (block.get("detection") or {}).items():
+        best = (block.get("best") or {}).get(set_name) or {}
+        det[set_name] = [{"model": m, "score": s, "label": SCORE_LABELS.get(s, s),
+                          "auroc": _ci(r["auroc"]), "auprc": _ci(r["auprc"]), "fpr95": _ci(r["fpr_at_95_tpr"]),
+                          "is_best": m == best.get("model") and s == best.get("score")}
+                         for m, sc in per_model.items() for s, r in sc.items()]
+    unc = []
+    for m, r in ((block.get("uncertainty") or {}).get("models") or {}).items():
+        for u, auc in (r.get("probe_error_auroc") or {}).items():
+            corr = (r.get("correlations") or {}).get(u) or {}
+            unc.append({"model": m, "measure": u.replace("_", " "), "probe_error": _ci(auc),
+                        "entropy": _ci(corr.get("judge_entropy")), "recon": _ci(corr.get("recon_error")),
+                        "error_rate": f"{r['probe_error_rate']:.3f}"})
+    return {"detection": det, "uncertainty": unc}
+
+
+def markdown(block: dict[str, Any]) -> str:
+    """The section as Markdown (docs/test-time.md, `vaelab report --markdown`)."""
+    r = rows(block)
+    lines = []
+    for set_name, rs in r["detection"].items():
+        info = block["sets"][set_name]
+        lines += [f"**{set_name}** ({info['n']} images: {info['source']}; {block['n_inliers']} inlier test images)", "",
+                  "| model | score | AUROC ↑ [95 % CI] | AUPRC ↑ | FPR at 95 % TPR ↓ |", "|---|---|---|---|---|"]
+        lines += [f"| {x['model']} | {x['score']}{' ★' if x['is_best'] else ''} | {x['auroc']} | {x['auprc']} | "
+                  f"{x['fpr95']} |" for x in rs]
+        lines.append("")
+    if r["uncertainty"]:
+        lines += ["**Uncertainty on the inlier test split**", "",
+                  "| model | uncertainty | AUROC for a probe error ↑ | ρ with judge entropy | ρ with recon error | "
+                  "probe error rate |", "|---|---|---|---|---|---|"]
+        lines += [f"| {x['model']} | {x['measure']} | {x['probe_error']} | {x['entropy']} | {x['recon']} | "
+                  f"{x['error_rate']} |" for x in r["uncertainty"]]
+        lines.append("")
+    lines += [f"- {t}" for t in answer(block)]
+    return "\n".join(lines) + "\n"
+
+
+# -- the answer -----------------------------------------------------------------------------------------
+def answer(block: dict[str, Any]) -> list[str]:
+    """Sentences written from the section's numbers (which score works best, the pathology, uncertainty)."""
+    out = []
+    for set_name, best in (block.get("best") or {}).items():
+        s = (f"Against the {set_name} ({block['sets'][set_name]['n']} images), the best detector here is "
+             f"{best['model']}'s {SCORE_LABELS.get(best['score'], best['score'])} (AUROC {_ci({'value': best['auroc'], 'ci': best['ci']})})")
+        ru = best.get("runner_up")
+        if ru:
+            d = ru["difference"]
+            s += (f"; ahead of {ru['model']}'s {ru['score']} by {d['value']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]"
+                  + ("" if d["excludes_zero"] else ", a difference the interval does not exclude from 0, so these two "
+                                                   "are not told apart on this test set"))
+        out.append(s + ".")
+        patho = (block.get("pathology") or {}).get(set_name) or {}
+        if patho:
+            hit = [m for m, p in patho.items() if p["appears"]]
+            if hit:
+                p = patho[hit[0]]
+                out.append(f"The likelihood pathology (Nalisnick et al. 2019) appears for the {set_name}: "
+                           f"{', '.join(hit)} give{'s' if len(hit) == 1 else ''} them a higher likelihood than their own "
+                           f"test images (IW-NLL AUROC {_ci({'value': p['auroc_iw_nll'], 'ci': p['ci']})}, "
+                           f"{p['fraction_more_likely_than_median_inlier']:.0%} of them more likely than the median "
+                           "inlier); a likelihood-based detector fails here.")
+            else:
+                worst = min(patho, key=lambda m: patho[m]["auroc_iw_nll"])
+                p = patho[worst]
+                out.append(f"No likelihood pathology for the {set_name}: no model gives them a measurably higher "
+                           f"likelihood than its test images (lowest IW-NLL AUROC: {worst}, "
+                           f"{_ci({'value': p['auroc_iw_nll'], 'ci': p['ci']})}).")
+    unc = block.get("uncertainty") or {}
+    vv = unc.get("vae_vs_ae")
+    if vv:
+        m = unc["models"]
+        pv = m[vv["vae"]]["probe_error_auroc"]["posterior_variance"]
+        cd = m[vv["ae"]]["probe_error_auroc"]["centroid_distance"]
+        d = vv["posterior_variance"]
+        verdict = ("better" if d["value"] > 0 else "worse") if d["excludes_zero"] else "no measurably better or worse"
+        two = unc.get("n_classes") == 2
+        lead = ("At test time, with two classes: " if two else "Does the VAE know when it is unsure? ")
+        out.append(f"{lead}the {vv['vae']}'s posterior variance predicts a misclassification by the linear probe on its "
+                   f"codes with AUROC {_ci(pv)}; the {vv['ae']}'s distance to the nearest class centroid, the best a "
+                   f"deterministic code offers, {_ci(cd)} on its own probe's errors. The difference, "
+                   f"{d['value']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}], is {verdict}"
+                   + (": the VAE's spread is a measurably better signal of which test images lie between its two "
+                      "clusters." if two and verdict == "better" else
+                      ": the posterior spread is no better a flag of the ambiguous images than the AE's geometry."
+                      if verdict != "better" else "."))
+        corr = (m[vv["vae"]].get("correlations") or {}).get("posterior_variance") or {}
+        je = corr.get("judge_entropy")
+        if je and je.get("value") is not None:
+            out.append(f"The {vv['vae']}'s posterior variance and the judge's predictive entropy have Spearman "
+                       f"ρ = {_ci(je, '.2f')}; with the reconstruction error ρ = {_ci(corr.get('recon_error'), '.2f')}.")
+    return out
