@@ -619,7 +619,11 @@ def config_from_args(args: argparse.Namespace) -> CompareConfig:
     from vaelab.config import parse_ints
 
     classes = parse_classes(args.classes)
-    inliers = parse_classes(args.inliers)
+    try:
+        inliers = parse_classes(args.inliers)
+    except ConfigError:
+        raise ConfigError(f"--inliers takes at least two comma-separated integer labels, e.g. 0,1,2,3,4; got "
+                          f"{args.inliers!r}.") from None
     return CompareConfig(
         dataset=args.dataset, data_dir=args.data_dir, classes=tuple(classes) if classes else None,
         max_train=args.max_train, val_fraction=args.val_fraction, split_seed=args.split_seed,
