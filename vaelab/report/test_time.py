@@ -192,8 +192,9 @@ def answer(block: dict[str, Any]) -> list[str]:
     """Sentences written from the section's numbers (which score works best, the pathology, uncertainty)."""
     out = []
     for set_name, best in (block.get("best") or {}).items():
+        auc = _ci({"value": best["auroc"], "ci": best["ci"]})
         s = (f"Against the {set_name} ({block['sets'][set_name]['n']} images), the best detector here is "
-             f"{best['model']}'s {SCORE_LABELS.get(best['score'], best['score'])} (AUROC {_ci({'value': best['auroc'], 'ci': best['ci']})})")
+             f"{best['model']}'s {SCORE_LABELS.get(best['score'], best['score'])} (AUROC {auc})")
         ru = best.get("runner_up")
         if ru:
             d = ru["difference"]
