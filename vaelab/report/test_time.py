@@ -225,17 +225,21 @@ def answer(block: dict[str, Any]) -> list[str]:
         pv = m[vv["vae"]]["probe_error_auroc"]["posterior_variance"]
         cd = m[vv["ae"]]["probe_error_auroc"]["centroid_distance"]
         d = vv["posterior_variance"]
-        verdict = ("better" if d["value"] > 0 else "worse") if d["excludes_zero"] else "no measurably better or worse"
-        two = unc.get("n_classes") == 2
-        lead = ("At test time, with two classes: " if two else "Does the VAE know when it is unsure? ")
-        out.append(f"{lead}the {vv['vae']}'s posterior variance predicts a misclassification by the linear probe on its "
-                   f"codes with AUROC {_ci(pv)}; the {vv['ae']}'s distance to the nearest class centroid, the best a "
-                   f"deterministic code offers, {_ci(cd)} on its own probe's errors. The difference, "
-                   f"{d['value']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}], is {verdict}"
-                   + (": the VAE's spread is a measurably better signal of which test images lie between its two "
-                      "clusters." if two and verdict == "better" else
-                      ": the posterior spread is no better a flag of the ambiguous images than the AE's geometry."
-                      if verdict != "better" else "."))
+        n = (block.get("n_inliers") or 0)
+        if not d["excludes_zero"]:
+            verdict = f"no measurable difference on {n} test images"
+        elif d["value"] > 0:
+            verdict = ("measurably better: the VAE's spread flags the test images that lie between its two clusters "
+                       "better than the AE's geometry does" if unc.get("n_classes") == 2 else
+                       "measurably better: the VAE's spread flags the images its code gets wrong better than the AE's "
+                       "geometry does")
+        else:
+            verdict = "measurably worse: the AE's distance to the class centres is the better flag of an ambiguous image"
+        lead = "At test time, with two classes" if unc.get("n_classes") == 2 else "Does the VAE know when it is unsure"
+        out.append(f"{lead}: the {vv['vae']}'s posterior variance predicts a misclassification by the linear probe on "
+                   f"its codes with AUROC {_ci(pv)} (0.5 = chance); the {vv['ae']}'s distance to the nearest class "
+                   f"centroid, the best a deterministic code offers, {_ci(cd)} on its own probe's errors. Difference "
+                   f"{d['value']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]: {verdict}.")
         corr = (m[vv["vae"]].get("correlations") or {}).get("posterior_variance") or {}
         je = corr.get("judge_entropy")
         if je and je.get("value") is not None:
