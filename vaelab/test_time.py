@@ -35,6 +35,7 @@ OOD_PER_INLIER = 2        # this many per inlier test image (the detection inter
 N_SURE = 8                # most / least sure test images in the figure
 N_DECODES = 8             # stochastic reconstructions per image
 HELD_OUT = "held-out classes"
+ARRAYS_NAME = "test_time"  # RUN/arrays/test_time.npz: what the section's figures are drawn from
 
 
 def resize_images(x: Tensor, shape: tuple[int, int, int]) -> Tensor:

@@ -1,6 +1,6 @@
 """The report's test-time section, drawn from metrics.json's "test_time" block and arrays/test_time.npz only.
 
-``draw(block, arrays_path, fig_dir)`` draws the score histograms (inliers vs each anomaly set, one
+``plan(block, arrays)`` gives the draw functions of the score histograms (inliers vs each anomaly set, one
 row per model, one column per score) and the most/least sure test images with their stochastic
 reconstructions; ``rows(block)`` gives the detection and uncertainty tables; ``answer(block)`` the
 sentences of the answer, each written from the numbers and calling a difference only when its
@@ -9,13 +9,12 @@ paired interval excludes 0.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from vaelab.score import SCORE_LABELS
 
-ARRAYS_NAME = "test_time.npz"
 FIGURES = {
     "test_time_histograms": (
         "Anomaly scores: inliers vs anomalies",
@@ -32,58 +31,26 @@ FIGURES = {
 
 
 def _save(fig: Any, path: Path) -> None:
-    import matplotlib.pyplot as plt
+    from vaelab.report.figures import save_png     # one PNG writer: atomic, byte-reproducible
 
-    from vaelab.io import atomic_path
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    save_png(fig, path)
 
 
-def save_arrays(arrays: dict[str, np.ndarray], path: Path) -> None:
-    """Write the section's arrays as one .npz (atomically; no pickle: plain numeric arrays)."""
-    from vaelab.io import atomic_path
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
-
-
-def load_arrays(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
-
-
-def draw(block: dict[str, Any], arrays_path: Path, fig_dir: Path, missing_only: bool = False) -> list[dict[str, str]]:
-    """Draw the section's figures into ``fig_dir``; return their report entries {"file", "title", "caption"}."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    if not Path(arrays_path).is_file():
-        return []
-    arrays = None
-    out = []
-    for name, fn in (("test_time_histograms", _histograms), ("test_time_sure", _sure)):
-        path = Path(fig_dir) / f"{name}.png"
-        if not (missing_only and path.is_file()):
-            arrays = arrays if arrays is not None else load_arrays(arrays_path)
-            if not fn(block, arrays, path):
-                continue
-        elif name == "test_time_sure" and not any(k.startswith("sure|") for k in _keys(arrays_path)):
-            continue
-        title, caption = FIGURES[name]
-        out.append({"file": f"{name}.png", "title": title, "caption": caption})
+def plan(block: dict[str, Any], arrays: dict[str, np.ndarray]) -> list[tuple[str, Callable[[Path], Any]]]:
+    """(figure name, draw(path)) of the section's figures that apply: ``block`` is metrics.json's "test_time",
+    ``arrays`` the run's arrays/test_time.npz (``vaelab.report.figures.plan`` appends these)."""
+    out: list[tuple[str, Callable[[Path], Any]]] = []
+    if any(k.startswith("scores|") for k in arrays) and block.get("sets"):
+        out.append(("test_time_histograms", lambda p: _histograms(block, arrays, p)))
+    if any(k.startswith("sure|") for k in arrays):
+        out.append(("test_time_sure", lambda p: _sure(block, arrays, p)))
     return out
 
 
-def _keys(path: Path) -> list[str]:
-    with np.load(path, allow_pickle=False) as z:
-        return list(z.files)
-
-
 def _histograms(block: dict[str, Any], arrays: dict[str, np.ndarray], path: Path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     sets = list(block.get("sets") or {})
@@ -117,6 +84,9 @@ def _histograms(block: dict[str, Any], arrays: dict[str, np.ndarray], path: Path
 
 
 def _sure(block: dict[str, Any], arrays: dict[str, np.ndarray], path: Path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from vaelab.imaging import make_grid
