@@ -305,11 +305,13 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
     """
     from vaelab.checkpoint import versions
     from vaelab.data import load_dataset
-    from vaelab.evaluate import evaluate, reference_rows
+    from vaelab.evaluate import FIGURE_ARRAYS, evaluate, reference_rows
     from vaelab.io import atomic_write_json
     from vaelab.judge import load_or_train_judge
     from vaelab.report.answer import make_answer
     from vaelab.report.html import write_report
+    from vaelab.verdict import (REPLICATES, collapse_reason, combine_seed_intervals, comparison_pairs,
+                                paired_differences, sampler_differences, save_figure_arrays)
 
     t_start = time.perf_counter()
     out = Path(out)
@@ -347,6 +349,8 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
         seeds = [rcfg.seed + i for i in range(rcfg.n_seeds)]
         per_seed: dict[str, list[dict[str, Any]]] = {m: [] for m in rcfg.models}
         kept: dict[str, Any] = {}          # the first seed's trained models, for the figures
+        replicates: dict[str, Any] = {}    # the first seed's bootstrap replicates: paired differences
+        figure_arrays: dict[str, Any] = {}
         curves: dict[str, Any] = {}
         for s in seeds:
             for name in rcfg.models:
@@ -355,6 +359,9 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
                 for phase, key in ((f"train:{name}", "train_wall_seconds"), (f"evaluate:{name}", "eval_seconds")):
                     timings[phase] = timings.get(phase, 0.0) + float(rec.get(key) or 0.0)
                 model = rec.pop("_model", None)
+                private = {k: rec.pop(k, None) for k in (REPLICATES, FIGURE_ARRAYS)}
+                if s == seeds[0] and rec["status"] == "ok":
+                    replicates[name], figure_arrays[name] = private[REPLICATES], private[FIGURE_ARRAYS]
                 if s == seeds[0] and model is not None:
                     kept[name] = model
                     curves[name] = rec["train"].pop("history", None)
@@ -363,6 +370,14 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
                 per_seed[name].append(rec)
 
         models_doc = {name: _combine(recs) for name, recs in per_seed.items()}
+        for name, entry in models_doc.items():
+            entry["collapsed"] = collapse_reason(entry)
+            if len(per_seed[name]) > 1:
+                combine_seed_intervals(entry, [r for r in per_seed[name] if r["status"] == "ok"])
+        ivs = {n: e.get("intervals") or {} for n, e in models_doc.items()}
+        differences = {**paired_differences(replicates, ivs, comparison_pairs(list(replicates))),
+                       **sampler_differences(replicates, ivs)}
+        save_figure_arrays(out, figure_arrays)
 
         pairs: dict[str, Any] = {}
         pair_models: dict[str, Any] = {}
@@ -384,6 +399,7 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
             "reference": reference,
             "models": models_doc,
             "pairs_2d": pairs,
+            "differences": differences,
             "kl_schedule": _kl_schedule_block(rcfg, kept, curves),
         }
         t0 = time.perf_counter()
