@@ -409,6 +409,9 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
         doc["figures"] = figures.make_all(out / "figures", kept, pair_models, data, judge, curves, rcfg)
         # the likelihood figures are drawn from the metrics alone, so `vaelab report` can redraw them
         doc["figures"] += draw_from_metrics(strict_json(doc), out / "figures")
+        from vaelab.report.verdict_figures import draw_from_arrays
+
+        doc["figures"] += draw_from_arrays(out, out / "figures")    # novelty and holes: from arrays/ alone
         timings["figures"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         timings["total"] = t0 - t_start
@@ -512,6 +515,9 @@ def _train_pair(cfg: CompareConfig, data: Any, out: Path, judge: Any, resume: bo
             rec["grid_prior"] = grid_confidence(model, judge, z_prior)
             z_codes = latent_grid("codes", model, data)
             rec["grid_codes"] = grid_confidence(model, judge, z_codes)
+            from vaelab.verdict import pair_holes
+
+            rec["holes"] = pair_holes(model, data, judge, z_prior, cfg.seed, out / "arrays" / f"holes-{pname}.npz")
         docs[pname] = rec
     return docs, models
 

@@ -207,13 +207,51 @@ def save_figure_arrays(run: Any, arrays: dict[str, dict[str, np.ndarray]]) -> No
     """RUN/arrays/novelty-<model>.npz: what the novelty figure is drawn from (numbers only; atomic)."""
     from pathlib import Path
 
+    for model, a in arrays.items():
+        if a:
+            _save_npz(Path(run) / "arrays" / f"novelty-{model}.npz", a)
+
+
+def _save_npz(path: Any, arrays: dict[str, np.ndarray]) -> None:
+    from pathlib import Path
+
     from vaelab.io import atomic_path
 
-    for model, a in arrays.items():
-        if not a:
-            continue
-        path = Path(run) / "arrays" / f"novelty-{model}.npz"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez_compressed(f, **{k: np.asarray(v) for k, v in a.items()})
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **{k: np.asarray(v) for k, v in arrays.items()})
+
+
+def pair_holes(model: Any, data: Any, judge: Any, z_grid: Any, seed: int, arrays_file: Any) -> dict[str, Any]:
+    """The holes map of a 2-D model: q(z) against p(z) on ``z_grid`` (G, 2) and the realism of its decodes.
+
+    Saves ``arrays_file`` (.npz: z_grid, log_ratio = log q(z) - log p(z) on the grid, realism (G,) scores of the
+    decoded grid in judge features against the test split, codes = test posterior means) for the figure.
+    Returns holes_block(...) + {"grid_frac_hole": share of the grid with q < HOLE_RATIO p,
+    "grid_frac_realistic": share of decoded grid points with realism >= 1}.
+    """
+    import torch
+
+    dev = next(model.parameters()).device
+    x, y = data.x_test, data.y_test if model.is_conditional else None
+    with torch.inference_mode():
+        mus, lvs = [], []
+        for i in range(0, len(x), 2048):
+            q = model.encode(x[i:i + 2048].to(dev), y[i:i + 2048].to(dev) if y is not None else None)
+            mus.append(q.mean.double().cpu())
+            if model.is_stochastic:
+                lvs.append((2 * q.scale.log()).double().cpu())
+        mu = torch.cat(mus).numpy()
+        lv = torch.cat(lvs).numpy() if lvs else None
+        zg = torch.as_tensor(z_grid, dtype=torch.float32)
+        imgs = torch.cat([model.x_mean(model.decode(zg[i:i + 2048].to(dev))).float().cpu()
+                          for i in range(0, len(zg), 2048)])
+    block = holes_block(mu, lv, seed)
+    log_ratio = H.log_density_ratio(zg.double().numpy(), mu, lv)
+    real = np.asarray(judge.features(data.x_test), dtype=np.float64)
+    realism = prd.realism_scores(real, np.asarray(judge.features(imgs), dtype=np.float64))
+    _save_npz(arrays_file, {"z_grid": zg.numpy(), "log_ratio": log_ratio, "realism": realism, "codes": mu})
+    return {**block, "grid_frac_hole": float(np.mean(log_ratio < np.log(H.HOLE_RATIO))),
+            "grid_frac_realistic": float(np.mean(realism >= 1.0))}

@@ -213,6 +213,11 @@ def write_report(run: str | Path, out: str | Path | None = None) -> Path:
     doc = read_metrics(run)
     path = Path(out) if out else run / "report.html"
     _likelihood_figures(doc, run / "figures")
+    mine = {"novelty.png", "holes_q_vs_p.png"}
+    if any(f.get("file") in mine and not (run / "figures" / f["file"]).is_file() for f in doc.get("figures") or []):
+        from vaelab.report.verdict_figures import draw_from_arrays
+
+        draw_from_arrays(run, run / "figures")       # redrawn from arrays/ alone
     atomic_write_text(path, render(doc, run / "figures"))
     return path
 
