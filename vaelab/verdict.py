@@ -9,7 +9,7 @@ functions of ``vaelab.metrics`` (intervals, prd, novelty, holes). Choices (where
   the JSON is written) so ``paired_differences`` gives each pair of models its own interval of the
   difference (replicate b's difference = T_b(model 2) - T_b(model 1) on the same images).
 - Sample metrics over generated samples (judge confidence): a bootstrap over the samples.
-- Set metrics (FD, precision, recall, density, coverage): B = 100 (FD) / 200 (k-NN) resamples, see
+- Set metrics (FD, precision, recall, density, coverage): B = 50 (FD) / 200 (k-NN) resamples, see
   ``vaelab.metrics.prd``; the reference (test split) resamples come from ``seed`` and are shared by models.
 - Novelty: at most ``NOVELTY_MAX`` samples per sampler (seeded subset) against at most ``NOVELTY_MAX_TRAIN``
   training images, in judge features and in pixels; C_T in judge features (PCA-free: the judge has 128).
@@ -27,7 +27,7 @@ from vaelab.metrics import prd
 from vaelab.metrics.fd import frechet_distance
 
 REPLICATES = "_replicates"     # key of the bootstrap replicates in an evaluate() result (not JSON: stripped)
-N_BOOT_FD = 100
+N_BOOT_FD = 50       # FD replicates: each refits a (128, 128) covariance and an eigendecomposition
 NOVELTY_MAX = 2000
 NOVELTY_MAX_TRAIN = 20_000
 
@@ -57,16 +57,69 @@ def per_image_intervals(per_image: dict[tuple[str, ...], np.ndarray], seed: int,
     return out, reps
 
 
+_REF_MOMENTS: dict[tuple, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
+
+
+def _weighted_moments(x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and unbiased covariance of the rows of x (N, D) each counted w_i times (bootstrap counts).
+
+    The (D, D) product runs in float32 on the rows with w_i > 0 (a replicate's spread, not its
+    last digits, is what the interval needs); the result is float64.
+    """
+    keep = w > 0
+    x, w = x[keep], w[keep]
+    n = w.sum()
+    m = w @ x / n
+    y = ((x - m) * np.sqrt(w)[:, None]).astype(np.float32)
+    return m, (y.T @ y).astype(np.float64) / (n - 1)
+
+
+def _reference_moments(real: np.ndarray, seed: int, n_boot: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(mean, cov, cov^{1/2}) of each bootstrap resample of the reference, memoised: every model and sampler of a
+    run shares the reference resamples (drawn from ``seed``), so the B roots are computed once."""
+    from vaelab.metrics.fd import psd_sqrt
+
+    key = (real.shape, hash(real.tobytes()), seed, n_boot)
+    if key not in _REF_MOMENTS:
+        _REF_MOMENTS.clear()                         # one reference at a time: bounded memory
+        rng = np.random.default_rng(seed)
+        out = []
+        for _ in range(n_boot):
+            w = np.bincount(rng.integers(0, len(real), len(real)), minlength=len(real)).astype(np.float64)
+            m, c = _weighted_moments(real, w)
+            out.append((m, c, psd_sqrt(c)))
+        _REF_MOMENTS[key] = out
+    return _REF_MOMENTS[key]
+
+
 def fd_interval(feats: np.ndarray, real: np.ndarray, seed: int, n_boot: int = N_BOOT_FD
                 ) -> tuple[dict, np.ndarray]:
-    """FD (judge features) with a bootstrap over both the samples and the reference."""
-    iv, r = I.set_bootstrap(lambda i, j: frechet_distance(feats[i], real[j]), len(feats), len(real),
-                            n_boot=n_boot, seed=seed)
-    return iv.to_dict(), r
+    """FD (judge features) with a percentile bootstrap over both the samples and the reference.
+
+    Replicate b: FD between the Gaussian fits of the b-th resample of the samples and of the reference
+    (resampling = multinomial counts as weights, the same moments as refitting on the resampled rows). The
+    reference resamples and their covariance roots come from ``seed`` alone and are shared across models.
+    """
+    from vaelab.metrics.fd import gaussian_frechet_distance
+
+    feats, real = np.asarray(feats, np.float64), np.asarray(real, np.float64)
+    refs = _reference_moments(real, seed, n_boot)
+    rng = np.random.default_rng(seed + 1)
+    reps = np.empty(n_boot)
+    for b, (m_r, c_r, a_r) in enumerate(refs):
+        w = np.bincount(rng.integers(0, len(feats), len(feats)), minlength=len(feats)).astype(np.float64)
+        m_s, c_s = _weighted_moments(feats, w)
+        reps[b] = gaussian_frechet_distance(m_r, c_r, m_s, c_s, sqrt_cov1=a_r)
+    method = (f"percentile bootstrap over {len(feats)} samples and {len(real)} reference images (both resampled), "
+              f"B={n_boot}, seed {seed}")
+    iv = I.percentile_interval(frechet_distance(feats, real), reps, method=method, n=len(feats) + len(real))
+    return iv.to_dict(), reps
 
 
-def set_metric_block(feats: np.ndarray, real: np.ndarray, seed: int, k: int = 3) -> tuple[dict, dict, dict]:
-    """FD, precision, recall, density, coverage and realism of one sample set, with intervals.
+def set_metric_block(feats: np.ndarray, real: np.ndarray, seed: int, k: int = 3, use_intervals: bool = True
+                     ) -> tuple[dict, dict, dict]:
+    """FD, precision, recall, density, coverage and realism of one sample set, with intervals (unless
+    ``use_intervals`` is False: point values only, e.g. for the noise and mean-image reference rows).
 
     Args:
         feats: (M, F) judge features of the samples; real: (N, F) of the test split.
@@ -74,6 +127,15 @@ def set_metric_block(feats: np.ndarray, real: np.ndarray, seed: int, k: int = 3)
         (values {"fd", "precision", "recall", "density", "coverage", "realism"}, intervals {name: dict},
          replicates {name: (B,)}).
     """
+    if not use_intervals:
+        try:
+            values = {"fd": frechet_distance(feats, real), **prd.knn_set_metrics(real, feats, k)}
+        except ValueError:      # a degenerate set (every sample in every ball)
+            p, r = prd.precision_recall(real, feats, k)
+            values = {"fd": frechet_distance(feats, real), "precision": p, "recall": r, "density": None,
+                      "coverage": None}
+        values["realism"] = H.fraction_realistic(real, feats, k)
+        return values, {}, {}
     fd_iv, fd_r = fd_interval(feats, real, seed)
     values, ivs, reps = {"fd": fd_iv["value"]}, {"fd": fd_iv}, {"fd": fd_r}
     try:
@@ -96,14 +158,14 @@ def novelty_block(sample_feats: np.ndarray, sample_pix: np.ndarray, train_feats:
     """Memorisation numbers of one sampler in judge features and in pixels (``vaelab.metrics.novelty``).
 
     Returns:
-        {"features": novelty(...), "pixels": novelty(...) without C_T's cells, "n_samples", "n_train"}.
+        {"features": novelty(...), "pixels": novelty(...) without C_T (ct None), "n_samples", "n_train"}.
     """
     rng = np.random.default_rng(seed)
     si = np.sort(rng.choice(len(sample_feats), min(NOVELTY_MAX, len(sample_feats)), replace=False))
     ti = np.sort(rng.choice(len(train_feats), min(NOVELTY_MAX_TRAIN, len(train_feats)), replace=False))
     flat = lambda x: np.asarray(x, dtype=np.float64).reshape(len(x), -1)   # noqa: E731
     feats = N.novelty(train_feats[ti], test_feats, sample_feats[si], seed=seed)
-    pix = N.novelty(flat(train_pix[ti]), flat(test_pix), flat(sample_pix[si]), seed=seed)
+    pix = N.novelty(flat(train_pix[ti]), flat(test_pix), flat(sample_pix[si]), seed=seed, use_ct=False)
     for d in (feats, pix):      # indices into the full sample / training arrays
         d["closest"] = si[d["closest"]].tolist()
         d["closest_train"] = ti[d["closest_train"]].tolist()

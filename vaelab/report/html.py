@@ -128,7 +128,7 @@ def _protocol(doc: dict[str, Any]) -> list[tuple[str, str]]:
                        f"fitted to the training codes), decoded to the likelihood's mean"),
         ("uncertainty", "95 % percentile-bootstrap intervals, seeded and paired across models (the same resampled test "
                         "images for every model, so each difference has its own interval): B = 1000 over test images "
-                        "for per-image metrics; FD B = 100 and the k-NN metrics B = 200 over samples and reference; "
+                        "for per-image metrics; FD B = 50 and the k-NN metrics B = 200 over samples and reference; "
                         "a difference is called only when its interval excludes 0"),
         ("novelty", "per sampler, each sample's distance to its nearest training image against the test images' "
                     "(judge features and pixels); near-copies = samples closer than the test images' 1st percentile; "
