@@ -277,8 +277,9 @@ def _holes_text(doc: dict[str, Any], ae: str, vae: str, AE: str, VAE: str) -> tu
                 f"{100 * pa:.0f} % for the 2-D AE.")
     if which:
         short = (f"Holes: N(0, I) puts {100 * ha['hole_mass']:.0f} % of its mass where the {AE}'s codes are sparse "
-                 f"(q(z) < {thr:g} p(z)), {100 * hv['hole_mass']:.0f} % for the {VAE}.")
+                 f"(q(z) below {thr:g} p(z)), {100 * hv['hole_mass']:.0f} % for the {VAE}.")
     else:
         short = (f"Holes: the {AE}'s codes leave no more of the prior uncovered than the {VAE}'s "
-                 f"({100 * ha['hole_mass']:.0f} % vs {100 * hv['hole_mass']:.0f} % of its mass where q(z) < {thr:g} p(z)).")
+                 f"({100 * ha['hole_mass']:.0f} % vs {100 * hv['hole_mass']:.0f} % of its mass where q(z) is below "
+                 f"{thr:g} p(z)).")
     return txt, short

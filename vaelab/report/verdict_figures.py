@@ -27,6 +27,17 @@ FIGURES = {
 }
 
 
+def _save(fig: Any, path: Path) -> None:
+    """PNG through vaelab.io.atomic_path (no half-written figure), without a timestamp: reproducible bytes."""
+    import matplotlib.pyplot as plt
+
+    from vaelab.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+
+
 def _load(path: Path) -> dict[str, np.ndarray]:
     with np.load(path, allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
@@ -59,8 +70,7 @@ def fig_novelty(path: Path, arrays: dict[str, dict[str, np.ndarray]]) -> bool:
         axes[i, 0].set_ylabel(f"{m}\n{s}", rotation=0, ha="right", va="center", fontsize=7)
         axes[i, 0].axis("on")
     fig.suptitle("sample | nearest training image", fontsize=8)
-    fig.savefig(path, dpi=110, bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
+    _save(fig, path)
     return True
 
 
@@ -83,8 +93,7 @@ def fig_holes_q_vs_p(path: Path, arrays: dict[str, dict[str, np.ndarray]]) -> bo
                      f"realistic {100 * ok.mean():.0f} %", fontsize=8)
         ax.set_xlabel("z1 (prior quantiles)"), ax.set_ylabel("z2")
         fig.colorbar(im, ax=ax, label="log q(z) / p(z)")
-    fig.savefig(path, dpi=110, bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
+    _save(fig, path)
     return True
 
 
