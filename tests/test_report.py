@@ -33,12 +33,38 @@ def _model(psnr, fd_prior, fd_gmm, probe, knn, nmi, conf_mid, fd_mid, stochastic
             "latent": {"linear_probe": probe, "knn": knn, "kmeans_nmi": nmi, "kmeans_ari": 0.5, "silhouette": 0.1,
                        "active_units": 8, "n_latent": 8},
             "denoising": {"gaussian": 18.0, "salt-and-pepper": 15.0, "masking": 16.0},
+            "holes": {"hole_mass": 0.05 if stochastic else 0.6, "hole_mass_se": 0.01, "hole_ratio": 0.1,
+                      "marginal_kl": 1.0 if stochastic else 9.0, "mutual_information": 3.0 if stochastic else None},
             "train": {"seconds": 3.0, "n_params": 1000, "epochs_done": 60, "best_epoch": 58}}
 
 
-def _doc(ae: dict, vae: dict, n_classes: int = 10) -> dict:
+# the metrics whose paired difference the answer reads (metrics.json "differences"), as dotted keys
+DIFF_KEYS = ("generation.prior.fd", "reconstruction.mean_z.psnr", "latent.linear_probe", "latent.knn",
+             "latent.kmeans_nmi", "latent.silhouette", "interpolation.confidence_midpoints",
+             "interpolation.fd_midpoints")
+
+
+def _get(m: dict, key: str):
+    for k in key.split("."):
+        m = m.get(k) if isinstance(m, dict) else None
+    return m
+
+
+def _differences(ae: dict, vae: dict, hw: float) -> dict:
+    """Paired differences vae - ae with a 95 % interval of half-width ``hw`` (what compare writes)."""
+    def iv(d):
+        return {"value": d, "low": d - hw, "high": d + hw, "half_width": hw, "level": 0.95, "method": "test", "n": 0}
+    out = {"vae - ae": {k: iv(_get(vae, k) - _get(ae, k)) for k in DIFF_KEYS
+                        if _get(vae, k) is not None and _get(ae, k) is not None}}
+    for name, m in (("ae", ae), ("vae", vae)):
+        g, p = m["generation"]["gmm"]["fd"], m["generation"]["prior"]["fd"]
+        out[f"{name}: gmm - prior"] = {"fd": iv(g - p)} if g is not None and p is not None else {}
+    return out
+
+
+def _doc(ae: dict, vae: dict, n_classes: int = 10, hw: float = 0.02) -> dict:
     names = ["3", "5"] if n_classes == 2 else [str(i) for i in range(n_classes)]
-    return {"schema_version": 1, "created": "2026-01-01T00:00:00", "versions": {"vaelab": "0.1.0"},
+    return {"differences": _differences(ae, vae, hw),"schema_version": 1, "created": "2026-01-01T00:00:00", "versions": {"vaelab": "0.1.0"},
             "dataset": {"name": "digits", "n_classes": n_classes, "class_names": names, "n_test": 360,
                         "shape": [1, 8, 8]},
             "config": {"seeds": [0], "n_samples": 2000, "iw_k": 100},
@@ -64,7 +90,9 @@ def test_the_answer_follows_the_numbers():
     assert "worse than its own GMM samples (FD 20.00): holes" in a["short"]
     assert "about as separable" in a["short"]
     assert "blurrier (PSNR 19.00 vs 22.00 dB)" in a["short"]
-    assert any("85 % of the grid for the 2-D VAE and on 30 %" in p["text"] for p in a["points"])
+    assert any("5 % of the prior's mass lies where the VAE's aggregate posterior" in p["text"]
+               and "against 60 % for the AE's codes" in p["text"] for p in a["points"])
+    assert "Holes: N(0, I) puts 60 % of its mass where the AE's codes are sparse" in a["short"]
 
     # swap the generation numbers and make the VAE's clusters clearly better: the text changes with them
     ae, vae = copy.deepcopy(AE), copy.deepcopy(VAE)
@@ -86,15 +114,38 @@ def test_two_classes_answer_the_founding_question():
     assert "Between the clusters: midpoints decode to more recognisable images for the VAE" in a["short"]
 
 
-def test_seeds_make_small_differences_count_as_similar():
+def test_a_difference_is_called_only_when_its_interval_excludes_zero():
     ae, vae = copy.deepcopy(AE), copy.deepcopy(VAE)
     vae["latent"].update(linear_probe=0.90, knn=0.90, kmeans_nmi=0.75)     # 5 points below the AE ...
+    assert "less separable" in make_answer(_doc(ae, vae, hw=0.02))["short"]
+    a = make_answer(_doc(ae, vae, hw=0.08))                                # ... but within its interval
+    assert "about as separable as the AE's (no measurable difference on 360 test images)" in a["short"]
     doc = _doc(ae, vae)
-    assert "less separable" in make_answer(doc)["short"]
-    doc["config"]["seeds"] = [0, 1, 2]                                     # ... but within the seeds' noise
-    for m in ("ae", "vae"):
-        doc["models"][m]["sd"] = {"latent": {"linear_probe": 0.08, "knn": 0.08, "kmeans_nmi": 0.08}}
+    del doc["differences"]                                                 # no interval: nothing is called
     assert "about as separable" in make_answer(doc)["short"]
+
+
+def test_collapsed_models_are_named_greyed_and_not_ranked():
+    ae, vae, beta = copy.deepcopy(AE), copy.deepcopy(VAE), copy.deepcopy(VAE)
+    beta["generation"]["prior"]["fd"] = 1.0                                # the best FD, but collapsed
+    beta["collapsed"] = "collapsed: 0 of 8 latent units active"
+    doc = _doc(ae, vae)
+    doc["models"]["beta-vae"] = beta
+    a = make_answer(doc)
+    assert "Collapsed, not ranked: beta-vae." in a["short"]
+    assert "Best prior-sample FD of the models that are not collapsed: vae (15.00)" in a["points"][1]["text"]
+    names, rows = table_rows(doc)
+    fd = {r.label: r for r in rows}["FD prior samples (judge features)"]
+    assert fd.cells[2].greyed and not fd.cells[2].is_best and fd.cells[1].is_best
+    html = render(doc, Path("/nonexistent"))
+    assert "<th>beta-vae (collapsed)</th>" in html and 'class="grey"' in html
+
+
+def test_table_cells_show_the_interval_half_width():
+    vae = copy.deepcopy(VAE)
+    vae["intervals"] = {"reconstruction.mean_z.psnr": {"value": 19.0, "low": 18.9, "high": 19.1, "half_width": 0.1}}
+    _, rows = table_rows(_doc(AE, vae))
+    assert {r.label: r for r in rows}["PSNR, mean z (dB)"].cells[1].text == "19.00 ± 0.10"
 
 
 def test_table_marks_the_best_value_per_row():

@@ -309,11 +309,13 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
     """
     from vaelab.checkpoint import versions
     from vaelab.data import load_dataset
-    from vaelab.evaluate import evaluate, reference_rows
+    from vaelab.evaluate import FIGURE_ARRAYS, evaluate, reference_rows
     from vaelab.io import atomic_write_json, strict_json
     from vaelab.judge import load_or_train_judge
     from vaelab.report.answer import make_answer
     from vaelab.report.html import write_report
+    from vaelab.verdict import (REPLICATES, collapse_reason, combine_seed_intervals, comparison_pairs,
+                                paired_differences, sampler_differences, save_figure_arrays)
 
     t_start = time.perf_counter()
     out = Path(out)
@@ -369,6 +371,8 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
         seeds = [rcfg.seed + i for i in range(rcfg.n_seeds)]
         per_seed: dict[str, list[dict[str, Any]]] = {m: [] for m in rcfg.models}
         kept: dict[str, Any] = {}          # the first seed's trained models, for the figures
+        replicates: dict[str, Any] = {}    # the first seed's bootstrap replicates: paired differences
+        figure_arrays: dict[str, Any] = {}
         curves: dict[str, Any] = {}
         for s in seeds:
             for name in rcfg.models:
@@ -378,6 +382,9 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
                 for phase, key in ((f"train:{name}", "train_wall_seconds"), (f"evaluate:{name}", "eval_seconds")):
                     timings[phase] = timings.get(phase, 0.0) + float(rec.get(key) or 0.0)
                 model = rec.pop("_model", None)
+                private = {k: rec.pop(k, None) for k in (REPLICATES, FIGURE_ARRAYS)}
+                if s == seeds[0] and rec["status"] == "ok":
+                    replicates[name], figure_arrays[name] = private[REPLICATES], private[FIGURE_ARRAYS]
                 if s == seeds[0] and model is not None:
                     kept[name] = model
                     curves[name] = rec["train"].pop("history", None)
@@ -386,6 +393,14 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
                 per_seed[name].append(rec)
 
         models_doc = {name: _combine(recs) for name, recs in per_seed.items()}
+        for name, entry in models_doc.items():
+            entry["collapsed"] = collapse_reason(entry)
+            if len(per_seed[name]) > 1:
+                combine_seed_intervals(entry, [r for r in per_seed[name] if r["status"] == "ok"])
+        ivs = {n: e.get("intervals") or {} for n, e in models_doc.items()}
+        differences = {**paired_differences(replicates, ivs, comparison_pairs(list(replicates))),
+                       **sampler_differences(replicates, ivs)}
+        save_figure_arrays(out, figure_arrays)
 
         pairs: dict[str, Any] = {}
         pair_models: dict[str, Any] = {}
@@ -419,6 +434,7 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
             "reference": reference,
             "models": models_doc,
             "pairs_2d": pairs,
+            "differences": differences,
             "kl_schedule": _kl_schedule_block(rcfg, kept, curves),
             "test_time": test_time_doc,
         }
@@ -428,6 +444,9 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
 
         # every figure from the run folder's files alone (metrics + arrays/), as `vaelab report` redraws them
         doc["figures"] = draw_run(out, strict_json(doc))
+        from vaelab.report.verdict_figures import draw_from_arrays
+
+        doc["figures"] += draw_from_arrays(out, out / "figures")    # novelty and holes: from arrays/ alone
         timings["figures"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         timings["total"] = t0 - t_start
@@ -533,6 +552,12 @@ def _train_pair(cfg: CompareConfig, data: Any, out: Path, judge: Any, resume: bo
         grids, arrays = pair_views(model, data, judge)
         rec.update(grids)
         save_arrays(arrays_path(out, pname), arrays)
+        if judge is not None:          # holes measured: q(z) against p(z) on the prior grid, realism of its decodes
+            from vaelab.measure.grid import latent_grid
+            from vaelab.verdict import pair_holes
+
+            rec["holes"] = pair_holes(model, data, judge, latent_grid("prior"), cfg.seed,
+                                      out / "arrays" / f"holes-{pname}.npz")
         docs[pname] = rec
     return docs, models
 

@@ -32,6 +32,7 @@ from vaelab import metrics as M
 from vaelab.data import CORRUPTIONS, corrupt
 from vaelab.errors import ConfigError
 from vaelab.io import strict_json
+from vaelab.metrics._arrays import as_numpy
 from vaelab.measure.batched import decode_mean, device_of, encode, over_batches, recon_nll
 from vaelab.sampling import fit_density, sample_labels
 
@@ -41,6 +42,7 @@ PR_K = 3
 KNN_K = 5
 COLLAPSE_FRACTION = 0.01
 SAMPLERS = ("prior", "gmm")
+FIGURE_ARRAYS = "_figure_arrays"   # key of the arrays the novelty figure is drawn from (saved, never JSON)
 
 
 # -- small helpers -------------------------------------------------------------------------------
@@ -78,9 +80,12 @@ class _Phases:
             self.bar.close()
 
 
-def _recon_row(x_hat: Tensor, x: Tensor) -> dict[str, float]:
-    return {"bce": float(M.bce_sum_per_image(x_hat, x).mean()), "mse": float(M.mse_per_image(x_hat, x).mean()),
-            "psnr": M.psnr(x_hat, x)}
+def _recon_row(x_hat: Tensor, x: Tensor, per_image: dict | None = None, key: str = "mean_z") -> dict[str, float]:
+    bce, mse, psnr = M.bce_sum_per_image(x_hat, x), M.mse_per_image(x_hat, x), M.psnr_per_image(x_hat, x)
+    if per_image is not None:      # for the bootstrap intervals (vaelab.verdict)
+        for name, v in (("bce", bce), ("mse", mse), ("psnr", psnr)):
+            per_image[("reconstruction", key, name)] = v
+    return {"bce": float(bce.mean()), "mse": float(mse.mean()), "psnr": float(psnr.mean())}
 
 
 # -- judge-based rows ----------------------------------------------------------------------------
@@ -93,30 +98,53 @@ def _test_features(judge: Any, data: Any) -> Tensor:
     return memo[key]
 
 
-def sample_quality(images: Tensor, judge: Any, real_features: Tensor, seed: int = 0) -> dict[str, float]:
-    """FD (judge features), precision/recall (k=3), judge confidence and class coverage of ``images``.
+def _train_features(judge: Any, data: Any) -> Tensor:
+    """Judge features of the training split (memoised like ``_test_features``): the novelty reference."""
+    memo = judge.__dict__.setdefault("_vaelab_train_features", {})
+    key = (data.fingerprint, int(data.x_train.shape[0]))
+    if key not in memo:
+        memo[key] = judge.features(data.x_train)
+    return memo[key]
+
+
+def sample_quality(images: Tensor, judge: Any, real_features: Tensor, seed: int = 0,
+                   feats: Tensor | None = None, use_intervals: bool = True) -> dict[str, Any]:
+    """FD (judge features), precision/recall (k=3), density/coverage (Naeem et al. 2020), realism, judge
+    confidence and class coverage of ``images``, with 95 % bootstrap intervals (``vaelab.verdict``).
 
     Args:
-        images: (N, C, H, W) in [0, 1], N > 3; real_features: (M, F) judge features of the test split.
+        images: (N, C, H, W) in [0, 1], N > 3; real_features: (M, F) judge features of the test split;
+        feats: the judge features of ``images`` when already computed; use_intervals: False = point values.
     Returns:
-        {"fd", "precision", "recall", "confidence", "coverage" (entropy of predicted labels, nats),
-         "coverage_max" (log #classes)}.
+        {"fd", "precision", "recall", "density", "coverage_nn" (Naeem's coverage), "realism" (fraction of
+         samples with realism score >= 1), "confidence", "coverage" (entropy of predicted labels, nats),
+         "coverage_max" (log #classes), "intervals": {name: interval dict}, REPLICATES: {name: (B,)}}.
     """
+    from vaelab.verdict import REPLICATES, per_image_intervals, set_metric_block
+
     if not torch.isfinite(images).all():
         raise ValueError("the decoded images contain NaN/inf")
-    feats = judge.features(images)
+    feats = judge.features(images) if feats is None else feats
     probs = judge.predict_proba(images)
-    fd = M.frechet_distance(feats, real_features)
     ir = _subsample(len(real_features), PR_MAX, seed)
     i_f = _subsample(len(feats), PR_MAX, seed + 1)
-    precision, recall = M.precision_recall(real_features[ir], feats[i_f], k=PR_K)
+    real_np, feats_np = as_numpy(real_features), as_numpy(feats)
+    values, ivs, reps = set_metric_block(feats_np[i_f], real_np[ir], seed, k=PR_K, use_intervals=use_intervals)
+    values["fd"] = M.frechet_distance(feats, real_features)      # on every sample, as before the subsets
+    conf = as_numpy(probs).max(1)
+    civ, crep = per_image_intervals({("confidence",): conf}, seed, what="samples") if use_intervals else ({}, {})
     cov = M.class_coverage(probs)
-    return {"fd": fd, "precision": precision, "recall": recall, "confidence": M.judge_confidence(probs),
-            "coverage": cov["entropy"], "coverage_max": cov["max_entropy"]}
+    ivs["coverage_nn"], reps["coverage_nn"] = ivs.pop("coverage", None), reps.pop("coverage", None)
+    return {"fd": values["fd"], "precision": values["precision"], "recall": values["recall"],
+            "density": values.get("density"), "coverage_nn": values.get("coverage"), "realism": values["realism"],
+            "confidence": M.judge_confidence(probs), "coverage": cov["entropy"], "coverage_max": cov["max_entropy"],
+            "intervals": {k: v for k, v in {**ivs, **civ}.items() if v is not None},
+            REPLICATES: {k: v for k, v in {**reps, **crep}.items() if v is not None}}
 
 
 def _null_quality() -> dict[str, None]:
-    return dict.fromkeys(("fd", "precision", "recall", "confidence", "coverage", "coverage_max"))
+    return dict.fromkeys(("fd", "precision", "recall", "density", "coverage_nn", "realism", "confidence", "coverage",
+                          "coverage_max"))
 
 
 @torch.inference_mode()
@@ -142,7 +170,13 @@ def reference_rows(data: Any, judge: Any, *, n_samples: int = 10_000, seed: int 
     sets = {"train_vs_test": data.x_train[idx],
             "mean_image": mean_img.expand(n_samples, *mean_img.shape[1:]).contiguous(),
             "uniform_noise": torch.rand((n_samples, *data.shape), generator=gen)}
-    return strict_json({k: sample_quality(x, judge, real, seed) for k, x in sets.items()})
+    from vaelab.verdict import REPLICATES
+
+    # intervals for the floor (train vs test); the ceilings (mean image, noise) are far from every model
+    rows = {k: sample_quality(x, judge, real, seed, use_intervals=k == "train_vs_test") for k, x in sets.items()}
+    for r in rows.values():
+        r.pop(REPLICATES, None)
+    return strict_json(rows)
 
 
 def _check_n(n_samples: int) -> None:
@@ -152,17 +186,22 @@ def _check_n(n_samples: int) -> None:
 
 
 # -- the phases ----------------------------------------------------------------------------------
-def _likelihood(model: torch.nn.Module, data: Any, iw_k: int, seed: int, progress: bool) -> dict[str, Any] | None:
+def _likelihood(model: torch.nn.Module, data: Any, iw_k: int, seed: int, progress: bool,
+                per_image: dict | None = None) -> dict[str, Any] | None:
     if not getattr(model, "has_likelihood", False):
         return None
     from vaelab.preprocess import modelled
 
     # the test split as the likelihood models it (binarised / dequantised: a fixed seeded draw, same for every model)
     x, y = modelled(data.x_test, model.cfg, "test"), data.y_test if model.is_conditional else None
-    elbo = M.negative_elbo(model, x, y, seed=seed)
+    elbo = M.negative_elbo(model, x, y, seed=seed, return_per_image=True)
     # one chunked pass gives IW-NLL(K) for every K of the curve; its last point (K = iw_k) is iw_nll, with the
     # very same importance samples as a lone K = iw_k estimate (the noise is drawn in sample order)
-    c = M.importance_weighted_curve(model, x, y, ks=iw_curve_ks(iw_k), seed=seed, progress=progress)
+    c = M.importance_weighted_curve(model, x, y, ks=iw_curve_ks(iw_k), seed=seed, progress=progress,
+                                    return_per_image=True)
+    if per_image is not None:
+        per_image[("likelihood", "neg_elbo")] = elbo["per_image"]
+        per_image[("likelihood", "iw_nll")] = c["per_image_nll"]
     kind, note = M.likelihood_kind(model.cfg, {"is_binary": bool(((x == 0) | (x == 1)).all())})
     return {"neg_elbo": elbo["neg_elbo"], "iw_nll": c["nll"][-1], "iw_nll_se": c["se"][-1], "iw_k": int(iw_k),
             "bits_per_dim": c["bits_per_dim"][-1], "kind": kind, "note": note,
@@ -176,13 +215,17 @@ def iw_curve_ks(iw_k: int) -> tuple[int, ...]:
 
 
 def _latent(model: torch.nn.Module, data: Any, mu_train: Tensor, mu_test: Tensor, logvar_test: Tensor | None,
-            seed: int, notes: list[str]) -> dict[str, Any]:
+            seed: int, notes: list[str], per_image: dict | None = None) -> dict[str, Any]:
     out: dict[str, Any] = dict.fromkeys(("linear_probe", "knn", "kmeans_nmi", "kmeans_ari", "silhouette"))
     if data.has_labels:
         sub = _subsample(len(mu_train), PROBE_MAX_TRAIN, seed)
         z_tr, y_tr = mu_train[sub], data.y_train[sub]
-        out["linear_probe"] = M.linear_probe_accuracy(z_tr, y_tr, mu_test, data.y_test, seed=seed)
-        out["knn"] = M.knn_accuracy(z_tr, y_tr, mu_test, data.y_test, k=KNN_K)
+        out["linear_probe"], right_probe = M.linear_probe_accuracy(z_tr, y_tr, mu_test, data.y_test, seed=seed,
+                                                                   return_per_image=True)
+        out["knn"], right_knn = M.knn_accuracy(z_tr, y_tr, mu_test, data.y_test, k=KNN_K, return_per_image=True)
+        if per_image is not None:
+            per_image[("latent", "linear_probe")] = right_probe.astype(np.float64)
+            per_image[("latent", "knn")] = right_knn.astype(np.float64)
         km = M.kmeans_scores(mu_test, data.y_test, n_clusters=data.n_classes, seed=seed)
         out["kmeans_nmi"], out["kmeans_ari"] = km["nmi"], km["ari"]
         try:
@@ -222,13 +265,16 @@ def _collapse(model: torch.nn.Module, data: Any, mu_test: Tensor, kl_per_dim: li
 
 
 @torch.inference_mode()
-def _denoising(model: torch.nn.Module, data: Any, seed: int) -> dict[str, float]:
+def _denoising(model: torch.nn.Module, data: Any, seed: int, per_image: dict | None = None) -> dict[str, float]:
     x, y = data.x_test, data.y_test if model.is_conditional else None
     out = {}
     for i, (kind, level) in enumerate(CORRUPTIONS.items()):
         x_noisy = corrupt(x, kind, level, generator=torch.Generator().manual_seed(seed + i))
         mu, _ = encode(model, x_noisy, y)
-        out[kind] = M.psnr(decode_mean(model, mu, y), x)
+        psnr = M.psnr_per_image(decode_mean(model, mu, y), x)
+        out[kind] = float(psnr.mean())
+        if per_image is not None:
+            per_image[("denoising", kind)] = psnr
     return out
 
 
@@ -271,13 +317,20 @@ def evaluate(model: torch.nn.Module, data: Any, *, judge: Any = None, n_samples:
     if judge is None:
         notes.append("no judge (the data have no labels, or none was given): FD, precision/recall, confidence and "
                      "coverage are null.")
+    from vaelab.verdict import REPLICATES, fd_interval, holes_block, novelty_block, per_image_intervals
+
     phases = _Phases(["encode", "reconstruction", "likelihood", *[f"generation:{s}" for s in samplers],
-                      "interpolation", "latent", "collapse", "denoising", *(["arrays"] if arrays_path else [])],
+                      "interpolation", "latent", "holes", "collapse", "denoising", "intervals",
+                      *(["arrays"] if arrays_path else [])],
                      desc=f"evaluate {name or model.cfg.model}", enabled=progress)
     x_test = data.x_test
     y_cond = data.y_test if model.is_conditional else None
     res: dict[str, Any] = {"model": name or model.cfg.model, "is_stochastic": bool(model.is_stochastic),
                            "n_latent": int(model.cfg.n_latent)}
+    per_image: dict[tuple[str, ...], np.ndarray] = {}     # test-image values behind each mean: the intervals
+    intervals: dict[str, dict] = {}
+    replicates: dict[str, np.ndarray] = {}
+    figure_arrays: dict[str, np.ndarray] = {}
     try:
         with torch.inference_mode():
             with phases("encode"):
@@ -286,30 +339,43 @@ def evaluate(model: torch.nn.Module, data: Any, *, judge: Any = None, n_samples:
                 real = _test_features(judge, data) if judge is not None else None
 
             with phases("reconstruction"):
-                rec: dict[str, Any] = {"mean_z": _recon_row(decode_mean(model, mu_test, y_cond), x_test),
+                rec: dict[str, Any] = {"mean_z": _recon_row(decode_mean(model, mu_test, y_cond), x_test, per_image),
                                        "sampled_z": None}
                 if model.is_stochastic:
                     eps = torch.randn(mu_test.shape, generator=torch.Generator().manual_seed(seed))
                     z = mu_test + torch.exp(0.5 * logvar_test) * eps
-                    rec["sampled_z"] = _recon_row(decode_mean(model, z, y_cond), x_test)
+                    rec["sampled_z"] = _recon_row(decode_mean(model, z, y_cond), x_test, per_image, "sampled_z")
                 res["reconstruction"] = rec
 
             with phases("likelihood"):
-                res["likelihood"] = _likelihood(model, data, iw_k, seed, progress)
+                res["likelihood"] = _likelihood(model, data, iw_k, seed, progress, per_image)
 
-            res["generation"] = {}
+            res["generation"], res["novelty"] = {}, {}
             densities: dict[str, Any] = {}          # kept for the figure arrays: fitted once
             for sampler in samplers:
                 with phases(f"generation:{sampler}"):
-                    row = _null_quality()
+                    row, res["novelty"][sampler] = _null_quality(), None
                     if judge is not None:
                         density = densities[sampler] = fit_density(sampler, model, data, seed, z_train=mu_train)
                         z = density.sample(n_samples, seed=seed)
                         images = decode_mean(model, z, sample_labels(model, n_samples))
                         try:
-                            row = sample_quality(images, judge, real, seed)
+                            feats = judge.features(images)
+                            row = sample_quality(images, judge, real, seed, feats=feats)
+                            for k, v in row.pop("intervals").items():
+                                intervals[f"generation.{sampler}.{k}"] = v
+                            for k, v in row.pop(REPLICATES).items():
+                                replicates[f"generation.{sampler}.{k}"] = v
                         except ValueError as e:
                             notes.append(f"generation:{sampler}: not scored ({e}).")
+                        else:
+                            nov = novelty_block(feats.numpy(), images.numpy(), _train_features(judge, data).numpy(),
+                                                data.x_train.numpy(), real.numpy(), x_test.numpy(), seed)
+                            res["novelty"][sampler] = nov
+                            # the figure's arrays: the 8 closest samples (judge features) and their neighbours
+                            close = nov["features"]
+                            figure_arrays[f"novelty_{sampler}_samples"] = images[close["closest"]].numpy()
+                            figure_arrays[f"novelty_{sampler}_train"] = data.x_train[close["closest_train"]].numpy()
                     res["generation"][sampler] = row
 
             with phases("interpolation"):
@@ -321,20 +387,34 @@ def evaluate(model: torch.nn.Module, data: Any, *, judge: Any = None, n_samples:
                     mid = 0.5 * (mu_test[i] + mu_test[j])                            # (P, D)
                     images = decode_mean(model, mid, y_cond[i] if y_cond is not None else None)
                     if torch.isfinite(images).all():
+                        mid_feats, mid_probs = judge.features(images), judge.predict_proba(images)
                         res["interpolation"] = {
-                            "fd_midpoints": M.frechet_distance(judge.features(images), real),
-                            "confidence_midpoints": M.judge_confidence(judge.predict_proba(images))}
+                            "fd_midpoints": M.frechet_distance(mid_feats, real),
+                            "confidence_midpoints": M.judge_confidence(mid_probs)}
+                        # the pairs (i, j) are drawn from the seed alone: the same pairs for every model
+                        per_image[("interpolation", "confidence_midpoints")] = as_numpy(mid_probs).max(1)
+                        iv, r = fd_interval(as_numpy(mid_feats), as_numpy(real), seed)
+                        intervals["interpolation.fd_midpoints"], replicates["interpolation.fd_midpoints"] = iv, r
                     else:
                         notes.append("interpolation: the decoded midpoints contain NaN/inf; not scored.")
 
             with phases("latent"):
-                res["latent"] = _latent(model, data, mu_train, mu_test, logvar_test, seed, notes)
+                res["latent"] = _latent(model, data, mu_train, mu_test, logvar_test, seed, notes, per_image)
+
+            with phases("holes"):
+                res["holes"] = holes_block(mu_test.double().numpy(), None if logvar_test is None
+                                           else logvar_test.double().numpy(), seed)
 
             with phases("collapse"):
                 res["collapse"] = _collapse(model, data, mu_test, res["latent"]["kl_per_dim"], seed)
 
             with phases("denoising"):
-                res["denoising"] = _denoising(model, data, seed)
+                res["denoising"] = _denoising(model, data, seed, per_image)
+
+            with phases("intervals"):
+                ivs, reps = per_image_intervals(per_image, seed)
+                intervals.update(ivs)
+                replicates.update(reps)
 
             if arrays_path is not None:
                 with phases("arrays"):
@@ -349,7 +429,11 @@ def evaluate(model: torch.nn.Module, data: Any, *, judge: Any = None, n_samples:
         phases.close()
     res["timings"] = phases.timings
     res["notes"] = notes
-    return strict_json(res)
+    res["intervals"] = intervals
+    res = strict_json(res)
+    # not JSON: the bootstrap replicates (paired differences across models) and the novelty figure's images
+    res[REPLICATES], res[FIGURE_ARRAYS] = replicates, figure_arrays
+    return res
 
 
 # -- the `vaelab evaluate` command -----------------------------------------------------------------
@@ -379,6 +463,9 @@ def evaluate_checkpoint(ckpt: str, out: str, *, n_samples: int = 10_000, iw_k: i
     t0 = time.perf_counter()
     result = evaluate(ck.model, data, judge=judge, n_samples=n_samples, iw_k=iw_k, samplers=samplers,
                       seed=seed, progress=progress)
+    from vaelab.verdict import REPLICATES
+
+    result.pop(REPLICATES), result.pop(FIGURE_ARRAYS)
     reference = reference_rows(data, judge, n_samples=n_samples, seed=seed)
     doc = {"schema_version": 1, "checkpoint": str(ck.path), "dataset": data.summary(),
            "judge": None if judge is None else {"test_accuracy": judge.test_accuracy,

@@ -1,14 +1,16 @@
 """Pure metric functions of arrays (numpy or torch in; floats, small dicts or numpy arrays out).
 
-One module per concept: ``fd`` (Fréchet distance), ``prd`` (k-NN precision/recall), ``latent``
-(latent-structure metrics), ``image`` (reconstruction error), ``classes`` (judge-based).
+One module per concept: ``fd`` (Fréchet distance), ``prd`` (k-NN precision/recall, density/coverage,
+realism), ``latent`` (latent-structure metrics), ``image`` (reconstruction error), ``classes``
+(judge-based), ``intervals`` (bootstrap intervals and the verdict rule), ``novelty`` (memorisation),
+``holes`` (ELBO surgery, prior mass in holes).
 Definitions: DESIGN.md, "Metric definitions".
 """
 from __future__ import annotations
 
 from vaelab.metrics.classes import class_coverage, judge_confidence
 from vaelab.metrics.fd import frechet_distance, gaussian_frechet_distance
-from vaelab.metrics.image import PSNR_CAP_DB, bce_sum_per_image, mse_per_image, psnr
+from vaelab.metrics.image import PSNR_CAP_DB, bce_sum_per_image, mse_per_image, psnr, psnr_per_image
 from vaelab.metrics.latent import (
     active_units,
     aggregate_posterior_kl,
@@ -48,5 +50,6 @@ __all__ = [
     "negative_elbo",
     "precision_recall",
     "psnr",
+    "psnr_per_image",
     "silhouette",
 ]

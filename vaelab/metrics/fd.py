@@ -10,13 +10,14 @@ import numpy as np
 from vaelab.metrics._arrays import ArrayLike, as_matrix, as_numpy
 
 
-def _psd_sqrt(s: np.ndarray) -> np.ndarray:
+def psd_sqrt(s: np.ndarray) -> np.ndarray:
     """Symmetric square root of a symmetric PSD matrix, eigenvalues clipped at 0. (D, D) -> (D, D)."""
     w, v = np.linalg.eigh((s + s.T) / 2)
     return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
 
 
-def gaussian_frechet_distance(mu1: ArrayLike, cov1: ArrayLike, mu2: ArrayLike, cov2: ArrayLike) -> float:
+def gaussian_frechet_distance(mu1: ArrayLike, cov1: ArrayLike, mu2: ArrayLike, cov2: ArrayLike,
+                              sqrt_cov1: np.ndarray | None = None) -> float:
     """Fréchet (2-Wasserstein squared) distance between N(mu1, cov1) and N(mu2, cov2).
 
     FD = ||mu1 - mu2||^2 + Tr(S1) + Tr(S2) - 2 Tr((S1 S2)^{1/2})   (Dowson & Landau 1982).
@@ -30,6 +31,7 @@ def gaussian_frechet_distance(mu1: ArrayLike, cov1: ArrayLike, mu2: ArrayLike, c
     Args:
         mu1, mu2: (D,) means.
         cov1, cov2: (D, D) symmetric PSD covariances.
+        sqrt_cov1: S1^{1/2} when already computed (a bootstrap reuses one reference's root), else None.
     Returns:
         the distance, a float >= 0 (squared units of the features).
     """
@@ -38,7 +40,7 @@ def gaussian_frechet_distance(mu1: ArrayLike, cov1: ArrayLike, mu2: ArrayLike, c
     d = mu1.shape[0]
     if mu2.shape != (d,) or cov1.shape != (d, d) or cov2.shape != (d, d):
         raise ValueError(f"shape mismatch: mu1 {mu1.shape}, cov1 {cov1.shape}, mu2 {mu2.shape}, cov2 {cov2.shape}")
-    a = _psd_sqrt(cov1)
+    a = psd_sqrt(cov1) if sqrt_cov1 is None else sqrt_cov1
     m = a @ cov2 @ a  # (D, D) symmetric PSD, same nonzero spectrum as S1 S2
     eig = np.linalg.eigvalsh((m + m.T) / 2)
     tr_sqrt = float(np.sqrt(np.clip(eig, 0.0, None)).sum())

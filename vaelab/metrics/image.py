@@ -40,10 +40,15 @@ def psnr(x_hat: ArrayLike, x: ArrayLike, data_range: float = 1.0) -> float:
     Returns:
         dB, a float.
     """
+    return float(psnr_per_image(x_hat, x, data_range).mean())
+
+
+def psnr_per_image(x_hat: ArrayLike, x: ArrayLike, data_range: float = 1.0) -> np.ndarray:
+    """Per-image PSNR_n = 10 * log10(data_range^2 / MSE_n) in dB, capped at ``PSNR_CAP_DB``. Returns (N,)."""
     mse = mse_per_image(x_hat, x)
     with np.errstate(divide="ignore"):
         per_image = 10.0 * np.log10(data_range**2 / mse)
-    return float(np.minimum(per_image, PSNR_CAP_DB).mean())
+    return np.minimum(per_image, PSNR_CAP_DB)
 
 
 def bce_sum_per_image(x_hat_prob: ArrayLike, x: ArrayLike) -> np.ndarray:

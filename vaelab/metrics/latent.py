@@ -43,16 +43,17 @@ def linear_probe_predictions(z_train: ArrayLike, y_train: ArrayLike, z_test: Arr
 
 
 def linear_probe_accuracy(z_train: ArrayLike, y_train: ArrayLike, z_test: ArrayLike, y_test: ArrayLike,
-                          seed: int = 0) -> float:
+                          seed: int = 0, return_per_image: bool = False) -> float | tuple[float, np.ndarray]:
     """Test accuracy of the linear probe of ``linear_probe_predictions``.
 
     Args:
         z_train: (N, D) codes, y_train: (N,) int labels; z_test: (M, D), y_test: (M,).
     Returns:
-        accuracy in [0, 1].
+        accuracy in [0, 1]; with ``return_per_image`` (accuracy, (M,) bool array: test image classified right).
     """
     z_test, y_test = _xy(z_test, y_test, "z_test")
-    return float(np.mean(linear_probe_predictions(z_train, y_train, z_test, seed=seed) == y_test))
+    right = linear_probe_predictions(z_train, y_train, z_test, seed=seed) == y_test
+    return (float(np.mean(right)), right) if return_per_image else float(np.mean(right))
 
 
 def nearest_centroid_distance(z_train: ArrayLike, y_train: ArrayLike, z_test: ArrayLike) -> np.ndarray:
@@ -77,7 +78,7 @@ def nearest_centroid_distance(z_train: ArrayLike, y_train: ArrayLike, z_test: Ar
 
 
 def knn_accuracy(z_train: ArrayLike, y_train: ArrayLike, z_test: ArrayLike, y_test: ArrayLike,
-                 k: int = 5) -> float:
+                 k: int = 5, return_per_image: bool = False) -> float | tuple[float, np.ndarray]:
     """Test accuracy of a k-NN (Euclidean, majority vote) classifier on the raw codes.
 
     Raw, not standardised: k-NN measures the geometry the decoder sees.
@@ -85,14 +86,15 @@ def knn_accuracy(z_train: ArrayLike, y_train: ArrayLike, z_test: ArrayLike, y_te
     Args:
         z_train: (N, D), y_train: (N,); z_test: (M, D), y_test: (M,); k: neighbours (DESIGN: 5).
     Returns:
-        accuracy in [0, 1].
+        accuracy in [0, 1]; with ``return_per_image`` (accuracy, (M,) bool array).
     """
     z_train, y_train = _xy(z_train, y_train, "z_train")
     z_test, y_test = _xy(z_test, y_test, "z_test")
     from sklearn.neighbors import KNeighborsClassifier
 
     clf = KNeighborsClassifier(n_neighbors=min(k, len(z_train))).fit(z_train, y_train)
-    return float(np.mean(clf.predict(z_test) == y_test))
+    right = clf.predict(z_test) == y_test
+    return (float(np.mean(right)), right) if return_per_image else float(np.mean(right))
 
 
 def kmeans_scores(z: ArrayLike, y: ArrayLike, n_clusters: int, seed: int = 0) -> dict[str, float]:

@@ -183,10 +183,11 @@ def likelihood_kind(model_cfg: Any, data_meta: dict[str, Any] | None = None) -> 
 
 @torch.inference_mode()
 def negative_elbo(model: torch.nn.Module, x: Tensor, y: Tensor | None = None, batch_size: int = 1024,
-                  seed: int = 0) -> dict[str, float]:
+                  seed: int = 0, return_per_image: bool = False) -> dict[str, Any]:
     """Mean over images of -ELBO = E_q[-log p(x|z)] + KL (one-sample reconstruction, analytic KL), nats.
 
     x is the data as modelled; for dequantised data "recon" includes D log L (discrete pixels).
+    With ``return_per_image`` also "per_image": (N,) float64 numpy array of -ELBO per image.
     """
     model.eval()
     device = next(model.parameters()).device
@@ -206,4 +207,8 @@ def negative_elbo(model: torch.nn.Module, x: Tensor, y: Tensor | None = None, ba
     r, k_ = torch.cat(recon) + _offset(model), torch.cat(kl)
     n = r.shape[0]
     se = float((r + k_).std(unbiased=True) / math.sqrt(n)) if n > 1 else float("nan")
-    return {"neg_elbo": float((r + k_).mean()), "se": se, "recon": float(r.mean()), "kl": float(k_.mean())}
+    out: dict[str, Any] = {"neg_elbo": float((r + k_).mean()), "se": se, "recon": float(r.mean()),
+                           "kl": float(k_.mean())}
+    if return_per_image:
+        out["per_image"] = (r + k_).numpy()
+    return out

@@ -32,6 +32,7 @@ from vaelab.metrics._arrays import ArrayLike, as_matrix
 _BLOCK_BYTES = 64 * 2**20   # one (rows, N_ref) distance block
 COPY_PERCENTILE = 1.0       # the test images' percentile below which a sample counts as a near-copy
 CT_MIN_CELL = 20            # samples and test images a cell needs to enter C_T (Meehan et al.'s tau)
+_CELLS: dict[tuple, object] = {}   # the k-means cells of the last training set (one at a time)
 
 
 def nearest_neighbours(x: ArrayLike, ref: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -105,7 +106,11 @@ def ct_statistic(train: ArrayLike, test: ArrayLike, samples: ArrayLike, n_cells:
     from sklearn.cluster import KMeans
 
     k = int(max(1, min(n_cells, len(te) // min_cell, len(tr))))
-    km = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(tr)
+    key = (tr.shape, hash(tr.tobytes()), k, seed)
+    if key not in _CELLS:          # compare scores many models against one training set: fit its cells once
+        _CELLS.clear()
+        _CELLS[key] = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(tr)
+    km = _CELLS[key]
     c_tr, c_te, c_q = km.labels_, km.predict(te), km.predict(q)
     z, w, used = [], [], 0
     for c in range(k):
@@ -124,11 +129,12 @@ def ct_statistic(train: ArrayLike, test: ArrayLike, samples: ArrayLike, n_cells:
 
 
 def novelty(train: ArrayLike, test: ArrayLike, samples: ArrayLike, *, n_cells: int = 10, seed: int = 0,
-            n_closest: int = 8) -> dict:
+            n_closest: int = 8, use_ct: bool = True) -> dict:
     """All novelty numbers of one sample set in one feature space, and what the figure draws.
 
     Args:
         train: (N, D) training features; test: (M, D) held-out features; samples: (K, D) generated features.
+        use_ct: also the C_T statistic (None otherwise).
     Returns:
         {"copy_fraction", "copy_threshold", "copy_expected", "median_nn_samples", "median_nn_test",
          "ct", "ct_cells_used", "closest": [n_closest sample indices, closest first],
@@ -137,7 +143,8 @@ def novelty(train: ArrayLike, test: ArrayLike, samples: ArrayLike, *, n_cells: i
     d_q, j_q = nearest_neighbours(samples, train)
     d_t, _ = nearest_neighbours(test, train)
     cf = copy_fraction(d_q, d_t)
-    ct = ct_statistic(train, test, samples, n_cells=n_cells, seed=seed)
+    ct = (ct_statistic(train, test, samples, n_cells=n_cells, seed=seed) if use_ct
+          else {"ct": None, "n_cells_used": None})
     order = np.argsort(d_q, kind="stable")[:n_closest]
     return {"copy_fraction": cf["fraction"], "copy_threshold": cf["threshold"], "copy_expected": cf["expected"],
             "median_nn_samples": float(np.median(d_q)), "median_nn_test": float(np.median(d_t)),

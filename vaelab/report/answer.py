@@ -2,9 +2,11 @@
 
 ``make_answer(doc)`` reads a metrics.json dict and returns
 ``{"question", "short", "points": [{"topic", "text"}], "baseline", "contender"}``. Nothing here is a
-fixed verdict: every sentence compares numbers of the run and names them. Two numbers count as
-"about the same" when they differ by less than the tolerance of their kind (``TOL``) or, with
-several seeds, by less than twice the standard error of their difference.
+fixed verdict: every sentence compares numbers of the run and names them. A difference is called
+("better", "worse") only when the 95 % interval of the paired difference (metrics.json "differences",
+``vaelab.metrics.intervals``) excludes 0; otherwise the two count as "about the same" ("no measurable
+difference on N test images"), and so does a pair without an interval. A collapsed model (metrics.json
+"collapsed") is named as such and never ranked.
 
 The comparison is between the plain ``ae`` and the plain ``vae`` (or the first deterministic /
 stochastic model present when those are missing). With exactly two classes (``--classes 3,5``)
@@ -15,13 +17,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from vaelab.metrics.intervals import verdict as interval_verdict
 from vaelab.report.table import get
 
 QUESTION = "What does a VAE buy me over a deterministic autoencoder, on this data?"
 FOUNDING = ("With two classes, both an AE and a VAE map the test images to two clusters. How are the VAE's "
             "two clusters better than the AE's?")
-# (absolute, relative) tolerance under which two single-seed numbers count as "about the same"
-TOL = {"acc": (0.01, 0.0), "score": (0.02, 0.0), "fd": (0.0, 0.10), "psnr": (0.25, 0.0), "conf": (0.02, 0.0)}
 
 
 def _v(doc: dict[str, Any], model: str, path: tuple[str, ...]) -> float | None:
@@ -38,27 +39,31 @@ def _sd(doc: dict[str, Any], model: str, path: tuple[str, ...]) -> float | None:
     return float(v) if isinstance(v, (int, float)) else None
 
 
-def compare_values(a: float, b: float, better: str, kind: str, sd_a: float | None = None, sd_b: float | None = None,
-                   n: int = 1, n_test: int | None = None) -> str:
-    """'better' / 'worse' / 'similar' for b relative to a ('min' or 'max' is better).
+def difference(doc: dict[str, Any], a: str, b: str, key: str) -> dict | None:
+    """The interval of b - a for metric ``key`` ("generation.prior.fd"), from metrics.json "differences"."""
+    block = (doc.get("differences") or {}).get(f"{b} - {a}") or {}
+    iv = block.get(key)
+    if iv is None:
+        inv = ((doc.get("differences") or {}).get(f"{a} - {b}") or {}).get(key)
+        if inv is not None and inv.get("low") is not None and inv.get("high") is not None:
+            iv = {**inv, "value": -inv["value"], "low": -inv["high"], "high": -inv["low"]}
+    return iv
 
-    With several seeds (n > 1 and both sds): similar when |b - a| <= 2 standard errors of the difference.
-    Otherwise the kind's tolerance; accuracies on ``n_test`` images also get two binomial standard errors of
-    the difference (72 test images cannot tell 0.97 from 0.99).
-    """
-    d = b - a
-    if sd_a is not None and sd_b is not None and n > 1:
-        tol = 2 * math.sqrt((sd_a ** 2 + sd_b ** 2) / n)
-    else:
-        t_abs, t_rel = TOL[kind]
-        tol = max(t_abs, t_rel * max(abs(a), abs(b)))
-        if kind == "acc" and n_test:
-            pa, pb = min(max(a, 0.0), 1.0), min(max(b, 0.0), 1.0)
-            tol = max(tol, 2 * math.sqrt((pa * (1 - pa) + pb * (1 - pb)) / n_test))
-    if abs(d) <= tol:
+
+def called(diff: dict | None, better: str, n_test: int | None = None) -> str:
+    """'better' / 'worse' when the interval of the difference excludes 0, else 'similar' (also without one)."""
+    if diff is None:
         return "similar"
-    good = d < 0 if better == "min" else d > 0
-    return "better" if good else "worse"
+    v = interval_verdict(diff, better, n_test)
+    return v if v in ("better", "worse") else "similar"
+
+
+def _pm(diff: dict | None, spec: str = ".2f") -> str:
+    """'; difference +x.xx, 95 % interval [lo, hi]' for the text (inside its parentheses), or ''."""
+    if not diff or diff.get("low") is None or diff.get("high") is None:
+        return ""
+    return (f"; difference {format(diff['value'], '+' + spec)}, 95 % interval [{format(diff['low'], spec)}, "
+            f"{format(diff['high'], spec)}]")
 
 
 def _f(v: float | None, spec: str = ".2f") -> str:
@@ -70,9 +75,14 @@ def _pick(doc: dict[str, Any], preferred: str, stochastic: bool) -> str | None:
     if models.get(preferred, {}).get("status") == "ok":
         return preferred
     for n, m in models.items():
-        if m.get("status") == "ok" and bool(m.get("is_stochastic")) == stochastic and not n.startswith("cvae"):
+        if m.get("status") == "ok" and bool(m.get("is_stochastic")) == stochastic and not n.startswith("cvae") \
+                and not m.get("collapsed"):
             return n
     return None
+
+
+def _collapsed(doc: dict[str, Any]) -> dict[str, str]:
+    return {n: m["collapsed"] for n, m in doc.get("models", {}).items() if m.get("status") == "ok" and m.get("collapsed")}
 
 
 def make_answer(doc: dict[str, Any]) -> dict[str, Any]:
@@ -93,11 +103,13 @@ def make_answer(doc: dict[str, Any]) -> dict[str, Any]:
     def pair(path: tuple[str, ...]) -> tuple[float | None, float | None, float | None, float | None]:
         return _v(doc, ae, path), _v(doc, vae, path), _sd(doc, ae, path), _sd(doc, vae, path)
 
-    def verdict(path: tuple[str, ...], better: str, kind: str) -> str | None:
-        a, b, sa, sb = pair(path)
+    def verdict(path: tuple[str, ...], better: str, kind: str = "") -> str | None:
+        a, b, _, _ = pair(path)
         if a is None or b is None:
             return None
-        return compare_values(a, b, better, kind, sa, sb, n_seeds, n_test)
+        return called(difference(doc, ae, vae, ".".join(path)), better, n_test)
+
+    collapsed = _collapsed(doc)
 
     points: list[dict[str, str]] = []
     short: list[str] = []
@@ -110,39 +122,49 @@ def make_answer(doc: dict[str, Any]) -> dict[str, Any]:
     noise = get(doc.get("reference"), ("uniform_noise", "fd"))
     if fd_a is not None and fd_v is not None:
         fds = {n: _v(doc, n, ("generation", "prior", "fd")) for n in doc.get("models", {})}
-        fds = {n: v for n, v in fds.items() if v is not None}
+        fds = {n: v for n, v in fds.items() if v is not None and n not in collapsed} or \
+            {n: v for n, v in fds.items() if v is not None}
         best = min(fds, key=fds.get)
         g = verdict(("generation", "prior", "fd"), "min", "fd")
         word = {"better": "better", "worse": "worse", "similar": "about as good"}[g]
-        ref = (f" (floor: train vs test {_f(floor)}; uniform noise {_f(noise)})" if floor is not None else "")
+        ref = (f"; floor: train vs test {_f(floor)}; uniform noise {_f(noise)}" if floor is not None else "")
+        d_fd = difference(doc, ae, vae, "generation.prior.fd")
+        paren = (ref + _pm(d_fd)).lstrip("; ")
         txt = (f"Sampling z ~ N(0, I), the {VAE} generates {word} than the {AE}: FD (judge features) {_f(fd_v)} vs "
-               f"{_f(fd_a)}{ref}. Best prior-sample FD of all models: {best} ({_f(fds[best])})"
+               f"{_f(fd_a)}" + (f" ({paren})" if paren else "") + ". Best prior-sample FD of the models that are not collapsed: "
+               f"{best} ({_f(fds[best])})"
                + (", which is given the label when it decodes." if best == "cvae" else "."))
+        d_gmm = ((doc.get("differences") or {}).get(f"{ae}: gmm - prior") or {}).get("fd")
+        gmm_better = called(d_gmm, "min") == "better"      # gmm - prior < 0: the GMM's samples are closer
         if gfd_a is not None:
-            if compare_values(fd_a, gfd_a, "min", "fd") == "better":
+            if gmm_better:
                 txt += (f" The {AE}'s prior samples are worse than its samples from a GMM fitted to its codes "
                         f"(FD {_f(fd_a)} vs {_f(gfd_a)}): N(0, I) lands in holes of its code space. With that ex-post "
                         f"density the {AE} reaches FD {_f(gfd_a)}, "
                         + ("better than" if gfd_a < fd_v else "still worse than") + f" the {VAE}'s prior samples.")
             else:
-                txt += (f" The {AE}'s prior samples are not worse than its GMM samples (FD {_f(fd_a)} vs "
-                        f"{_f(gfd_a)}): at this size its codes happen to fill N(0, I) about as well.")
+                txt += (f" The {AE}'s prior samples are not measurably worse than its GMM samples (FD {_f(fd_a)} vs "
+                        f"{_f(gfd_a)}{_pm(d_gmm)}): at this size its codes happen to fill N(0, I) about as well.")
+            nov = get(doc["models"][ae], ("novelty", "gmm", "features"))
+            if isinstance(nov, dict) and nov.get("copy_fraction") is not None:
+                copying = nov["copy_fraction"] > 5 * nov["copy_expected"] or (nov.get("ct") is not None
+                                                                               and nov["ct"] < -3)
+                txt += (f" Memorisation: {100 * nov['copy_fraction']:.1f} % of the {AE}'s GMM samples are closer to a "
+                        f"training image than 99 % of test images are (fresh draws: {100 * nov['copy_expected']:.0f} %), "
+                        f"C_T {_f(nov.get('ct'))}: " + ("its low FD comes with copying." if copying
+                                                        else "no sign of copying."))
         points.append({"topic": "generation", "text": txt})
-        cmpw = {"better": "better than", "worse": "worse than", "similar": "about as good as"}[g]
+        cmpw = {"better": "better than", "worse": "worse than",
+                "similar": "not measurably different from (95 % interval of the difference includes 0)"}[g]
         s = f"Generation: the {VAE}'s prior samples are {cmpw} the {AE}'s (FD {_f(fd_v)} vs {_f(fd_a)})"
-        if gfd_a is not None and compare_values(fd_a, gfd_a, "min", "fd") == "better":
+        if gfd_a is not None and gmm_better:
             s += f", and the {AE}'s prior samples are worse than its own GMM samples (FD {_f(gfd_a)}): holes"
         short.append(s + ".")
 
-    pairs = doc.get("pairs_2d") or {}
-    ga, gv = get(pairs, ("ae-2d", "grid_prior", "frac_confident")), get(pairs, ("vae-2d", "grid_prior", "frac_confident"))
-    if ga is not None and gv is not None:
-        thr = get(pairs, ("vae-2d", "grid_prior", "threshold")) or 0.9
-        gc = get(pairs, ("ae-2d", "grid_codes", "frac_confident"))
-        txt = (f"Holes in 2-D: decoding a grid through the prior's quantiles, the judge is confident (≥ {thr:g}) on "
-               f"{100 * gv:.0f} % of the grid for the 2-D VAE and on {100 * ga:.0f} % for the 2-D AE"
-               + (f" ({100 * gc:.0f} % over the AE's own code range)" if gc is not None else "") + ".")
-        points.append({"topic": "holes", "text": txt})
+    holes = _holes_text(doc, ae, vae, AE, VAE)
+    if holes:
+        points.append({"topic": "holes", "text": holes[0]})
+        short.append(holes[1])
 
     # -- clusters ------------------------------------------------------------------------------
     parts, verdicts = [], []
@@ -156,7 +178,8 @@ def make_answer(doc: dict[str, Any]) -> dict[str, Any]:
         verdicts.append(verdict(path, "max", kind))
     if parts:
         if all(v == "similar" for v in verdicts):
-            summary = f"the {VAE}'s clusters are about as separable as the {AE}'s"
+            summary = (f"the {VAE}'s clusters are about as separable as the {AE}'s (no measurable difference on "
+                       f"{n_test} test images)")
         elif verdicts.count("better") > verdicts.count("worse"):
             summary = f"the {VAE}'s clusters are more separable than the {AE}'s"
         elif verdicts.count("worse") > verdicts.count("better"):
@@ -186,7 +209,8 @@ def make_answer(doc: dict[str, Any]) -> dict[str, Any]:
     pa, pv, _, _ = pair(("reconstruction", "mean_z", "psnr"))
     if pa is not None and pv is not None:
         g = verdict(("reconstruction", "mean_z", "psnr"), "max", "psnr")
-        word = {"better": "sharper", "worse": "blurrier", "similar": "about as good"}[g]
+        word = {"better": "sharper", "worse": "blurrier",
+                "similar": f"about as good (no measurable difference on {n_test} test images)"}[g]
         points.append({"topic": "reconstruction",
                        "text": f"Reconstruction: the {VAE}'s is {word} (PSNR {_f(pv)} dB vs {_f(pa)} dB for the {AE}): "
                                "the price of the KL term." if g == "worse" else
@@ -208,6 +232,11 @@ def make_answer(doc: dict[str, Any]) -> dict[str, Any]:
     if den:
         points.append({"topic": "denoising", "text": "Denoising (PSNR against the clean image): " + "; ".join(den) + "."})
 
+    if collapsed:
+        txt = "Collapsed (not ranked; generation numbers greyed): " + "; ".join(f"{n}: {r}" for n, r in collapsed.items())
+        points.insert(0, {"topic": "collapse", "text": txt + "."})
+        short.append("Collapsed, not ranked: " + ", ".join(collapsed) + ".")
+
     if doc.get("judge") is None:
         txt = ("The data have no labels, so there is no judge classifier: sample quality, interpolation and cluster "
                "scores are n/a here; only reconstruction, likelihood and denoising are compared.")
@@ -225,3 +254,39 @@ def make_answer(doc: dict[str, Any]) -> dict[str, Any]:
     text = (f"{intro}, {VAE} vs {AE}. " + " ".join(short)) if short else f"{intro}: no comparable numbers (see the table)."
     return {"question": question, "short": text, "points": points, "baseline": ae, "contender": vae}
 
+
+
+def _holes_text(doc: dict[str, Any], ae: str, vae: str, AE: str, VAE: str) -> tuple[str, str] | None:
+    """(point, short sentence) on holes, from the marginal KL, the prior's mass in holes and realism."""
+    hv, ha = (get(doc["models"].get(n, {}), ("holes",)) or {} for n in (vae, ae))
+    if hv.get("hole_mass") is None or ha.get("hole_mass") is None:
+        return None
+    rv = get(doc["models"][vae], ("generation", "prior", "realism"))
+    ra = get(doc["models"][ae], ("generation", "prior", "realism"))
+    r_test = get(doc.get("reference"), ("train_vs_test", "realism"))
+    r_noise = get(doc.get("reference"), ("uniform_noise", "realism"))
+    thr = hv.get("hole_ratio") or 0.1
+    which = "more" if ha["hole_mass"] > hv["hole_mass"] + 2 * ((ha.get("hole_mass_se") or 0) + (hv.get("hole_mass_se")
+                                                                                               or 0)) else None
+    txt = (f"Holes: {100 * hv['hole_mass']:.0f} % of the prior's mass lies where the {VAE}'s aggregate posterior q(z) is "
+           f"below {thr:g} p(z), against {100 * ha['hole_mass']:.0f} % for the {AE}'s codes (marginal KL(q(z) ‖ p(z)) "
+           f"{_f(hv.get('marginal_kl'))} vs {_f(ha.get('marginal_kl'))} nats; the {VAE}'s KL term splits into "
+           f"I(x; z) {_f(hv.get('mutual_information'))} + marginal KL {_f(hv.get('marginal_kl'))} nats).")
+    if rv is not None and ra is not None:
+        txt += (f" Decoded prior samples inside the real manifold (realism score ≥ 1): {100 * rv:.0f} % for the {VAE}, "
+                f"{100 * ra:.0f} % for the {AE}" + (f" (training images: {100 * r_test:.0f} %, uniform noise: "
+                                                     f"{100 * r_noise:.0f} %)" if r_test is not None and r_noise is not None
+                                                     else "") + ". Judge confidence is not used here: noise scores high on it.")
+    pairs = doc.get("pairs_2d") or {}
+    pv, pa = get(pairs, ("vae-2d", "holes", "hole_mass")), get(pairs, ("ae-2d", "holes", "hole_mass"))
+    if pv is not None and pa is not None:
+        txt += (f" In the 2-D pair (the holes map): {100 * pv:.0f} % of the prior's mass in holes for the 2-D VAE, "
+                f"{100 * pa:.0f} % for the 2-D AE.")
+    if which:
+        short = (f"Holes: N(0, I) puts {100 * ha['hole_mass']:.0f} % of its mass where the {AE}'s codes are sparse "
+                 f"(q(z) below {thr:g} p(z)), {100 * hv['hole_mass']:.0f} % for the {VAE}.")
+    else:
+        short = (f"Holes: the {AE}'s codes leave no more of the prior uncovered than the {VAE}'s "
+                 f"({100 * ha['hole_mass']:.0f} % vs {100 * hv['hole_mass']:.0f} % of its mass where q(z) is below "
+                 f"{thr:g} p(z)).")
+    return txt, short

@@ -17,7 +17,7 @@ from typing import Any
 from vaelab.errors import ConfigError, OutputError
 from vaelab.io import atomic_write_text
 from vaelab.report.answer import make_answer
-from vaelab.report.table import get, table_rows
+from vaelab.report.table import collapse_notes, get, header, table_rows
 
 SCHEMA_VERSION = 1
 
@@ -39,6 +39,7 @@ PAGE = """<!DOCTYPE html>
  th, td { border: 1px solid #ddd; padding: .25em .6em; text-align: right; }
  th:first-child, td:first-child { text-align: left; }
  td.best { font-weight: bold; background: #e3f6e3; }
+ td.grey { color: #999; }
  tr.section td { background: #f6f6f6; font-weight: bold; text-align: left; }
  td.ref { color: #777; text-align: left; }
  table.kv td { text-align: left; } table.kv td:first-child { color: #555; white-space: nowrap; }
@@ -61,15 +62,16 @@ IMAGES_SECTION = """<h1>What does a VAE buy over an autoencoder? — {{ ds.name 
 <ul>{% for p in answer.points %}<li>{{ p.text }}</li>{% endfor %}</ul></div>
 
 <h2 id="metrics">Headline metrics</h2>
-<p class="muted">Test split. ↓ lower is better, ↑ higher is better; the best value of each row is marked. {% if n_seeds > 1 %}Each cell is the mean ± sd over {{ n_seeds }} seeds.{% endif %} n/a: does not apply (an AE has no likelihood). FD is the Fréchet distance in the judge classifier's features, not FID.</p>
+<p class="muted">Test split. ↓ lower is better, ↑ higher is better; the best value of each row is marked. ± is the half-width of a 95 % bootstrap interval (over test images, or over samples and reference for sample metrics{% if n_seeds > 1 %}, combined with the spread over {{ n_seeds }} seeds{% endif %}). Grey cells belong to a collapsed model and are not ranked. n/a: does not apply (an AE has no likelihood). FD is the Fréchet distance in the judge classifier's features, not FID.</p>
 <table id="metrics-table">
-<tr><th>metric</th>{% for n in names %}<th>{{ n }}</th>{% endfor %}<th>reference</th></tr>
+<tr><th>metric</th>{% for n in headers %}<th>{{ n }}</th>{% endfor %}<th>reference</th></tr>
 {% for r in rows %}{% if loop.first or r.section != rows[loop.index0 - 1].section %}<tr class="section"><td colspan="{{ names|length + 2 }}">{{ r.section }}</td></tr>{% endif %}
-<tr><td>{{ r.label }}{% if r.better == 'min' %} ↓{% elif r.better == 'max' %} ↑{% endif %}</td>{% for c in r.cells %}<td class="{{ 'best' if c.is_best else '' }}">{{ c.text }}{% if c.is_best %} ★{% endif %}</td>{% endfor %}<td class="ref">{{ r.reference }}</td></tr>
+<tr><td>{{ r.label }}{% if r.better == 'min' %} ↓{% elif r.better == 'max' %} ↑{% endif %}</td>{% for c in r.cells %}<td class="{{ 'best' if c.is_best else 'grey' if c.greyed else '' }}"{% if c.greyed %} title="{{ c.greyed }}"{% endif %}>{{ c.text }}{% if c.is_best %} ★{% endif %}</td>{% endfor %}<td class="ref">{{ r.reference }}</td></tr>
 {% endfor %}
 </table>
 {% if reference %}<p class="muted">Reference rows (same sample count and metrics): {% for k, r in reference.items() %}{{ k.replace('_', ' ') }}: FD {{ fmt(r.fd) }}, precision {{ fmt(r.precision, '.3f') }}, recall {{ fmt(r.recall, '.3f') }}{% if not loop.last %}; {% endif %}{% endfor %}.</p>{% endif %}
 {% if likelihood_notes %}<p class="muted">Likelihood: {{ likelihood_notes|join(' ') }}</p>{% endif %}
+{% for line in collapse_notes %}<p class="failed">{{ line }}</p>{% endfor %}
 {% for n, m in failed.items() %}<p class="failed">{{ n }} failed: {{ m.error }}</p>{% endfor %}
 
 {% if test_time %}<h2 id="test-time">At test time: anomalies and uncertainty for new images</h2>
@@ -150,7 +152,11 @@ def _protocol(doc: dict[str, Any]) -> list[tuple[str, str]]:
         ("shared architecture", f"{c.get('backbone')} backbone, hidden {c.get('hidden')}"
                                 + (f", channels {c.get('channels')}" if c.get("backbone") == "conv" else "")
                                 + f", latent size {c.get('n_latent')}, {c.get('likelihood')} likelihood"),
-        ("model-specific", "beta-vae β = " + _fmt(c.get("beta") or 4.0, "g") + "; iwae K = " + _fmt(c.get("k") or 5, "g")
+        ("model-specific", "beta-vae β = " + _fmt(c.get("beta") or 4.0, "g")
+                           + (" with " + _fmt(0.5 if c.get("free_bits") is None else c.get("free_bits"), "g")
+                              + " free nats per latent unit (Kingma et al. 2016; β = 4 alone leaves 0 active units on "
+                              "digits: its code collapses)" if (c.get("free_bits") is None or c.get("free_bits"))
+                              else "") + "; iwae K = " + _fmt(c.get("k") or 5, "g")
                            + "; dae corruption " + str(c.get("corruption") or "gaussian:0.3")
                            + "; cvae conditions encoder and decoder on the label"),
         ("optimiser", f"AdamW, lr {c.get('lr')}, weight decay {c.get('weight_decay')}, batch {c.get('batch_size')}, "
@@ -159,6 +165,16 @@ def _protocol(doc: dict[str, Any]) -> list[tuple[str, str]]:
         ("seeds", f"{len(seeds)}: {', '.join(map(str, seeds))}" + (" (mean ± sd over seeds)" if len(seeds) > 1 else "")),
         ("generation", f"{c.get('n_samples')} samples per model and sampler (prior N(0, I); GMM with 10 components "
                        f"fitted to the training codes), decoded to the likelihood's mean"),
+        ("uncertainty", "95 % percentile-bootstrap intervals, seeded and paired across models (the same resampled test "
+                        "images for every model, so each difference has its own interval): B = 1000 over test images "
+                        "for per-image metrics; FD B = 50 and the k-NN metrics B = 200 over samples and reference; "
+                        "a difference is called only when its interval excludes 0"),
+        ("novelty", "per sampler, each sample's distance to its nearest training image against the test images' "
+                    "(judge features and pixels); near-copies = samples closer than the test images' 1st percentile; "
+                    "C_T of Meehan et al. 2020 on 10 k-means cells of the training features"),
+        ("holes", "on the test codes: E KL(q(z|x) ‖ p) = I(x; z) + KL(q(z) ‖ p(z)) (Hoffman & Johnson 2016; q(z) the "
+                  "mixture of the posteriors, a Scott-rule KDE of the codes for AEs); prior mass where q(z) < 0.1 p(z) "
+                  "(2000 prior draws); realism score ≥ 1 (Kynkäänniemi et al. 2019) of decoded prior samples"),
         ("likelihood", f"importance-weighted bound with K = {c.get('iw_k')} samples per test image; −ELBO with one sample"),
         ("interpolation", f"{c.get('n_interp_pairs')} random pairs of test codes, decoded at the midpoint"),
         ("feature extractor", f"the judge: a small {judge.get('arch') or ''} classifier trained on the training split "
@@ -188,7 +204,8 @@ def _images_context(doc: dict[str, Any], fig_dir: Path) -> dict[str, Any]:
     ds = doc.get("dataset", {})
     return dict(
         title=f"vaelab compare: {ds.get('name')}", ds=ds, versions=doc.get("versions", {}), answer=make_answer(doc),
-        names=names, rows=rows, n_seeds=len(doc.get("config", {}).get("seeds", [0])),
+        names=names, headers=[header(doc, n) for n in names], collapse_notes=collapse_notes(doc), rows=rows,
+        n_seeds=len(doc.get("config", {}).get("seeds", [0])),
         reference=doc.get("reference") or {}, likelihood_notes=lik_notes,
         failed={n: m for n, m in doc.get("models", {}).items() if m.get("status") != "ok" or m.get("error")},
         figures=figures, protocol=_protocol(doc), all_models=doc.get("models", {}), fmt=_fmt, g=get,
@@ -287,7 +304,9 @@ def _redraw_figures(run: Path, doc: dict[str, Any]) -> None:
     from vaelab.report.likelihood_figures import metrics_plan
 
     if (run / ARRAYS_DIR).is_dir():
-        doc["figures"] = draw_run(run, doc)
+        from vaelab.report.verdict_figures import draw_from_arrays
+
+        doc["figures"] = draw_run(run, doc) + draw_from_arrays(run, run / "figures")   # + novelty and holes
         return
     have = {f.get("file") for f in doc.get("figures") or []}
     for name, draw in metrics_plan(doc).items():

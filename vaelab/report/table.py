@@ -2,7 +2,10 @@
 
 ``ROWS`` fixes which numbers are headline, where they live in a model's metrics dict, and which
 direction is better; ``table_rows(doc)`` turns metrics.json into rows of cells with the best value
-per row marked. With several seeds a cell reads "mean ± sd" and the best is the best mean.
+per row marked. A cell reads "value ± half-width" of its 95 % interval (metrics.json "intervals": a
+bootstrap over test images, samples and reference, and with several seeds also over seeds); without an
+interval, with several seeds, "mean ± sd". A model whose collapse check fired (metrics.json "collapsed") is
+marked in the header; its generation, memorisation and holes cells are greyed with the reason and not ranked.
 """
 from __future__ import annotations
 
@@ -19,8 +22,27 @@ ROWS: list[tuple[str, str, tuple[str, ...], str | None, str]] = [
     ("Generation", "FD GMM samples (judge features)", ("generation", "gmm", "fd"), "min", ".2f"),
     ("Generation", "precision, prior samples", ("generation", "prior", "precision"), "max", ".3f"),
     ("Generation", "recall, prior samples", ("generation", "prior", "recall"), "max", ".3f"),
-    ("Generation", "judge confidence, prior samples", ("generation", "prior", "confidence"), "max", ".3f"),
+    ("Generation", "density, prior samples (Naeem et al.; 1 = matched)", ("generation", "prior", "density"), None,
+     ".3f"),
+    ("Generation", "coverage, prior samples (Naeem et al.)", ("generation", "prior", "coverage_nn"), "max", ".3f"),
+    ("Generation", "precision, GMM samples", ("generation", "gmm", "precision"), "max", ".3f"),
+    ("Generation", "recall, GMM samples", ("generation", "gmm", "recall"), "max", ".3f"),
+    ("Generation", "density, GMM samples", ("generation", "gmm", "density"), None, ".3f"),
+    ("Generation", "coverage, GMM samples", ("generation", "gmm", "coverage_nn"), "max", ".3f"),
+    ("Generation", "judge confidence, prior samples (noise scores high)", ("generation", "prior", "confidence"), None,
+     ".3f"),
     ("Generation", "class coverage, prior (nats)", ("generation", "prior", "coverage"), "max", ".3f"),
+    ("Memorisation", "near-copies, prior samples (judge features)", ("novelty", "prior", "features", "copy_fraction"),
+     "min", ".3f"),
+    ("Memorisation", "near-copies, GMM samples (judge features)", ("novelty", "gmm", "features", "copy_fraction"),
+     "min", ".3f"),
+    ("Memorisation", "near-copies, GMM samples (pixels)", ("novelty", "gmm", "pixels", "copy_fraction"), "min", ".3f"),
+    ("Memorisation", "C_T, prior samples (< -3: copying)", ("novelty", "prior", "features", "ct"), None, ".2f"),
+    ("Memorisation", "C_T, GMM samples (< -3: copying)", ("novelty", "gmm", "features", "ct"), None, ".2f"),
+    ("Holes", "realistic prior samples (realism ≥ 1)", ("generation", "prior", "realism"), "max", ".3f"),
+    ("Holes", "marginal KL(q(z) ‖ p(z)) (nats)", ("holes", "marginal_kl"), "min", ".2f"),
+    ("Holes", "prior mass where q(z) < 0.1 p(z)", ("holes", "hole_mass"), "min", ".3f"),
+    ("Holes", "I(x; z) (nats)", ("holes", "mutual_information"), None, ".2f"),
     ("Interpolation", "FD of midpoints", ("interpolation", "fd_midpoints"), "min", ".2f"),
     ("Interpolation", "judge confidence of midpoints", ("interpolation", "confidence_midpoints"), "max", ".3f"),
     ("Latent", "linear probe accuracy", ("latent", "linear_probe"), "max", ".3f"),
@@ -35,6 +57,9 @@ ROWS: list[tuple[str, str, tuple[str, ...], str | None, str]] = [
 ]
 # the floor/ceiling rows of metrics.json "reference" shown beside the generation rows
 REFERENCE_COLS = (("train_vs_test", "train"), ("uniform_noise", "noise"))
+REFERENCE_METRICS = ("fd", "precision", "recall", "density", "coverage_nn", "realism", "confidence", "coverage")
+# sections whose numbers describe the samples: greyed and not ranked for a collapsed model
+GREYED_SECTIONS = ("Generation", "Memorisation", "Holes", "Interpolation")
 
 
 def get(d: Any, path: tuple[str, ...]) -> Any:
@@ -58,6 +83,7 @@ class Cell:
     text: str
     value: float | None
     is_best: bool = False
+    greyed: str = ""            # why the cell is greyed (a collapsed model), or ""
 
 
 @dataclass
@@ -73,6 +99,18 @@ def ok_models(doc: dict[str, Any]) -> list[str]:
     return [n for n, m in doc.get("models", {}).items() if m.get("status") == "ok"]
 
 
+def header(doc: dict[str, Any], name: str) -> str:
+    """A model's column header: its name, marked "(collapsed)" when its collapse check fired."""
+    return f"{name} (collapsed)" if (doc.get("models", {}).get(name) or {}).get("collapsed") else name
+
+
+def half_width(m: dict[str, Any], path: tuple[str, ...]) -> float | None:
+    """The half-width of the 95 % interval of ``path`` in a model's metrics (None when it has none)."""
+    iv = (m.get("intervals") or {}).get(".".join(path))
+    h = iv.get("half_width") if isinstance(iv, dict) else None
+    return float(h) if isinstance(h, (int, float)) else None
+
+
 def table_rows(doc: dict[str, Any]) -> tuple[list[str], list[Row]]:
     """(model names, rows) for the headline table; failed models are left out of it."""
     names = ok_models(doc)
@@ -83,16 +121,19 @@ def table_rows(doc: dict[str, Any]) -> tuple[list[str], list[Row]]:
             m = doc["models"][n]
             v = get(m, path)
             v = v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+            hw = half_width(m, path)
             sd = get(m.get("sd"), path) if m.get("sd") else None
-            text = fmt(v, spec) + (f" ± {fmt(sd, spec)}" if v is not None and isinstance(sd, (int, float)) else "")
-            cells.append(Cell(text, v))
-        vals = [c.value for c in cells if c.value is not None]
+            spread = hw if hw is not None else (sd if isinstance(sd, (int, float)) else None)
+            text = fmt(v, spec) + (f" ± {fmt(spread, spec)}" if v is not None and spread is not None else "")
+            greyed = (m.get("collapsed") or "") if section in GREYED_SECTIONS else ""
+            cells.append(Cell(text, v, greyed=greyed))
+        vals = [c.value for c in cells if c.value is not None and not c.greyed]
         if better and len(vals) >= 2:
             best = min(vals) if better == "min" else max(vals)
             for c in cells:
-                c.is_best = c.value is not None and c.value == best
+                c.is_best = c.value is not None and not c.greyed and c.value == best
         ref = ""
-        if section == "Generation" and path[-1] in ("fd", "precision", "recall", "confidence", "coverage"):
+        if path[0] == "generation" and path[-1] in REFERENCE_METRICS:
             parts = [f"{short} {fmt(get(doc.get('reference'), (key, path[-1])), spec)}"
                      for key, short in REFERENCE_COLS if get(doc.get("reference"), (key, path[-1])) is not None]
             ref = ", ".join(parts)
@@ -114,7 +155,7 @@ def headline_table(doc: dict[str, Any]) -> Any:
               caption="↓ lower is better, ↑ higher is better; n/a = does not apply (an AE has no likelihood)")
     t.add_column("metric", no_wrap=True)
     for n in names:
-        t.add_column(n, justify="right")
+        t.add_column(header(doc, n), justify="right")
     t.add_column("reference (train vs test, noise)", style="dim")
     section = None
     for r in rows:
@@ -123,9 +164,16 @@ def headline_table(doc: dict[str, Any]) -> Any:
                 t.add_section()
             section = r.section
         arrow = {"min": " ↓", "max": " ↑"}.get(r.better or "", "")
-        cells = [f"[bold green]{c.text}*[/bold green]" if c.is_best else c.text for c in r.cells]
+        cells = [f"[bold green]{c.text}*[/bold green]" if c.is_best else f"[dim]{c.text}[/dim]" if c.greyed
+                 else c.text for c in r.cells]
         t.add_row(f"{r.label}{arrow}", *cells, r.reference)
     return t
+
+
+def collapse_notes(doc: dict[str, Any]) -> list[str]:
+    """One line per collapsed model: why its sample rows are greyed and not ranked."""
+    return [f"{n}: {m['collapsed']}; its generation, memorisation and holes numbers are greyed and not ranked."
+            for n, m in doc.get("models", {}).items() if m.get("status") == "ok" and m.get("collapsed")]
 
 
 def wide_console() -> Any:
@@ -150,14 +198,17 @@ def markdown_report(doc: dict[str, Any]) -> str:
               f"seeds {c.get('seeds')}; {c.get('n_samples')} samples per sampler, IW K = {c.get('iw_k')}; "
               f"device {c.get('device')} ({c.get('torch_threads')} torch thread(s))"
               + (f"; {total:.0f} s end to end." if isinstance(total, (int, float)) else "."), ""]
-    lines += ["| metric | " + " | ".join(names) + " | reference (train vs test, noise) |",
+    lines += ["| metric | " + " | ".join(header(doc, n) for n in names) + " | reference (train vs test, noise) |",
               "|---|" + "---:|" * len(names) + "---|"]
     for r in rows:
         arrow = {"min": " ↓", "max": " ↑"}.get(r.better or "", "")
-        cells = [f"**{c_.text}**" if c_.is_best else c_.text for c_ in r.cells]
+        cells = [f"**{c_.text}**" if c_.is_best else f"({c_.text})" if c_.greyed else c_.text for c_ in r.cells]
         lines.append(f"| {r.section}: {r.label}{arrow} | " + " | ".join(cells) + f" | {r.reference} |")
     answer = doc.get("answer") or {}
-    lines += ["", "Best value per row in bold. FD is the Fréchet distance in the judge classifier's features, not FID.",
+    lines += ["", "Best value per row in bold; ± is the half-width of a 95 % bootstrap interval (metrics.json "
+              "\"intervals\" says how each was obtained). Numbers in parentheses belong to a collapsed model: "
+              "greyed, not ranked. FD is the Fréchet distance in the judge classifier's features, not FID.",
+              *[f"- {line}" for line in collapse_notes(doc)],
               "", f"**Answer.** {answer.get('short', '')}", ""]
     if doc.get("test_time"):
         from vaelab.report.test_time import markdown as test_time_markdown
