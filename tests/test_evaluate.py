@@ -146,7 +146,9 @@ def test_bernoulli_on_binary_data_is_a_true_nll(vae, digits):
 
 def test_same_seed_same_numbers(vae, digits, judge, vae_result):
     again = evaluate(vae, digits, judge=judge, **KW)
-    strip = lambda r: {k: v for k, v in r.items() if k != "timings"}   # noqa: E731
+    # the private keys hold numpy arrays (bootstrap replicates, figure arrays) that compare and
+    # evaluate_checkpoint pop before writing; the public numbers must be equal
+    strip = lambda r: {k: v for k, v in r.items() if k != "timings" and not k.startswith("_")}   # noqa: E731
     assert strip(again) == strip(vae_result)
     other = evaluate(vae, digits, judge=judge, **{**KW, "seed": 1})
     assert other["generation"]["prior"]["fd"] != vae_result["generation"]["prior"]["fd"]
@@ -215,7 +217,7 @@ def test_cli_end_to_end(tmp_path, monkeypatch, capsys):
     args = ["evaluate", str(model), "--out", str(out), "--n-samples", "100", "--iw-samples", "5", "--quiet"]
     assert main(args) == 0
     doc = json.loads(out.read_text())
-    assert set(doc["metrics"]) == TOP and doc["metrics"]["model"] == "vae"
+    assert set(doc["metrics"]) == {k for k in TOP if not k.startswith("_")} and doc["metrics"]["model"] == "vae"
     assert doc["judge"]["test_accuracy"] >= 0.9 and doc["settings"]["n_samples"] == 100
     assert set(doc["reference"]) == {"train_vs_test", "mean_image", "uniform_noise"}
     assert "FD" in capsys.readouterr().out
