@@ -219,8 +219,9 @@ def sample_args(p: argparse.ArgumentParser) -> None:
 
 
 def sample_cmd(args: argparse.Namespace) -> int:
+    from vaelab import budget
     from vaelab.imaging import save_grid_png, save_npy
-    from vaelab.sampling import sample_images
+    from vaelab.sampling import SAMPLE_BLOCK, sample_images, sample_to_npy
 
     out = Path(args.out)
     if out.suffix.lower() not in (".png", ".npy"):
@@ -229,8 +230,18 @@ def sample_cmd(args: argparse.Namespace) -> int:
         raise ConfigError(f"{out} exists; pass --overwrite to replace it or choose another --out.")
     if args.n < 1:
         raise ConfigError(f"--n must be >= 1, got {args.n}.")
-    x = sample_images(args.ckpt, args.n, sampler=args.sampler, seed=args.seed, label=args.label)
-    (save_grid_png if out.suffix.lower() == ".png" else save_npy)(x, out)
+    if out.suffix.lower() == ".npy" and args.n > SAMPLE_BLOCK:   # stream: memory of one block, whatever --n is
+        sample_to_npy(args.ckpt, out, args.n, sampler=args.sampler, seed=args.seed, label=args.label)
+    else:
+        if out.suffix.lower() == ".png":   # one grid image holds every sample: bounded by the budget
+            from vaelab.checkpoint import load_model
+
+            shape = load_model(args.ckpt).model.cfg.input_shape
+            budget.check(budget.array_bytes((args.n, *shape)) * 40, f"a PNG grid of {args.n} samples",
+                         f"--n {args.n} images of shape {tuple(shape)}, drawn into one picture",
+                         "Lower --n, or write --out FILE.npy, which streams any --n in blocks.")
+        x = sample_images(args.ckpt, args.n, sampler=args.sampler, seed=args.seed, label=args.label)
+        (save_grid_png if out.suffix.lower() == ".png" else save_npy)(x, out)
     print(f"wrote {args.n} {args.sampler} samples to {out}")
     return 0
 
@@ -388,6 +399,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (add_args, func, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         add_args(p)
+        p.add_argument("--max-memory", default=None, metavar="SIZE",
+                       help="memory budget, e.g. 8G or 512M: work that would need more is refused with a message "
+                            "before it starts (default: MemAvailable of /proc/meminfo, or $VAELAB_MAX_MEMORY)")
         p.set_defaults(func=func, _parser=p)
     return parser
 
@@ -409,6 +423,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        from vaelab import budget
+
+        budget.set_max_memory(getattr(args, "max_memory", None))
         if _under_torchrun():   # join the process group (gloo on CPU, NCCL on CUDA)
             from vaelab import distributed
 

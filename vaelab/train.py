@@ -31,12 +31,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from vaelab import budget
 from vaelab import checkpoint as ckpt
 from vaelab import distributed, preprocess
 from vaelab.config import ModelConfig, TrainConfig
 from vaelab.errors import CheckpointError, ConfigError, DivergenceError, Interrupted, OutputError
 from vaelab.io import atomic_write_json, atomic_write_text
-from vaelab.models import Autoencoder, build_model
+from vaelab.models import Autoencoder, build_model, count_params
 
 LAST_NAME = "last.safetensors"
 LOG_NAME = "train_log.jsonl"
@@ -220,6 +221,8 @@ def fit(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig = TrainCon
     if dctx.is_distributed and device.type == "cuda":
         device = torch.device("cuda", dctx.local_rank)
     torch.manual_seed(cfg.seed)
+    n_params = sum(p.numel() for p in model.parameters()) if isinstance(model, torch.nn.Module) else count_params(model)
+    budget.check_training(getattr(model, "cfg", model), n_params, min(cfg.batch_size, len(data.x_train)))
     if not isinstance(model, torch.nn.Module):   # a ModelConfig (or SeqModelConfig)
         model = build_model(model)
     model.to(device)

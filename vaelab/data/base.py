@@ -106,3 +106,20 @@ def _check_count(x: np.ndarray, what: str) -> None:
         raise DataError(f"{what} has {x.shape[0]} image(s); vaelab needs at least 2 (and many more to learn "
                         "anything). Use a larger dataset.")
 
+
+
+def _check_label_range(labels: dict[str, np.ndarray | None], n_images: int, where: str) -> None:
+    """Refuse a label value that would size a table wider than the data: n_classes = max label + 1 <= n_images.
+
+    One-hot tables, the cvae's label head and per-class metrics are all sized by the largest label, so
+    a single corrupt value (say 1,000,000,000) would otherwise allocate gigabytes before anything fails.
+    """
+    for key, y in labels.items():
+        if y is None or y.size == 0:
+            continue
+        i = int(np.argmax(y))
+        if int(y[i]) >= n_images:
+            raise DataError(f"{where}: label {int(y[i])} at index {i} of {key} would mean {int(y[i]) + 1} classes for "
+                            f"{n_images} images; labels must be 0..n_classes-1 with at most one class per image. "
+                            "The labels are corrupt, or not 0-based class indices: map them with "
+                            "np.unique(y, return_inverse=True).")

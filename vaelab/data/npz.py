@@ -10,8 +10,11 @@ import zlib
 
 import numpy as np
 
-from vaelab.data.base import _check_count, _digest, _Raw
+from vaelab import budget
+from vaelab.data.base import _check_count, _check_label_range, _digest, _Raw
 from vaelab.errors import DataError
+
+_CHUNK = 1 << 20          # bytes per read of a member
 
 
 def _npz_images(a: np.ndarray, key: str, path: str) -> np.ndarray:
@@ -63,6 +66,49 @@ def _npz_labels(a: np.ndarray, key: str, n: int, path: str) -> np.ndarray:
     return a.astype(np.int64)
 
 
+def _read_member(zf: zipfile.ZipFile, name: str, path: str) -> np.ndarray:
+    """One .npy member of an .npz, bounded: its header is validated before anything is allocated.
+
+    The header's shape x item size must equal the member's declared uncompressed size (zipfile stops
+    inflating there), the memory budget must allow it, and object dtypes (pickles) are refused.
+    """
+    info = zf.getinfo(name)
+    with zf.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version in ((2, 0), (3, 0)):
+            shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise DataError(f"{path}: member {name} has .npy format version {version}, which vaelab does not read. "
+                            "Save it again with np.savez.")
+        if dtype.hasobject:
+            raise DataError(f"{path} contains a pickled object array ({name}, dtype {dtype}), which vaelab refuses "
+                            "to load: unpickling can run arbitrary code. Save plain numeric arrays "
+                            "(x.astype(np.uint8) or np.float32).")
+        header_len = f.tell()
+        n_bytes = budget.array_bytes(shape, dtype.itemsize)
+        if info.file_size - header_len != n_bytes:
+            raise DataError(f"{path}: member {name} declares an array of shape {tuple(shape)} and dtype {dtype} "
+                            f"({n_bytes} bytes), but the member holds {info.file_size - header_len} data bytes; "
+                            "the archive is corrupt. Save it again with np.savez.")
+        budget.check(n_bytes, f"reading {path}",
+                     f"its member {name} declares an array of shape {tuple(shape)}, dtype {dtype}",
+                     "Free memory or raise --max-memory, or save a smaller array.")
+        flat = np.empty(n_bytes // max(dtype.itemsize, 1) if dtype.itemsize else 0, dtype=dtype)
+        buf, got = memoryview(flat).cast("B") if n_bytes else memoryview(b""), 0
+        while got < n_bytes:
+            k = f.readinto(buf[got:got + min(_CHUNK, n_bytes - got)])
+            if not k:
+                raise DataError(f"{path}: member {name} ends after {got} of its {n_bytes} data bytes; the archive "
+                                "is truncated. Save it again with np.savez.")
+            got += k
+        f.read(1)                                      # reaches the member's end: zipfile checks its CRC there
+    if fortran_order:
+        return flat.reshape(shape[::-1]).transpose()
+    return flat.reshape(shape)
+
+
 def _npz_raw(path: str) -> _Raw:
     if not os.path.isfile(path):
         raise DataError(f"npz file {path} does not exist. Check the path given as --dataset npz:FILE.")
@@ -76,27 +122,22 @@ def _npz_raw(path: str) -> _Raw:
     if head[:4] != b"PK\x03\x04" and head != b"\x93NUMPY":   # np.load would take anything else for a pickle
         raise DataError(f"{path} is not an .npz archive (it does not start with the zip signature). "
                         "Save the arrays with np.savez(path, x=images, y=labels).")
+    if head == b"\x93NUMPY":
+        raise DataError(f"{path} is a single .npy array, not an .npz archive. "
+                        "Save it with np.savez(path, x=images, y=labels).")
     arrays: dict[str, np.ndarray] = {}
     try:
-        npz = np.load(path, allow_pickle=False)
-        if not isinstance(npz, np.lib.npyio.NpzFile):
-            raise DataError(f"{path} is a single .npy array, not an .npz archive. "
-                            "Save it with np.savez(path, x=images, y=labels).")
-        with npz:
-            keys = set(npz.files)
-            if "x" not in keys:
-                raise DataError(f"{path} has no array named 'x' (it has: {', '.join(sorted(keys)) or 'none'}). "
+        with zipfile.ZipFile(path) as zf:
+            members = {n[:-4] if n.endswith(".npy") else n: n for n in zf.namelist()}
+            if "x" not in members:
+                raise DataError(f"{path} has no array named 'x' (it has: {', '.join(sorted(members)) or 'none'}). "
                                 "Save the images under x: np.savez(path, x=images, y=labels).")
             for key in ("x", "y", "x_test", "y_test", "class_names"):
-                if key in keys:
-                    arrays[key] = npz[key]
+                if key in members:
+                    arrays[key] = _read_member(zf, members[key], path)
     except DataError:
         raise
     except ValueError as e:
-        if "pickle" in str(e).lower() or "object" in str(e).lower():
-            raise DataError(f"{path} contains a pickled object array (or pickled data), which vaelab refuses to "
-                            "load: unpickling can run arbitrary code. Save plain numeric arrays "
-                            "(x.astype(np.uint8) or np.float32).") from None
         raise DataError(f"{path} is not a readable .npz file ({e}). Save it again with np.savez.") from None
     # zipfile raises NotImplementedError (unsupported compression, multi-disk) and RuntimeError (encrypted)
     except (OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError, TypeError, NotImplementedError,
@@ -118,6 +159,8 @@ def _npz_raw(path: str) -> _Raw:
                             "they must have the same (C, H, W).")
         if y is not None:
             y_test = _npz_labels(arrays["y_test"], "y_test", len(x_test), path)
+    n_images = len(x) + (0 if x_test is None else len(x_test))
+    _check_label_range({"y": y, "y_test": y_test}, n_images, path)
     n_classes = 0 if y is None else int(max(y.max(), y_test.max() if y_test is not None else 0)) + 1
     names: tuple[str, ...] = tuple(str(i) for i in range(n_classes))
     if "class_names" in arrays and y is not None:
@@ -125,6 +168,9 @@ def _npz_raw(path: str) -> _Raw:
         if cn.ndim != 1 or cn.dtype.kind not in "US" or len(cn) < n_classes:
             raise DataError(f"{path}: class_names must be a 1-D string array with at least {n_classes} names "
                             f"(got dtype {cn.dtype}, shape {cn.shape}).")
+        if len(cn) > n_images:
+            raise DataError(f"{path}: class_names holds {len(cn)} names for {n_images} images; give one name per "
+                            "class (at most one class per image).")
         names = tuple(str(s) for s in cn)
         n_classes = len(names)
     return _Raw(f"npz:{path}", path, x, y, x_test, y_test, n_classes, names, _digest(x, y, x_test, y_test))

@@ -9,6 +9,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from vaelab import budget
 from vaelab.data.base import Dataset, _Raw
 from vaelab.data.digits import _digits_raw
 from vaelab.data.idx import FASHION_MNIST_DIR, _fashion_raw, _find_idx_files, _idx_raw
@@ -67,6 +68,11 @@ def load_dataset(spec: str, *, data_dir: str | None = None, seed: int = 0, val_f
                                   or max_train < 1):
         raise ConfigError(f"max_train must be a positive integer (or None for all images), got {max_train!r}.")
     raw = _raw_for_spec(spec, data_dir)
+    n_images = len(raw.x) + (0 if raw.x_test is None else len(raw.x_test))
+    # the splits as float32 tensors, plus one split-sized copy while converting
+    budget.check(budget.array_bytes((n_images, *raw.x.shape[1:])) * 2, f"loading {raw.name}",
+                 f"{n_images} images of shape {tuple(raw.x.shape[1:])} as float32",
+                 "Free memory or raise --max-memory; or use a smaller dataset (fewer or smaller images).")
     rng = np.random.default_rng(int(seed))
 
     # test, then val, then max_train: each draw only depends on the ones before it.

@@ -1,6 +1,9 @@
 """The autoencoder family. ``MODELS`` is the one name -> class lookup (used by the CLI and checkpoints)."""
 from __future__ import annotations
 
+import torch
+
+from vaelab import budget
 from vaelab.config import ModelConfig
 from vaelab.errors import ConfigError
 from vaelab.models.ae import AE, DenoisingAE, RegularizedAE
@@ -70,12 +73,24 @@ def config_from_dict(d: dict) -> ModelConfig | SeqModelConfig:
     return config_class(str(d.get("model", "vae"))).from_dict(d)
 
 
+def count_params(cfg: ModelConfig | SeqModelConfig) -> int:
+    """The model's parameter count, from a build on the meta device: nothing is allocated (vaelab.budget)."""
+    if cfg.model not in ALL_MODELS:
+        raise ConfigError(f"unknown model {cfg.model!r}; choose from {', '.join(ALL_MODELS)}.")
+    with torch.device("meta"):
+        return sum(p.numel() for p in ALL_MODELS[cfg.model](cfg).parameters())
+
+
 def build_model(cfg: ModelConfig | SeqModelConfig) -> Autoencoder | SeqAutoencoder:
     if cfg.model not in ALL_MODELS:
         raise ConfigError(f"unknown model {cfg.model!r}; choose from {', '.join(ALL_MODELS)}.")
+    n_params = count_params(cfg)
+    budget.check(budget.param_bytes(n_params), f"building {cfg.model}",
+                 f"{n_params:,} fp32 parameters from {budget.describe_model(cfg)}",
+                 "Lower --hidden, --channels or --latent-dim, or raise --max-memory if the memory is there.")
     return ALL_MODELS[cfg.model](cfg)
 
 
-__all__ = ["MODELS", "SEQ_MODELS", "ALL_MODELS", "MODEL_DEFAULTS", "DESCRIPTIONS", "model_config", "config_from_dict", "build_model",
+__all__ = ["MODELS", "SEQ_MODELS", "ALL_MODELS", "MODEL_DEFAULTS", "DESCRIPTIONS", "model_config", "config_from_dict", "build_model", "count_params",
            "SeqAutoencoder", "SeqModelConfig", "SeqVAE", "SeqRAE", "Autoencoder", "AE",
            "DenoisingAE", "RegularizedAE", "VAE", "ConditionalVAE", "IWAE", "LossTerms", "Output", "PointMass"]
