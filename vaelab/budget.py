@@ -33,7 +33,7 @@ _max_memory: int | None = None        # set by --max-memory (one process, one bu
 def parse_size(text: str | int | float) -> int:
     """'512M' -> 512_000_000, '8GiB' -> 8 * 2**30, 1e9 -> 1_000_000_000 (bytes, >= 1)."""
     if isinstance(text, bool):
-        raise ConfigError(f"a memory size must be a number of bytes or like 512M / 8G, got {text!r}.")
+        raise ConfigError(f"--max-memory takes a size like 512M, 8G or 1.5GB (or bytes), got {text!r}.")
     if isinstance(text, (int, float)):
         value, unit = float(text), ""
     else:
