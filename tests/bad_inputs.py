@@ -378,6 +378,29 @@ def _npz_label_huge(d: Path) -> list[str]:
     return _train(d, "--dataset", _npz(d, x=images(120), y=y), model="cvae")
 
 
+def write_pngs(folder: Path, n: int = 6, size: int = 8, seed: int = 0) -> Path:
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (size, size), dtype=np.uint8)).save(folder / f"{i}.png")
+    return folder
+
+
+def _folder_damaged(d: Path) -> list[str]:
+    write_pngs(d / "imgs" / "a")
+    write_pngs(d / "imgs" / "b", seed=1)
+    (d / "imgs" / "b" / "broken.png").write_bytes((d / "imgs" / "b" / "0.png").read_bytes()[:40])
+    return _train(d, "--dataset", f"folder:{d / 'imgs'}")
+
+
+def _folder_empty_class(d: Path) -> list[str]:
+    write_pngs(d / "imgs" / "a")
+    (d / "imgs" / "b").mkdir()
+    return _train(d, "--dataset", f"folder:{d / 'imgs'}")
+
+
 def _npz(d: Path, **arrays: np.ndarray) -> str:
     return f"npz:{write_npz(d / 'data.npz', **arrays)}"
 
@@ -467,6 +490,17 @@ CASES: list[Case] = [
     Case("label-out-of-range", "sample --label out of range for a cvae",
          lambda d: ["sample", str(checkpoint(d, model="cvae")), "--label", "10", "--out", str(d / "s.png")],
          "--label must be in [0, 9]"),
+    # -- data: image folders -------------------------------------------------------------------
+    Case("folder-unreadable-image", "folder: with a damaged image", _folder_damaged, "broken.png is damaged"),
+    Case("folder-not-image", "folder: with a non-image file",
+         lambda d: (write_pngs(d / "imgs"), (d / "imgs" / "notes.txt").write_text("hi"),
+                    _train(d, "--dataset", f"folder:{d / 'imgs'}"))[-1], "notes.txt is not an image file"),
+    Case("folder-empty", "folder: with no images",
+         lambda d: ((d / "imgs").mkdir(), _train(d, "--dataset", f"folder:{d / 'imgs'}"))[-1], "holds no image files"),
+    Case("folder-empty-class", "folder: with one class folder empty", _folder_empty_class,
+         "imgs/b holds no images"),
+    Case("image-size-not-folder", "--image-size on a dataset that is not a folder",
+         lambda d: _train(d, "--image-size", "16"), "applies to image folders"),
     # -- memory: declared sizes and size-driven allocations (vaelab.budget) --------------------
     Case("gz-inflates-past-header", ".gz inflating to 4.3 GB past its header's 60,000 images", _gz_too_long,
          "it is too long"),

@@ -32,6 +32,13 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-train", type=int, default=None, help="keep a seeded subset of this many training images")
     g.add_argument("--val-fraction", type=float, default=0.1,
                    help="fraction of the training split held out for validation (default 0.1)")
+    g.add_argument("--image-size", type=int, default=None, metavar="S",
+                   help="folder: only: make every image S x S (aspect kept by a centre crop, then a Lanczos resize)")
+    g.add_argument("--image-channels", type=int, choices=(1, 3), default=None,
+                   help="folder: only: 1 (grey) or 3 (RGB); default grey when every image is grey, else RGB")
+    g.add_argument("--skip-unreadable", action="store_true", default=False,
+                   help="folder: only: skip damaged or non-image files (listed in the data's source) instead of "
+                        "refusing them")
     g.add_argument("--split-seed", type=int, default=0,
                    help="seed of the train/val/test split; fixed apart from --seed so runs share one test set")
 
@@ -119,13 +126,20 @@ def load_data_from_args(args: argparse.Namespace):
     if not 0 <= args.val_fraction < 1:
         raise ConfigError(f"--val-fraction must be in [0, 1), got {args.val_fraction}.")
     return load_dataset(args.dataset, data_dir=args.data_dir, seed=args.split_seed, val_fraction=args.val_fraction,
-                        classes=parse_classes(args.classes), max_train=args.max_train)
+                        classes=parse_classes(args.classes), max_train=args.max_train, **image_options(args))
+
+
+def image_options(args: argparse.Namespace) -> dict:
+    """The folder: options (vaelab.data.folder), recorded with the data so a checkpoint reloads the same arrays."""
+    return {"image_size": getattr(args, "image_size", None), "image_channels": getattr(args, "image_channels", None),
+            "skip_unreadable": bool(getattr(args, "skip_unreadable", False))}
 
 
 def data_meta_from_args(args: argparse.Namespace) -> dict:
     """How to reload exactly this dataset later (sample --sampler gmm, evaluate)."""
     return {"spec": args.dataset, "data_dir": args.data_dir, "split_seed": args.split_seed,
-            "val_fraction": args.val_fraction, "classes": parse_classes(args.classes), "max_train": args.max_train}
+            "val_fraction": args.val_fraction, "classes": parse_classes(args.classes), "max_train": args.max_train,
+            **{k: v for k, v in image_options(args).items() if v}}
 
 
 def model_config_from_args(name: str, args: argparse.Namespace, data):

@@ -29,19 +29,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vaelab.checkpoint import load_tensors, save_tensors, versions
-from vaelab.io import atomic_write_json
+from vaelab.io import atomic_write_json, cache_root
 
 FORMAT = "vaelab-judge"
 FORMAT_VERSION = 1
 CNN_MIN_SIDE = 16
 N_FEATURES = 128
-
-
-def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
-    """The vaelab cache folder: ``cache_dir``, else ``$VAELAB_CACHE``, else ``~/.cache/vaelab``."""
-    if cache_dir is not None:
-        return Path(cache_dir)
-    return Path(os.environ.get("VAELAB_CACHE") or Path.home() / ".cache" / "vaelab")
 
 
 def judge_dir(fingerprint: str, cache_dir: str | os.PathLike | None = None) -> Path:

@@ -12,24 +12,30 @@ import torch
 from vaelab import budget
 from vaelab.data.base import Dataset, _Raw
 from vaelab.data.digits import _digits_raw
+from vaelab.data.folder import _folder_raw
 from vaelab.data.idx import FASHION_MNIST_DIR, _fashion_raw, _find_idx_files, _idx_raw
 from vaelab.data.npz import _npz_raw
 from vaelab.data.splits import TEST_FRACTION, _check_classes, _n_hold, _split, _to_x
 from vaelab.errors import ConfigError, DataError
 
-SPEC_FORMS = ("digits", "fashion-mnist", "idx:FOLDER", "npz:FILE")
+SPEC_FORMS = ("digits", "fashion-mnist", "idx:FOLDER", "npz:FILE", "folder:PATH")
 
 
-def _raw_for_spec(spec: str, data_dir: str | None) -> _Raw:
+def _raw_for_spec(spec: str, data_dir: str | None, images: dict | None = None) -> _Raw:
     text = spec.strip()
     low = text.lower()
+    images = {k: v for k, v in (images or {}).items() if v not in (None, False)}
+    if images and not low.startswith("folder:"):
+        flags = ", ".join("--" + k.replace("_", "-").replace("channels", "image-channels") for k in images)
+        raise ConfigError(f"{flags} appl{'y' if len(images) > 1 else 'ies'} to image folders (--dataset folder:PATH) "
+                          f"only, not to {spec!r}. Drop the option, or convert the data to a folder of images.")
     forms = ("valid forms: " + ", ".join(SPEC_FORMS) +
              " (e.g. --dataset idx:~/mnist or --dataset npz:images.npz); run `vaelab datasets` to see what is available.")
     if low == "digits":
         return _digits_raw()
     if low in ("fashion-mnist", "fashion_mnist", "fashionmnist"):
         return _fashion_raw(data_dir)
-    for prefix in ("idx:", "npz:"):
+    for prefix in ("idx:", "npz:", "folder:"):
         if low.startswith(prefix):
             path = text[len(prefix):].strip()
             if not path:
@@ -37,6 +43,8 @@ def _raw_for_spec(spec: str, data_dir: str | None) -> _Raw:
             path = os.path.abspath(os.path.expanduser(path))
             if prefix == "npz:":
                 return _npz_raw(path)
+            if prefix == "folder:":
+                return _folder_raw(path, **images)
             hint = ("Give a folder holding train-images-idx3-ubyte, train-labels-idx1-ubyte, "
                     "t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (each optionally .gz).")
             return _idx_raw(path, f"idx:{path}", path, hint, None)
@@ -46,7 +54,8 @@ def _raw_for_spec(spec: str, data_dir: str | None) -> _Raw:
 
 
 def load_dataset(spec: str, *, data_dir: str | None = None, seed: int = 0, val_fraction: float = 0.1,
-                 classes: Sequence[int] | None = None, max_train: int | None = None) -> Dataset:
+                 classes: Sequence[int] | None = None, max_train: int | None = None, image_size: int | None = None,
+                 image_channels: int | None = None, skip_unreadable: bool = False) -> Dataset:
     """Load a dataset and split it deterministically.
 
     Args:
@@ -56,6 +65,8 @@ def load_dataset(spec: str, *, data_dir: str | None = None, seed: int = 0, val_f
         val_fraction: fraction of the training images held out for validation, in [0, 1).
         classes: keep only these labels, relabelled 0..k-1 in the given order.
         max_train: keep a seeded (stratified) subset of at most this many training images.
+        image_size, image_channels, skip_unreadable: folder:PATH only (vaelab.data.folder): resize to S x S
+            (centre crop), 1 (grey) or 3 (RGB) channels, skip damaged files instead of refusing them.
 
     Returns:
         A Dataset; x tensors are (N, C, H, W) float32 in [0, 1], y tensors (N,) int64.
@@ -67,7 +78,8 @@ def load_dataset(spec: str, *, data_dir: str | None = None, seed: int = 0, val_f
     if max_train is not None and (isinstance(max_train, bool) or not isinstance(max_train, (int, np.integer))
                                   or max_train < 1):
         raise ConfigError(f"max_train must be a positive integer (or None for all images), got {max_train!r}.")
-    raw = _raw_for_spec(spec, data_dir)
+    raw = _raw_for_spec(spec, data_dir, {"image_size": image_size, "channels": image_channels,
+                                         "skip_unreadable": skip_unreadable})
     n_images = len(raw.x) + (0 if raw.x_test is None else len(raw.x_test))
     # the splits as float32 tensors, plus one split-sized copy while converting
     budget.check(budget.array_bytes((n_images, *raw.x.shape[1:])) * 2, f"loading {raw.name}",
@@ -143,5 +155,10 @@ def list_datasets(data_dir: str | None = None) -> list[dict]:
     out.append({"name": "npz:FILE", "available": True, "source": "a file you give",
                 "detail": "np.savez(FILE, x=(N,H,W) or (N,C,H,W) uint8 0..255 or float [0,1], optional y, "
                           "x_test, y_test, class_names); read with allow_pickle=False"})
+    out.append({"name": "folder:PATH", "available": True, "source": "a folder you give",
+                "detail": "PNG/JPEG/BMP/WebP files, searched recursively; one sub-folder per class gives labels, "
+                          "flat = unlabelled; train/ + test/ sub-folders keep that split; --image-size S (centre "
+                          "crop), --image-channels 1|3, --skip-unreadable; decoded once, cached in "
+                          "~/.cache/vaelab/data"})
     return out
 
