@@ -65,6 +65,16 @@ def assert_valid_dataset(d: Dataset) -> None:
     assert d.x_train.shape[0] >= 1
 
 
+def load_or_data_error(spec: str) -> None:
+    """The loader's only allowed outcomes: a valid Dataset, or a DataError with a message."""
+    try:
+        d = load_dataset(spec)
+    except DataError as e:
+        assert str(e)
+        return
+    assert_valid_dataset(d)
+
+
 # --------------------------------------------------------------------------------------------- IDX
 IDX_KEYS = list(B.IDX_FILES)
 
@@ -79,12 +89,7 @@ def test_idx_loader_fuzz(key: str, gz: bool, data) -> None:
                             mtime=0)                                   # valid gzip around mutated IDX bytes
     with tempfile.TemporaryDirectory() as tmp:
         folder = B.write_idx(Path(tmp) / "idx", gz=gz, override={key: bad})
-        try:
-            d = load_dataset(f"idx:{folder}")
-        except DataError as e:
-            assert str(e)
-            return
-    assert_valid_dataset(d)
+        load_or_data_error(f"idx:{folder}")
 
 
 # --------------------------------------------------------------------------------------------- npz
@@ -106,12 +111,7 @@ def test_npz_loader_fuzz(data, compressed: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "d.npz"
         path.write_bytes(bad)
-        try:
-            d = load_dataset(f"npz:{path}")
-        except DataError as e:
-            assert str(e)
-            return
-    assert_valid_dataset(d)
+        load_or_data_error(f"npz:{path}")
 
 
 # --------------------------------------------------------------------------------------------- .npy headers
@@ -132,12 +132,7 @@ def test_npy_header_fuzz(shape: list[int], dtype: str, fortran: bool, n_data: in
                                                 bytes(n_data % 256))
     with tempfile.TemporaryDirectory() as tmp:
         path = B.write_npz_members(Path(tmp) / "h.npz", members, compress=compressed)
-        try:
-            d = load_dataset(f"npz:{path}")
-        except DataError as e:
-            assert str(e)
-            return
-    assert_valid_dataset(d)
+        load_or_data_error(f"npz:{path}")
 
 
 def _npz_member(a: np.ndarray) -> bytes:
