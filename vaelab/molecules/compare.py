@@ -71,7 +71,8 @@ class MoleculeCompareConfig:
 
 
 def _seq_name(name: str) -> str:
-    return name if name.startswith("seq-") else f"seq-{name}"
+    """The model of ``name`` on token sequences: the same name (seq-* are aliases of the v1 names)."""
+    return name
 
 
 def _timer() -> tuple[float, float]:
@@ -195,7 +196,7 @@ def run_compare(cfg: MoleculeCompareConfig, out: str | Path, overwrite: bool = F
                 progress: bool = True) -> dict[str, Any]:
     """Train and measure every model of ``cfg``; write the run folder; return metrics.json's content."""
     from vaelab.checkpoint import versions
-    from vaelab.models import SEQ_MODELS as MODELS, model_config
+    from vaelab.models import ALL_MODELS as MODELS, model_config
     from vaelab.molecules.data import load_moses
     from vaelab.molecules.dataset import load_molecules
     from vaelab.molecules.metrics import moses_reference_stats, reference_stats
@@ -204,7 +205,7 @@ def run_compare(cfg: MoleculeCompareConfig, out: str | Path, overwrite: bool = F
 
     for m in cfg.models:
         if _seq_name(m) not in MODELS:
-            raise ConfigError(f"unknown molecule model {m!r}; choose from ae, vae, beta-vae, rae.")
+            raise ConfigError(f"unknown molecule model {m!r}; choose from ae, dae, vae, beta-vae, iwae, rae.")
     out = Path(out)
     if (out / "metrics.json").exists() and not overwrite:
         raise OutputError(f"{out} already holds a comparison; pass --overwrite or choose another --out.")
