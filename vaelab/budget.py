@@ -141,7 +141,8 @@ def array_bytes(shape: tuple[int, ...] | list[int], itemsize: int = FP32) -> int
 
 def _widths(cfg: object) -> tuple[int, ...]:
     """Per-example hidden activation sizes of the encoder and the decoder of a model config (duck-typed)."""
-    hidden = tuple(getattr(cfg, "hidden", ()) or ())
+    hidden = getattr(cfg, "hidden", ()) or ()
+    hidden = (hidden,) if isinstance(hidden, int) else tuple(hidden)          # sequence models: one GRU width
     if getattr(cfg, "backbone", "mlp") == "conv":
         _, h, w = getattr(cfg, "input_shape", (1, 1, 1))
         conv = []
@@ -160,13 +161,14 @@ def check_training(cfg: object, n_params: int, batch_size: int) -> None:
         n_params: the model's parameter count.
         batch_size: the batch actually used (capped at the training-set size).
     """
-    n_pixels = math.prod(getattr(cfg, "input_shape", (1,)))
+    shape = getattr(cfg, "input_shape", (1,))
+    n_pixels = math.prod(shape) if isinstance(shape, (tuple, list)) else int(shape)   # sequences: a length
     state = param_bytes(n_params, training=True)
     acts = activation_bytes(n_pixels, _widths(cfg), int(getattr(cfg, "n_latent", 0)), batch_size,
                             k=int(getattr(cfg, "k", 1)), n_classes=int(getattr(cfg, "n_classes", 0)))
     check(state + acts, f"training {getattr(cfg, 'model', 'the model')}",
           f"{n_params:,} parameters with gradients and AdamW state: {fmt_bytes(state)}; activations of a batch of "
-          f"{batch_size}: {fmt_bytes(acts)}; driven by --hidden {','.join(map(str, getattr(cfg, 'hidden', ())))}, "
+          f"{batch_size}: {fmt_bytes(acts)}; driven by --hidden {describe_model(cfg).split(', ')[0].removeprefix('--hidden ')}, "
           f"--latent-dim {getattr(cfg, 'n_latent', '?')}, --batch-size {batch_size}",
           "Lower --hidden, --latent-dim or --batch-size, or raise --max-memory if the memory is there.")
 

@@ -86,7 +86,7 @@ def sample_to_npy(ckpt_path: str | Path, out: str | Path, n: int, sampler: str =
 
     from vaelab import budget
     from vaelab.checkpoint import load_model
-    from vaelab.imaging import decode_images
+
     from vaelab.io import atomic_path
 
     ck = load_model(ckpt_path)
@@ -109,7 +109,7 @@ def sample_to_npy(ckpt_path: str | Path, out: str | Path, n: int, sampler: str =
             y = sample_labels(model, m, label)
             if y is not None and label is None:
                 y = (y + i) % model.cfg.n_classes           # keep cycling through the classes across blocks
-            x = decode_images(model, density.sample(m, seed=block_seed(seed, b)), y)
+            x = decode_mean(model, density.sample(m, seed=block_seed(seed, b)), y)
             f.write(x.clamp(0, 1).float().numpy().tobytes())
 
 
