@@ -101,3 +101,24 @@ def test_cnn_for_larger_images():
     assert j.features(x).shape == (5, 128) and j.predict_proba(x).shape == (5, 10)
     with pytest.raises(ValueError, match="shape"):
         j.features(torch.rand(2, 1, 8, 8))
+
+
+def test_cnn_judge_scales_its_epochs_to_the_data_and_an_old_cached_version_is_retrained(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    y = np.arange(300) % 3
+    x = rng.integers(0, 80, size=(300, 16, 16))
+    for c in range(3):                       # a bright band per class: an easy task
+        x[y == c, 5 * c:5 * c + 4, :] += 170
+    np.savez(tmp_path / "bands.npz", x=x.astype(np.uint8), y=y)
+    data = load_dataset(f"npz:{tmp_path / 'bands.npz'}", seed=0)
+    j = load_or_train_judge(data, cache_dir=tmp_path / "c", progress=False, seed=0)
+    assert j.arch == "cnn" and j.test_accuracy > 0.9
+    cfg = json.loads((judge_dir(data.fingerprint, tmp_path / "c") / "config.json").read_text())
+    assert cfg["arch_version"] == judge_mod.ARCH_VERSIONS["cnn"] == 2
+    assert cfg["training"]["epochs_run"] <= judge_mod.CNN_EPOCHS[1] and cfg["training"]["batch_size"] == 256
+    cfg["arch_version"] = 1                  # a judge cached by an older vaelab: retrained, not mixed in
+    (judge_dir(data.fingerprint, tmp_path / "c") / "config.json").write_text(json.dumps(cfg))
+    with pytest.warns(RuntimeWarning, match="version 1"):
+        load_or_train_judge(data, cache_dir=tmp_path / "c", progress=False, seed=0)

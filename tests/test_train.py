@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 import torch
@@ -107,9 +108,12 @@ def test_early_stopping(digits):
     assert run.status == "early-stopped" and len(run.history) == 3 and run.best_epoch == 1
 
 
-def test_batch_larger_than_data_and_shape_mismatch(digits):
-    with pytest.raises(ConfigError, match="larger than the"):
-        fit(_cfg("ae", digits), digits, TrainConfig(epochs=1, batch_size=100_000), progress=False)
+def test_batch_larger_than_data_is_capped_and_shape_mismatch(digits, tmp_path):
+    run = fit(_cfg("ae", digits), digits, TrainConfig(epochs=1, batch_size=100_000), tmp_path / "m", progress=False)
+    assert run.history[0]["step"] == 1                       # one batch of the whole training split
+    conf = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert conf["train"]["batch_size"] == digits.x_train.shape[0]
+    assert "batch size 100000 is larger than the 1294 training images" in conf["training"]["notes"][0]
     with pytest.raises(ConfigError, match="built for images of shape"):
         fit(model_config("ae", input_shape=(1, 28, 28)), digits, TrainConfig(epochs=1), progress=False)
 

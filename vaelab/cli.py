@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from vaelab import score                       # imports no torch: its commands do, when run
 from vaelab.errors import ConfigError, VaelabError
 from vaelab.molecules import cli as mol_cli   # imports no RDKit: the commands do, when run
 
@@ -183,15 +184,19 @@ def train_args(p: argparse.ArgumentParser) -> None:
 
 
 def train_cmd(args: argparse.Namespace) -> int:
-    from vaelab.train import fit_with_retries
+    from vaelab import lock
+    from vaelab.metrics import collapse
+    from vaelab.retry import fit_with_retries
 
     data = load_data_from_args(args)
     mcfg = model_config_from_args(args.model, args, data)
     tcfg = train_config_from_args(args)
     out = Path(args.out or f"runs/{args.model}-{_slug(args.dataset)}")
-    run = fit_with_retries(mcfg, data, tcfg, out, on_nan=args.on_nan, max_retries=args.max_retries,
-                           resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
-                           data_meta=data_meta_from_args(args))
+    with lock.hold(out, "train"):
+        run = fit_with_retries(mcfg, data, tcfg, out, on_nan=args.on_nan, max_retries=args.max_retries,
+                               resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
+                               data_meta=data_meta_from_args(args), on_epoch=collapse.record_epoch)
+    collapse.warn_history(mcfg.model, run.history)
     from vaelab.distributed import is_main
 
     if is_main():           # under torchrun only rank 0 reports (and writes)
@@ -276,11 +281,13 @@ def evaluate_args(p: argparse.ArgumentParser) -> None:
 
 
 def evaluate_cmd(args: argparse.Namespace) -> int:
+    from vaelab import lock
     from vaelab.evaluate import evaluate_checkpoint, print_summary
 
     samplers = tuple(s.strip() for s in args.samplers.split(",") if s.strip())
-    doc = evaluate_checkpoint(args.ckpt, args.out, n_samples=args.n_samples, iw_k=args.iw_samples,
-                              samplers=samplers, seed=args.seed, progress=not args.quiet, overwrite=args.overwrite)
+    with lock.hold(args.out, "evaluate", is_file=True):
+        doc = evaluate_checkpoint(args.ckpt, args.out, n_samples=args.n_samples, iw_k=args.iw_samples,
+                                  samplers=samplers, seed=args.seed, progress=not args.quiet, overwrite=args.overwrite)
     print_summary(doc)
     print(f"wrote {args.out}")
     return 0
@@ -320,6 +327,7 @@ def sweep_args(p: argparse.ArgumentParser) -> None:
 
 
 def sweep_cmd(args: argparse.Namespace) -> int:
+    from vaelab import lock
     from vaelab.sweep import parse_betas, sweep
 
     betas = parse_betas(args.beta)
@@ -328,8 +336,9 @@ def sweep_cmd(args: argparse.Namespace) -> int:
     data = load_data_from_args(args)
     mcfg = model_config_from_args("beta-vae", argparse.Namespace(**{**vars(args), "beta": 1.0}), data)
     out = Path(args.out or f"runs/sweep-{_slug(args.dataset)}")
-    result = sweep(data, betas, mcfg, train_config_from_args(args), out, include_ae=not args.no_ae,
-                   overwrite=args.overwrite, progress=not args.quiet, data_meta=data_meta_from_args(args))
+    with lock.hold(out, "sweep"):
+        result = sweep(data, betas, mcfg, train_config_from_args(args), out, include_ae=not args.no_ae,
+                       overwrite=args.overwrite, progress=not args.quiet, data_meta=data_meta_from_args(args))
     print(f"{'beta':>6} {'rate R':>9} {'distortion D':>13} {'D + R':>9}   ({result['kind']}; nats per image, test)")
     for p in result["points"]:
         print(f"{p['beta']:>6g} {p['rate']:>9.2f} {p['distortion']:>13.2f} {p['neg_elbo']:>9.2f}")
@@ -386,6 +395,8 @@ COMMANDS: dict[str, tuple[Callable, Callable, str]] = {
                                            "folder with report.html"),
     "report": (report_args, report_cmd, "re-render a run folder's report.html from its metrics.json and figures"),
     "explore": (explore_args, explore_cmd, "open an interactive page that walks the latent spaces of a run's models"),
+    "score": (score.score_args, score.score_cmd, "per-image anomaly scores of every model in a run for new data, "
+                                                 "thresholded at a false-positive rate on the validation split"),
     "compare-molecules": (mol_cli.compare_args, mol_cli.compare_cmd, "molecules: train sequence AE/VAE on MOSES "
                           "SELFIES, measure them (MOSES metrics), write a run folder (also: compare --dataset moses)"),
     "encode": (mol_cli.encode_args, mol_cli.encode_cmd, "molecules: SMILES -> latent codes of a molecule model"),

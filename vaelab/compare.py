@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from vaelab.errors import ConfigError, OutputError, VaelabError
+from vaelab.lock import LOCK_NAME
 
 SCHEMA_VERSION = 1
 DEFAULT_MODELS = ("ae", "dae", "vae", "beta-vae", "cvae", "iwae", "rae")
@@ -98,6 +99,8 @@ class CompareConfig:
     n_interp_pairs: int | None = None
     use_pair_2d: bool = True                    # also train the 2-D AE/VAE pair (manifold grid, holes map)
     n_threads: int = 0                          # CPU threads (torch and BLAS); 0 = 1 for small images, else torch's default
+    inliers: tuple[int, ...] | None = None      # train on these labels; the other test classes are the anomalies
+    ood_dataset: str | None = None              # an outside data set to detect (resized to the data's image size)
 
     def __post_init__(self) -> None:
         from vaelab.models import MODELS
@@ -117,6 +120,9 @@ class CompareConfig:
                 raise ConfigError(f"{name.replace('_', '-')} must be >= 1, got {v}.")
         if self.n_threads < 0:
             raise ConfigError(f"--threads must be >= 0 (0 = automatic), got {self.n_threads}.")
+        if self.inliers and self.classes:
+            raise ConfigError("--inliers and --classes both choose the training classes; pass one of them "
+                              "(--inliers also makes the other test classes the anomalies).")
         if self.n_samples is not None and self.n_samples < 10:
             raise ConfigError(f"the number of generated samples must be >= 10, got {self.n_samples}.")
 
@@ -134,7 +140,7 @@ class CompareConfig:
         unknown = sorted(set(d) - names)
         if unknown:
             raise ConfigError(f"CompareConfig has unknown fields {unknown} (written by another vaelab version?).")
-        tuples = ("classes", "models", "hidden", "channels")
+        tuples = ("classes", "models", "hidden", "channels", "inliers")
         return cls(**{k: (tuple(v) if k in tuples and v is not None else v) for k, v in d.items()})
 
 
@@ -161,9 +167,20 @@ def train_cfg(cfg: CompareConfig, seed: int):
                        kl_schedule=cfg.kl_schedule, kl_warmup_steps=cfg.kl_warmup_steps)
 
 
+def training_classes(cfg: CompareConfig) -> list[int] | None:
+    """The labels the models train on: --inliers or --classes (None = all)."""
+    kept = cfg.inliers or cfg.classes
+    return list(kept) if kept else None
+
+
+def use_test_time(cfg: CompareConfig) -> bool:
+    """The test-time section runs with --inliers, --ood-dataset or --classes (the founding question's set-up)."""
+    return bool(cfg.inliers or cfg.ood_dataset or cfg.classes)
+
+
 def data_meta(cfg: CompareConfig) -> dict[str, Any]:
     return {"spec": cfg.dataset, "data_dir": cfg.data_dir, "split_seed": cfg.split_seed,
-            "val_fraction": cfg.val_fraction, "classes": list(cfg.classes) if cfg.classes else None,
+            "val_fraction": cfg.val_fraction, "classes": training_classes(cfg),
             "max_train": cfg.max_train,
             **{k: v for k in ("image_size", "image_channels", "skip_unreadable") if (v := getattr(cfg, k))}}
 
@@ -173,7 +190,7 @@ def _prepare_out(out: Path, cfg: CompareConfig, resume: bool, overwrite: bool) -
     """Refuse an existing run folder unless told to overwrite or resume it."""
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out} exists and is not a folder; choose another --out.")
-    used = out.exists() and any(out.iterdir())
+    used = out.exists() and any(p.name != LOCK_NAME for p in out.iterdir())   # our own lock file is not a run
     if used and not (resume or overwrite):
         raise OutputError(f"{out} already exists and is not empty. Pass --overwrite to replace the run, --resume to "
                           "continue it (finished models are reused), or choose another --out.")
@@ -214,7 +231,9 @@ def _train_one(name: str, mcfg: Any, tcfg: Any, data: Any, folder: Path, cfg: Co
     """Train (or, with resume, reuse/continue) one model. Returns (model, training summary)."""
     from vaelab import checkpoint as ckpt
     from vaelab.io import read_jsonl
-    from vaelab.train import LOG_NAME, fit
+    from vaelab.metrics import collapse
+    from vaelab.rundir import LOG_NAME
+    from vaelab.train import fit
 
     if resume and (folder / ckpt.CONFIG_NAME).exists():
         conf = json.loads((folder / ckpt.CONFIG_NAME).read_text(encoding="utf-8"))
@@ -228,7 +247,8 @@ def _train_one(name: str, mcfg: Any, tcfg: Any, data: Any, folder: Path, cfg: Co
                                   "seconds": sum(r.get("seconds", 0.0) for r in history), "reused": True,
                                   "history": _curves(history), "test_loss": conf.get("test", {})}
     run = fit(mcfg, data, tcfg, folder, resume=resume, overwrite=not resume, progress=progress,
-              data_meta=data_meta(cfg))
+              data_meta=data_meta(cfg), on_epoch=collapse.record_epoch)
+    collapse.warn_history(mcfg.model, run.history)
     return run.model, {"status": run.status, "best_epoch": run.best_epoch,
                        "epochs_done": run.history[-1]["epoch"] if run.history else 0,
                        "seconds": sum(r["seconds"] for r in run.history), "reused": False,
@@ -303,16 +323,28 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
     out = Path(out)
     timings: dict[str, float] = {}
     data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, seed=cfg.split_seed, val_fraction=cfg.val_fraction,
-                        classes=list(cfg.classes) if cfg.classes else None, max_train=cfg.max_train,
+                        classes=training_classes(cfg), max_train=cfg.max_train,
                         image_size=cfg.image_size, image_channels=cfg.image_channels,
                         skip_unreadable=cfg.skip_unreadable)
     rcfg = cfg.resolved(data.shape)
     if "cvae" in rcfg.models and not data.has_labels:
         raise ConfigError(f"cvae needs labels and {data.name} has none; drop it from --models.")
-    if rcfg.batch_size > data.x_train.shape[0]:
-        raise ConfigError(f"batch size {rcfg.batch_size} is larger than the {data.x_train.shape[0]} training images; "
-                          "pass a smaller --batch-size.")
+    from vaelab.train import capped_batch_size
+
+    batch_size, batch_note = capped_batch_size(rcfg.batch_size, data.x_train.shape[0])
+    if batch_note:              # small data trains on the defaults; the protocol records the batch used
+        rcfg = dataclasses.replace(rcfg, batch_size=batch_size)
+        print(f"vaelab: {batch_note}", file=sys.stderr)
     device = _device(rcfg)          # a bad --device fails here, before anything is written
+    sets: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    if use_test_time(rcfg):         # the anomalies (held-out classes, --ood-dataset): bad ones fail before training
+        from vaelab import test_time
+
+        sets = test_time.anomaly_sets(data, spec=rcfg.dataset, data_dir=rcfg.data_dir, split_seed=rcfg.split_seed,
+                                      val_fraction=rcfg.val_fraction, inliers=rcfg.inliers,
+                                      ood_dataset=rcfg.ood_dataset, seed=rcfg.seed)
+    t_sets = time.perf_counter() - t0
     _prepare_out(out, cfg, resume, overwrite)
     n_threads = torch.get_num_threads()
     limits = contextlib.ExitStack()
@@ -325,7 +357,7 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
 
         torch.set_num_threads(threads)
         limits.enter_context(threadpool_limits(threads))
-    timings["data"] = time.perf_counter() - t_start
+    timings["data"] = time.perf_counter() - t_start - t_sets
     try:
         t0 = time.perf_counter()
         judge = load_or_train_judge(data, seed=0, progress=progress, device=str(device))
@@ -368,13 +400,25 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
             pairs, pair_models = _train_pair(rcfg, data, out, judge, resume, progress, curves)
             timings["pairs_2d"] = time.perf_counter() - t0
 
+        test_time_doc = None
+        if use_test_time(rcfg) and kept:
+            t0 = time.perf_counter()
+            from vaelab import test_time
+
+            test_time_doc, tt_arrays = test_time.measure(kept, data, sets, judge=judge, seed=rcfg.seed,
+                                                         progress=progress)
+            # its two figures are drawn with the others (draw_run, from arrays/test_time.npz): timed under "figures"
+            save_arrays(arrays_path(out, test_time.ARRAYS_NAME), tt_arrays)
+            timings["test_time"] = t_sets + time.perf_counter() - t0
+
         doc: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "command": command,
             "dataset": data.summary(),
             "config": {**rcfg.to_dict(), "seeds": seeds, "size_class": size_class(data.shape),
-                       "device": str(device), "torch_threads": torch.get_num_threads()},
+                       "device": str(device), "torch_threads": torch.get_num_threads(),
+                       **({"batch_note": batch_note} if batch_note else {})},
             "versions": versions() | _more_versions(),
             "judge": ({"test_accuracy": judge.test_accuracy, "fingerprint": judge.fingerprint,
                        "arch": getattr(judge, "arch", None)} if judge is not None else None),
@@ -382,6 +426,7 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
             "models": models_doc,
             "pairs_2d": pairs,
             "kl_schedule": _kl_schedule_block(rcfg, kept, curves),
+            "test_time": test_time_doc,
         }
         doc["training_curves"] = curves
         t0 = time.perf_counter()
@@ -543,6 +588,12 @@ def add_compare_args(p: argparse.ArgumentParser) -> None:
                         "only lose to thread hand-off), else torch's default. Use 1 on a machine shared with other jobs")
     p.add_argument("--no-pair", action="store_true",
                    help="skip the 2-D-latent AE/VAE pair (no manifold grid or holes map)")
+    p.add_argument("--inliers", default=None,
+                   help="train on these labels only, e.g. 0,1,2,3,4; the test images of the other classes are the "
+                        "anomalies of the report's test-time section (anomaly detection and uncertainty)")
+    p.add_argument("--ood-dataset", default=None, metavar="SPEC",
+                   help="an outside data set for the test-time section (digits, fashion-mnist, idx:FOLDER, npz:FILE): "
+                        "its test split, resized to the training images' size, is detected as anomalies")
     add_data_args(p)
     add_model_args(p)
     add_train_args(p)
@@ -566,6 +617,11 @@ def config_from_args(args: argparse.Namespace) -> CompareConfig:
     from vaelab.config import parse_ints
 
     classes = parse_classes(args.classes)
+    try:
+        inliers = parse_classes(args.inliers)
+    except ConfigError:
+        raise ConfigError(f"--inliers takes at least two comma-separated integer labels, e.g. 0,1,2,3,4; got "
+                          f"{args.inliers!r}.") from None
     return CompareConfig(
         dataset=args.dataset, data_dir=args.data_dir, classes=tuple(classes) if classes else None,
         max_train=args.max_train, val_fraction=args.val_fraction, split_seed=args.split_seed,
@@ -577,7 +633,8 @@ def config_from_args(args: argparse.Namespace) -> CompareConfig:
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
         patience=args.patience, kl_schedule=args.kl_schedule, kl_warmup_steps=args.kl_warmup_steps,
         seed=args.seed, n_seeds=args.seeds, device=args.device, n_samples=args.n_samples, iw_k=args.iw_k,
-        use_pair_2d=not args.no_pair, n_threads=args.threads)
+        use_pair_2d=not args.no_pair, n_threads=args.threads, inliers=tuple(inliers) if inliers else None,
+        ood_dataset=args.ood_dataset)
 
 
 def default_out(cfg: CompareConfig) -> Path:
@@ -586,6 +643,8 @@ def default_out(cfg: CompareConfig) -> Path:
     name = f"compare-{_slug(cfg.dataset)}"
     if cfg.classes:
         name += "-classes-" + "-".join(map(str, cfg.classes))
+    if cfg.inliers:
+        name += "-inliers-" + "-".join(map(str, cfg.inliers))
     return Path("runs") / name
 
 
@@ -597,7 +656,10 @@ def compare_cmd(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     out = Path(args.out) if args.out else default_out(cfg)
     command = "vaelab " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["compare"] else None
-    doc = compare(cfg, out, progress=not args.quiet, resume=args.resume, overwrite=args.overwrite, command=command)
+    from vaelab import lock
+
+    with lock.hold(out, "compare"):
+        doc = compare(cfg, out, progress=not args.quiet, resume=args.resume, overwrite=args.overwrite, command=command)
     con = wide_console()
     con.print(headline_table(doc))
     for name, m in doc["models"].items():

@@ -114,3 +114,31 @@ def all_reduce_sum(t: torch.Tensor, ctx: DistContext) -> torch.Tensor:
     if ctx.is_distributed:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t
+
+
+def local_device(device: torch.device, ctx: DistContext) -> torch.device:
+    """The device this rank trains on: under torchrun on CUDA, one GPU per rank (cuda:LOCAL_RANK)."""
+    if ctx.is_distributed and device.type == "cuda":
+        return torch.device("cuda", ctx.local_rank)
+    return device
+
+
+def wrap(module: torch.nn.Module, ctx: DistContext, device: torch.device) -> torch.nn.Module:
+    """``module`` under DistributedDataParallel when distributed (its backward averages gradients), else itself."""
+    if not ctx.is_distributed:
+        return module
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    return DDP(module, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False)
+
+
+def global_batches(n: int, batch_size: int, ctx: DistContext) -> list[tuple[int, int]]:
+    """The epoch's global batches [b0, b1) over n images; the global batch is ``batch_size`` x world size.
+
+    Under DDP a last global batch smaller than the world is dropped (no rank may get an empty slice).
+    """
+    global_batch = batch_size * ctx.world_size
+    bounds = [(i, min(i + global_batch, n)) for i in range(0, n, global_batch)]
+    if ctx.is_distributed and bounds[-1][1] - bounds[-1][0] < ctx.world_size:
+        bounds.pop()
+    return bounds

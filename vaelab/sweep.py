@@ -79,6 +79,7 @@ def sweep(data: Any, betas: Sequence[float], model_cfg: ModelConfig, train_cfg: 
     Returns:
         the sweep.json dict
     """
+    from vaelab.metrics import collapse
     from vaelab.train import fit
 
     out = Path(out)
@@ -89,7 +90,8 @@ def sweep(data: Any, betas: Sequence[float], model_cfg: ModelConfig, train_cfg: 
     for beta in betas:
         cfg = dataclasses.replace(model_cfg, model="beta-vae", beta=float(beta), k=1)
         run = fit(cfg, data, train_cfg, out / "models" / f"beta-{beta:g}", overwrite=overwrite, progress=progress,
-                  data_meta=data_meta)
+                  data_meta=data_meta, on_epoch=collapse.record_epoch)
+        collapse.warn_history(cfg.model, run.history)
         rd = rate_distortion(run.model, x_test, seed=train_cfg.seed)
         points.append({"beta": float(beta), **rd, "neg_elbo": rd["rate"] + rd["distortion"],
                        "model": f"models/beta-{beta:g}", "best_epoch": run.best_epoch})
@@ -97,7 +99,7 @@ def sweep(data: Any, betas: Sequence[float], model_cfg: ModelConfig, train_cfg: 
     if include_ae:
         cfg = dataclasses.replace(model_cfg, model="ae", beta=1.0, k=1, free_bits=0.0)
         run = fit(cfg, data, train_cfg, out / "models" / "ae", overwrite=overwrite, progress=progress,
-                  data_meta=data_meta)
+                  data_meta=data_meta, on_epoch=collapse.record_epoch)
         ae = {"distortion": rate_distortion(run.model, x_test)["distortion"], "rate": "inf", "model": "models/ae"}
     kind, note = likelihood_kind(model_cfg, data_meta)
     result = {"schema_version": SCHEMA_VERSION, "dataset": data.summary(), "model_config": model_cfg.to_dict(),

@@ -103,3 +103,19 @@ def warn_collapse(name: str, diag: dict[str, Any], epoch: int) -> None:
     low KL early in training, e.g. during a KL warm-up, is expected and stays in the history only)."""
     for w in diag.get("warnings", []):
         warnings.warn(f"{name}, epoch {epoch}: {w}", PosteriorCollapseWarning, stacklevel=3)
+
+
+def record_epoch(model: torch.nn.Module, x_val: Tensor, y_val: Tensor | None, record: dict[str, Any]) -> None:
+    """``vaelab.train.fit``'s ``on_epoch`` hook: this epoch's diagnostics under ``record["diagnostics"]``.
+
+    Only for stochastic models with at least 2 validation images (what `vaelab train`, `compare`
+    and `sweep` record per epoch). Args: x_val: (N, ...) as modelled; y_val: (N,) or None.
+    """
+    if getattr(model, "is_stochastic", False) and x_val.shape[0] >= 2:
+        record["diagnostics"] = epoch_diagnostics(model, x_val, y_val, epoch=record["epoch"])
+
+
+def warn_history(name: str, history: list[dict[str, Any]]) -> None:
+    """Warn once, about the model as trained: the warnings of the last epoch's diagnostics (if recorded)."""
+    if history and history[-1].get("diagnostics"):
+        warn_collapse(name, history[-1]["diagnostics"], history[-1]["epoch"])

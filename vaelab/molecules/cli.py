@@ -107,7 +107,10 @@ def compare_cmd(args: argparse.Namespace) -> int:
         sigmas=_floats(args.sigmas, "--sigmas"), seed=args.seed, device=args.device)
     slug = args.dataset if args.dataset == "moses" else Path(args.dataset.split(":", 1)[1]).stem
     out = Path(args.out or f"runs/molecules-{slug}")
-    doc = run_compare(cfg, out, overwrite=args.overwrite, progress=not args.quiet)
+    from vaelab import lock
+
+    with lock.hold(out, "compare"):
+        doc = run_compare(cfg, out, overwrite=args.overwrite, progress=not args.quiet)
     print(markdown_table(doc))
     print(f"\nwrote {out}/report.html and {out}/metrics.json ({doc['timings']['total']['wall_s']} s)")
     return 0

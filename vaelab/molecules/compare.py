@@ -201,6 +201,7 @@ def run_compare(cfg: MoleculeCompareConfig, out: str | Path, overwrite: bool = F
     from vaelab.molecules.dataset import load_molecules
     from vaelab.molecules.metrics import moses_reference_stats, reference_stats
     from vaelab.molecules.report import write_figures, write_report
+    from vaelab.metrics import collapse
     from vaelab.train import fit
 
     for m in cfg.models:
@@ -252,7 +253,8 @@ def run_compare(cfg: MoleculeCompareConfig, out: str | Path, overwrite: bool = F
         try:
             t = _timer()
             run = fit(mcfg, data, tcfg, folder, overwrite=True, progress=progress,
-                      data_meta={"spec": cfg.dataset, "subset": cfg.subset, "n_test": cfg.n_test, "seed": cfg.seed})
+                      data_meta={"spec": cfg.dataset, "subset": cfg.subset, "n_test": cfg.n_test, "seed": cfg.seed},
+                      on_epoch=collapse.record_epoch)
             train_t = _since(t)
             res, ex = evaluate_molecule_model(run.model, data, cfg, ref, train_set, folder)
             res["timings"]["train"] = train_t
