@@ -334,6 +334,73 @@ def _sample_out_exists(d: Path) -> list[str]:
     return ["sample", str(c), "--out", str(d / "s.png")]
 
 
+# -- bounded readers / memory budget: inputs whose declared sizes would exhaust memory --------------
+def gz_members(head: bytes, n_zero_members: int, member_bytes: int = 1 << 26) -> bytes:
+    """A gzip file: ``head`` then ``n_zero_members`` members of ``member_bytes`` zeros each (concatenated gzip
+    members are one valid stream), so a few MB inflate to gigabytes without compressing gigabytes here."""
+    zeros = gzip.compress(bytes(member_bytes), compresslevel=9, mtime=0)
+    return gzip.compress(head, mtime=0) + zeros * n_zero_members
+
+
+def _gz_too_long(d: Path) -> list[str]:
+    """A 4 MB .gz whose header promises 60,000 images of 28x28 (47 MB) and that inflates to 4.3 GB."""
+    head = idx_bytes(np.zeros((0, 28, 28)))[:4] + (60000).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2
+    write_idx(d / "idx", hw=28, override={"train_x": gz_members(head, 64)})
+    return _train(d, "--dataset", f"idx:{d / 'idx'}")
+
+
+def npy_header_member(shape: tuple[int, ...], dtype: str = "<f4", data: bytes = b"") -> bytes:
+    """The bytes of an .npy file whose header declares ``shape`` but which holds only ``data``."""
+    import numpy.lib.format as fmt
+
+    buf = io.BytesIO()
+    fmt.write_array_header_1_0(buf, {"descr": dtype, "fortran_order": False, "shape": shape})
+    return buf.getvalue() + data
+
+
+def write_npz_members(path: Path, members: dict[str, bytes], compress: bool = True) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return path
+
+
+def _npz_huge_header(d: Path) -> list[str]:
+    p = write_npz_members(d / "h.npz", {"x.npy": npy_header_member((1_000_000, 1_000_000)) + bytes(1024)})
+    return _train(d, "--dataset", f"npz:{p}")
+
+
+def _npz_label_huge(d: Path) -> list[str]:
+    y = np.arange(120) % 3
+    y[7] = 1_000_000_000
+    return _train(d, "--dataset", _npz(d, x=images(120), y=y), model="cvae")
+
+
+def write_pngs(folder: Path, n: int = 6, size: int = 8, seed: int = 0) -> Path:
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (size, size), dtype=np.uint8)).save(folder / f"{i}.png")
+    return folder
+
+
+def _folder_damaged(d: Path) -> list[str]:
+    write_pngs(d / "imgs" / "a")
+    write_pngs(d / "imgs" / "b", seed=1)
+    (d / "imgs" / "b" / "broken.png").write_bytes((d / "imgs" / "b" / "0.png").read_bytes()[:40])
+    return _train(d, "--dataset", f"folder:{d / 'imgs'}")
+
+
+def _folder_empty_class(d: Path) -> list[str]:
+    write_pngs(d / "imgs" / "a")
+    (d / "imgs" / "b").mkdir()
+    return _train(d, "--dataset", f"folder:{d / 'imgs'}")
+
+
 def _npz(d: Path, **arrays: np.ndarray) -> str:
     return f"npz:{write_npz(d / 'data.npz', **arrays)}"
 
@@ -423,6 +490,42 @@ CASES: list[Case] = [
     Case("label-out-of-range", "sample --label out of range for a cvae",
          lambda d: ["sample", str(checkpoint(d, model="cvae")), "--label", "10", "--out", str(d / "s.png")],
          "--label must be in [0, 9]"),
+    # -- data: image folders -------------------------------------------------------------------
+    Case("folder-unreadable-image", "folder: with a damaged image", _folder_damaged, "broken.png is damaged"),
+    Case("folder-not-image", "folder: with a non-image file",
+         lambda d: (write_pngs(d / "imgs"), (d / "imgs" / "notes.txt").write_text("hi"),
+                    _train(d, "--dataset", f"folder:{d / 'imgs'}"))[-1], "notes.txt is not an image file"),
+    Case("folder-empty", "folder: with no images",
+         lambda d: ((d / "imgs").mkdir(), _train(d, "--dataset", f"folder:{d / 'imgs'}"))[-1], "holds no image files"),
+    Case("folder-empty-class", "folder: with one class folder empty", _folder_empty_class,
+         "imgs/b holds no images"),
+    Case("image-size-not-folder", "--image-size on a dataset that is not a folder",
+         lambda d: _train(d, "--image-size", "16"), "applies to image folders"),
+    # -- memory: declared sizes and size-driven allocations (vaelab.budget) --------------------
+    Case("gz-inflates-past-header", ".gz inflating to 4.3 GB past its header's 60,000 images", _gz_too_long,
+         "it is too long"),
+    Case("gz-header-beyond-deflate", ".gz whose header declares more than deflate can hold",
+         lambda d: (write_idx(d / "idx", override={"train_x": gzip.compress(
+             idx_bytes(np.zeros((0, 8, 8)))[:4] + (2**31).to_bytes(4, "big") + (4096).to_bytes(4, "big") * 2, mtime=0)}),
+                    _train(d, "--dataset", f"idx:{d / 'idx'}"))[-1], "more than a"),
+    Case("npy-header-huge", ".npz member whose .npy header declares a 4 TB array", _npz_huge_header,
+         "declares an array of shape (1000000, 1000000)"),
+    Case("npz-label-huge", "one label of 1,000,000,000 in an .npz (cvae)", _npz_label_huge,
+         "label 1000000000 at index 7 of y"),
+    Case("npz-over-budget", ".npz larger than --max-memory",
+         lambda d: _train(d, "--dataset", _npz(d, x=images(2000, (16, 16))), "--max-memory", "1M"),
+         "needs about 2.0 MB of memory"),
+    Case("hidden-over-budget", "--hidden too wide for the memory", lambda d: _train(d, "--hidden", "60000,60000",
+                                                                                   "--max-memory", "8G"),
+         "training vae needs about 116.1 GB"),
+    Case("latent-over-budget", "--latent-dim too large for the memory",
+         lambda d: _train(d, "--latent-dim", "4096", "--hidden", "4096", "--max-memory", "100M"),
+         "driven by --hidden 4096, --latent-dim 4096"),
+    Case("sample-png-over-budget", "sample --n 1e9 into one PNG grid",
+         lambda d: ["sample", str(checkpoint(d)), "--n", "1000000000", "--out", str(d / "s.png"),
+                    "--max-memory", "8G"], "write --out FILE.npy, which streams"),
+    Case("max-memory-bad", "--max-memory not a size", lambda d: _train(d, "--max-memory", "lots"),
+         "--max-memory takes a size like 512M"),
     # -- options -------------------------------------------------------------------------------
     Case("unknown-model", "unknown model", lambda d: ["train", "gan", "--out", str(d / "run")], "unknown model 'gan'"),
     Case("unknown-backbone", "unknown option value (--backbone)", lambda d: _train(d, "--backbone", "resnet"),

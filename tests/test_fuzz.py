@@ -65,6 +65,16 @@ def assert_valid_dataset(d: Dataset) -> None:
     assert d.x_train.shape[0] >= 1
 
 
+def load_or_data_error(spec: str) -> None:
+    """The loader's only allowed outcomes: a valid Dataset, or a DataError with a message."""
+    try:
+        d = load_dataset(spec)
+    except DataError as e:
+        assert str(e)
+        return
+    assert_valid_dataset(d)
+
+
 # --------------------------------------------------------------------------------------------- IDX
 IDX_KEYS = list(B.IDX_FILES)
 
@@ -79,12 +89,7 @@ def test_idx_loader_fuzz(key: str, gz: bool, data) -> None:
                             mtime=0)                                   # valid gzip around mutated IDX bytes
     with tempfile.TemporaryDirectory() as tmp:
         folder = B.write_idx(Path(tmp) / "idx", gz=gz, override={key: bad})
-        try:
-            d = load_dataset(f"idx:{folder}")
-        except DataError as e:
-            assert str(e)
-            return
-    assert_valid_dataset(d)
+        load_or_data_error(f"idx:{folder}")
 
 
 # --------------------------------------------------------------------------------------------- npz
@@ -106,11 +111,55 @@ def test_npz_loader_fuzz(data, compressed: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "d.npz"
         path.write_bytes(bad)
+        load_or_data_error(f"npz:{path}")
+
+
+# --------------------------------------------------------------------------------------------- .npy headers
+DTYPES = ["<f4", "<f8", "|u1", "<i8", "<u2", "|b1", "<c8", "|V4", "<U3", "|S0", "|O"]
+
+
+@FUZZ
+@given(shape=st.lists(st.integers(0, 2**40), min_size=0, max_size=5), dtype=st.sampled_from(DTYPES),
+       fortran=st.booleans(), n_data=st.integers(0, 4096), compressed=st.booleans(),
+       key=st.sampled_from(["x", "y", "x_test", "class_names"]))
+def test_npy_header_fuzz(shape: list[int], dtype: str, fortran: bool, n_data: int, compressed: bool, key: str) -> None:
+    """Any declared shape/dtype against any amount of data: a dataset or a DataError, memory bounded by the data.
+
+    Declared sizes run up to 2**40 per axis (far beyond this machine): nothing may be allocated from them.
+    """
+    members = {"x.npy": _npz_member(B.images(12))} if key != "x" else {}
+    members[f"{key}.npy"] = B.npy_header_member(tuple(shape), dtype, bytes(range(256)) * (n_data // 256) +
+                                                bytes(n_data % 256))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = B.write_npz_members(Path(tmp) / "h.npz", members, compress=compressed)
+        load_or_data_error(f"npz:{path}")
+
+
+def _npz_member(a: np.ndarray) -> bytes:
+    f = io.BytesIO()
+    np.save(f, a, allow_pickle=False)
+    return f.getvalue()
+
+
+# --------------------------------------------------------------------------------------------- gzip streams
+@FUZZ
+@given(dims=st.one_of(st.just((40, 8, 8)), st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 64), st.integers(0, 64))),
+       n_data=st.one_of(st.just(40 * 8 * 8), st.integers(0, 20_000)), n_members=st.integers(1, 4), trailing=st.binary(max_size=64),
+       level=st.integers(0, 9))
+def test_gzip_stream_fuzz(dims: tuple[int, int, int], n_data: int, n_members: int, trailing: bytes, level: int) -> None:
+    """An IDX images file as a gzip stream: any declared dims, any real length, split over several gzip members,
+    with trailing bytes. A dataset (only when the declared size is the real one) or a DataError."""
+    raw = (0x803).to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in dims) + bytes(n_data)
+    cut = [len(raw) * i // n_members for i in range(n_members + 1)]
+    gz = b"".join(gzip.compress(raw[a:b], compresslevel=level, mtime=0) for a, b in zip(cut, cut[1:])) + trailing
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = B.write_idx(Path(tmp) / "idx", override={"train_x": gz})       # the other files: 40 8x8 images
         try:
-            d = load_dataset(f"npz:{path}")
+            d = load_dataset(f"idx:{folder}")
         except DataError as e:
             assert str(e)
             return
+    assert dims == (40, 8, 8) and n_data == 40 * 8 * 8
     assert_valid_dataset(d)
 
 

@@ -33,6 +33,13 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-train", type=int, default=None, help="keep a seeded subset of this many training images")
     g.add_argument("--val-fraction", type=float, default=0.1,
                    help="fraction of the training split held out for validation (default 0.1)")
+    g.add_argument("--image-size", type=int, default=None, metavar="S",
+                   help="folder: only: make every image S x S (aspect kept by a centre crop, then a Lanczos resize)")
+    g.add_argument("--image-channels", type=int, choices=(1, 3), default=None,
+                   help="folder: only: 1 (grey) or 3 (RGB); default grey when every image is grey, else RGB")
+    g.add_argument("--skip-unreadable", action="store_true", default=False,
+                   help="folder: only: skip damaged or non-image files (listed in the data's source) instead of "
+                        "refusing them")
     g.add_argument("--split-seed", type=int, default=0,
                    help="seed of the train/val/test split; fixed apart from --seed so runs share one test set")
 
@@ -120,13 +127,20 @@ def load_data_from_args(args: argparse.Namespace):
     if not 0 <= args.val_fraction < 1:
         raise ConfigError(f"--val-fraction must be in [0, 1), got {args.val_fraction}.")
     return load_dataset(args.dataset, data_dir=args.data_dir, seed=args.split_seed, val_fraction=args.val_fraction,
-                        classes=parse_classes(args.classes), max_train=args.max_train)
+                        classes=parse_classes(args.classes), max_train=args.max_train, **image_options(args))
+
+
+def image_options(args: argparse.Namespace) -> dict:
+    """The folder: options (vaelab.data.folder), recorded with the data so a checkpoint reloads the same arrays."""
+    return {"image_size": getattr(args, "image_size", None), "image_channels": getattr(args, "image_channels", None),
+            "skip_unreadable": bool(getattr(args, "skip_unreadable", False))}
 
 
 def data_meta_from_args(args: argparse.Namespace) -> dict:
     """How to reload exactly this dataset later (sample --sampler gmm, evaluate)."""
     return {"spec": args.dataset, "data_dir": args.data_dir, "split_seed": args.split_seed,
-            "val_fraction": args.val_fraction, "classes": parse_classes(args.classes), "max_train": args.max_train}
+            "val_fraction": args.val_fraction, "classes": parse_classes(args.classes), "max_train": args.max_train,
+            **{k: v for k, v in image_options(args).items() if v}}
 
 
 def model_config_from_args(name: str, args: argparse.Namespace, data):
@@ -224,8 +238,9 @@ def sample_args(p: argparse.ArgumentParser) -> None:
 
 
 def sample_cmd(args: argparse.Namespace) -> int:
+    from vaelab import budget
     from vaelab.imaging import save_grid_png, save_npy
-    from vaelab.sampling import sample_images
+    from vaelab.sampling import SAMPLE_BLOCK, sample_images, sample_to_npy
 
     out = Path(args.out)
     if out.suffix.lower() not in (".png", ".npy"):
@@ -234,8 +249,18 @@ def sample_cmd(args: argparse.Namespace) -> int:
         raise ConfigError(f"{out} exists; pass --overwrite to replace it or choose another --out.")
     if args.n < 1:
         raise ConfigError(f"--n must be >= 1, got {args.n}.")
-    x = sample_images(args.ckpt, args.n, sampler=args.sampler, seed=args.seed, label=args.label)
-    (save_grid_png if out.suffix.lower() == ".png" else save_npy)(x, out)
+    if out.suffix.lower() == ".npy" and args.n > SAMPLE_BLOCK:   # stream: memory of one block, whatever --n is
+        sample_to_npy(args.ckpt, out, args.n, sampler=args.sampler, seed=args.seed, label=args.label)
+    else:
+        if out.suffix.lower() == ".png":   # one grid image holds every sample: bounded by the budget
+            from vaelab.checkpoint import load_model
+
+            shape = load_model(args.ckpt).model.cfg.input_shape
+            budget.check(budget.array_bytes((args.n, *shape)) * 40, f"a PNG grid of {args.n} samples",
+                         f"--n {args.n} images of shape {tuple(shape)}, drawn into one picture",
+                         "Lower --n, or write --out FILE.npy, which streams any --n in blocks.")
+        x = sample_images(args.ckpt, args.n, sampler=args.sampler, seed=args.seed, label=args.label)
+        (save_grid_png if out.suffix.lower() == ".png" else save_npy)(x, out)
     print(f"wrote {args.n} {args.sampler} samples to {out}")
     return 0
 
@@ -412,6 +437,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (add_args, func, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         add_args(p)
+        p.add_argument("--max-memory", default=None, metavar="SIZE",
+                       help="memory budget, e.g. 8G or 512M: work that would need more is refused with a message "
+                            "before it starts (default: MemAvailable of /proc/meminfo, or $VAELAB_MAX_MEMORY)")
         p.set_defaults(func=func, _parser=p)
     return parser
 
@@ -433,6 +461,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        from vaelab import budget
+
+        budget.set_max_memory(getattr(args, "max_memory", None))
         if _under_torchrun():   # join the process group (gloo on CPU, NCCL on CUDA)
             from vaelab import distributed
 

@@ -69,6 +69,9 @@ class CompareConfig:
     max_train: int | None = None
     val_fraction: float = 0.1
     split_seed: int = 0
+    image_size: int | None = None               # folder: only (vaelab.data.folder)
+    image_channels: int | None = None
+    skip_unreadable: bool = False
     models: tuple[str, ...] = DEFAULT_MODELS
     n_latent: int | None = None
     backbone: str = "mlp"
@@ -178,7 +181,8 @@ def use_test_time(cfg: CompareConfig) -> bool:
 def data_meta(cfg: CompareConfig) -> dict[str, Any]:
     return {"spec": cfg.dataset, "data_dir": cfg.data_dir, "split_seed": cfg.split_seed,
             "val_fraction": cfg.val_fraction, "classes": training_classes(cfg),
-            "max_train": cfg.max_train}
+            "max_train": cfg.max_train,
+            **{k: v for k in ("image_size", "image_channels", "skip_unreadable") if (v := getattr(cfg, k))}}
 
 
 # -- the run folder ----------------------------------------------------------------------------
@@ -321,7 +325,9 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
     out = Path(out)
     timings: dict[str, float] = {}
     data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, seed=cfg.split_seed, val_fraction=cfg.val_fraction,
-                        classes=training_classes(cfg), max_train=cfg.max_train)
+                        classes=training_classes(cfg), max_train=cfg.max_train,
+                        image_size=cfg.image_size, image_channels=cfg.image_channels,
+                        skip_unreadable=cfg.skip_unreadable)
     rcfg = cfg.resolved(data.shape)
     if "cvae" in rcfg.models and not data.has_labels:
         raise ConfigError(f"cvae needs labels and {data.name} has none; drop it from --models.")
@@ -644,6 +650,7 @@ def config_from_args(args: argparse.Namespace) -> CompareConfig:
     return CompareConfig(
         dataset=args.dataset, data_dir=args.data_dir, classes=tuple(classes) if classes else None,
         max_train=args.max_train, val_fraction=args.val_fraction, split_seed=args.split_seed,
+        image_size=args.image_size, image_channels=args.image_channels, skip_unreadable=args.skip_unreadable,
         models=tuple(m.strip() for m in args.models.split(",") if m.strip()), n_latent=args.latent_dim,
         backbone=args.backbone, hidden=parse_ints(args.hidden, "--hidden") if args.hidden else None,
         channels=parse_ints(args.channels, "--channels"), likelihood=args.likelihood, sigma=args.sigma,

@@ -48,3 +48,7 @@ class Interrupted(VaelabError):
 
 class OutputError(VaelabError):
     """An output path exists (and would be overwritten) or cannot be written."""
+
+
+class MemoryBudgetError(VaelabError):
+    """An allocation would exceed the memory budget (vaelab.budget): the message says how much, why, and the fix."""

@@ -50,6 +50,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The vaelab cache folder: ``cache_dir``, else ``$VAELAB_CACHE``, else ``~/.cache/vaelab``
+    (judges under ``judge/``, decoded image folders under ``data/``)."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    return Path(os.environ.get("VAELAB_CACHE") or Path.home() / ".cache" / "vaelab")
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

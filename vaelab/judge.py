@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vaelab.checkpoint import load_tensors, save_tensors, versions
-from vaelab.io import atomic_write_json
+from vaelab.io import atomic_write_json, cache_root
 
 FORMAT = "vaelab-judge"
 FORMAT_VERSION = 1
@@ -43,13 +43,6 @@ N_FEATURES = 128
 ARCH_VERSIONS = {"cnn": 2, "mlp": 1}   # config.json without "arch_version" is version 1
 CNN_PIXEL_BUDGET = 5 * 54_000 * 784    # pixels a cnn judge trains on: 5 epochs of Fashion-MNIST's training split
 CNN_EPOCHS = (2, 30)                   # ... within these bounds
-
-
-def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
-    """The vaelab cache folder: ``cache_dir``, else ``$VAELAB_CACHE``, else ``~/.cache/vaelab``."""
-    if cache_dir is not None:
-        return Path(cache_dir)
-    return Path(os.environ.get("VAELAB_CACHE") or Path.home() / ".cache" / "vaelab")
 
 
 def judge_dir(fingerprint: str, cache_dir: str | os.PathLike | None = None) -> Path:

@@ -25,12 +25,12 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from vaelab import distributed, preprocess, rundir
+from vaelab import budget, distributed, preprocess, rundir
 from vaelab.config import ModelConfig, TrainConfig
 from vaelab.errors import ConfigError
 from vaelab.guard import CtrlC, NanGuard
 from vaelab.guard import diverged_term as _diverged_term  # noqa: F401  (its old import path)
-from vaelab.models import Autoencoder, build_model
+from vaelab.models import Autoencoder, build_model, count_params
 
 
 @dataclass
@@ -148,6 +148,8 @@ def fit(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig = TrainCon
     ddp = dctx.is_distributed
     device = distributed.local_device(resolve_device(cfg.device), dctx)
     torch.manual_seed(cfg.seed)
+    n_params = sum(p.numel() for p in model.parameters()) if isinstance(model, torch.nn.Module) else count_params(model)
+    budget.check_training(getattr(model, "cfg", model), n_params, min(cfg.batch_size, len(data.x_train)))
     if not isinstance(model, torch.nn.Module):   # a ModelConfig (or SeqModelConfig)
         model = build_model(model)
     model.to(device)

@@ -71,6 +71,12 @@ def importance_weighted_curve(model: torch.nn.Module, x: Tensor, y: Tensor | Non
     n_latent = model.cfg.n_latent
     if chunk is None:
         chunk = max(1, decode_block_rows(device) // batch_size)
+    from vaelab import budget   # one block of decodes: (batch x chunk) rows of pixels, with ~4 temporaries each
+
+    n_pixels = math.prod(x.shape[1:])
+    budget.check(budget.array_bytes((batch_size * min(chunk, k_max), n_pixels)) * 4, f"IW-NLL with K={k_max}",
+                 f"blocks of {batch_size} images x {min(chunk, k_max)} samples x {n_pixels} pixels",
+                 "Raise --max-memory if the memory is there (the block size is fixed by the device).")
     # One (B, D) noise draw per importance sample, in sample order: any chunk size consumes the
     # generator identically, so chunked and one-batch evaluation see the very same z_k.
     gen = torch.Generator().manual_seed(seed)

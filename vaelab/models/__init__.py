@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 
+import torch
+
+from vaelab import budget
 from vaelab.config import ModelConfig
 from vaelab.errors import ConfigError
 from vaelab.models.ae import AE, DenoisingAE, RegularizedAE
@@ -72,9 +75,21 @@ def config_from_dict(d: dict) -> ModelConfig | SeqModelConfig:
     return config_class(str(d.get("model", "vae")), d).from_dict(d)
 
 
+def count_params(cfg: ModelConfig | SeqModelConfig) -> int:
+    """The model's parameter count, from a build on the meta device: nothing is allocated (vaelab.budget)."""
+    if cfg.model not in ALL_MODELS:
+        raise ConfigError(f"unknown model {cfg.model!r}; choose from {', '.join(MODELS)}.")
+    with torch.device("meta"):
+        return sum(p.numel() for p in ALL_MODELS[cfg.model](cfg).parameters())
+
+
 def build_model(cfg: ModelConfig | SeqModelConfig) -> Autoencoder:
     if cfg.model not in ALL_MODELS:
         raise ConfigError(f"unknown model {cfg.model!r}; choose from {', '.join(MODELS)}.")
+    n_params = count_params(cfg)
+    budget.check(budget.param_bytes(n_params), f"building {cfg.model}",
+                 f"{n_params:,} fp32 parameters from {budget.describe_model(cfg)}",
+                 "Lower --hidden, --channels or --latent-dim, or raise --max-memory if the memory is there.")
     return ALL_MODELS[cfg.model](cfg)
 
 
@@ -87,5 +102,5 @@ def upgrade_state_dict(tensors: dict) -> dict:
 
 
 __all__ = ["MODELS", "ALIASES", "ALL_MODELS", "MODEL_DEFAULTS", "DESCRIPTIONS", "model_config", "config_from_dict",
-           "build_model", "upgrade_state_dict", "SeqModelConfig", "Autoencoder", "AE", "DenoisingAE",
+           "build_model", "count_params", "upgrade_state_dict", "SeqModelConfig", "Autoencoder", "AE", "DenoisingAE",
            "RegularizedAE", "VAE", "ConditionalVAE", "IWAE", "LossTerms", "Output", "PointMass"]

@@ -1,0 +1,37 @@
+"""Datasets as tensors in [0, 1] with fixed, seeded splits, and the corruptions used for denoising.
+
+A :class:`Dataset` holds float32 images ``x`` of shape (N, C, H, W) in [0, 1], optional int64
+labels ``y`` of shape (N,), fixed train/val/test splits, its provenance and a fingerprint.
+:func:`load_dataset` builds one from a spec:
+
+- ``digits``: scikit-learn ``load_digits`` (embedded, the default; 1797 images 1x8x8).
+- ``fashion-mnist``: the four IDX files of the Debian package ``dataset-fashion-mnist``
+  (``/usr/share/datasets/fashion-mnist/``) or of ``data_dir``. Nothing is downloaded.
+- ``idx:FOLDER``: any MNIST-format IDX folder (``train-images-idx3-ubyte[.gz]`` and friends).
+- ``npz:FILE``: an ``.npz`` with ``x`` (and optional ``y``, ``x_test``, ``y_test``, ``class_names``),
+  read with ``allow_pickle=False``.
+
+Every problem with the data is a :class:`~vaelab.errors.DataError` whose message says what is
+wrong and how to fix it; a bad option value (val_fraction, seed, a corruption level) is a
+:class:`~vaelab.errors.ConfigError`.
+
+Splits: datasets with an official test split keep it; the others get a seeded split with 20 % test.
+Validation is a seeded ``val_fraction`` of the remaining training images. Splits are stratified by
+label when there are labels, and drawn in a fixed order (test, then val, then ``max_train``), so
+the same seed gives identical tensors and ``classes``/``max_train`` only ever take subsets of the
+splits one gets without them.
+
+Layout: ``base`` (Dataset, the unsplit ``_Raw`` arrays), one module per source (``digits``, ``idx``,
+``npz``), ``splits`` (seeded splits, class filtering, tensors), ``sources`` (spec -> Dataset,
+``list_datasets``) and ``corruptions``. Import the public names from ``vaelab.data``.
+"""
+from __future__ import annotations
+
+from vaelab.data.base import Dataset
+from vaelab.data.corruptions import CORRUPTIONS, corrupt, parse_corruption
+from vaelab.data.idx import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR
+from vaelab.data.sources import SPEC_FORMS, list_datasets, load_dataset
+from vaelab.data.splits import TEST_FRACTION
+
+__all__ = ["CORRUPTIONS", "Dataset", "FASHION_MNIST_CLASSES", "FASHION_MNIST_DIR", "SPEC_FORMS", "TEST_FRACTION",
+           "corrupt", "list_datasets", "load_dataset", "parse_corruption"]

@@ -1,0 +1,164 @@
+"""From a spec string to a split Dataset: ``load_dataset``, and what ``vaelab datasets`` lists."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from vaelab import budget
+from vaelab.data.base import Dataset, _Raw
+from vaelab.data.digits import _digits_raw
+from vaelab.data.folder import _folder_raw
+from vaelab.data.idx import FASHION_MNIST_DIR, _fashion_raw, _find_idx_files, _idx_raw
+from vaelab.data.npz import _npz_raw
+from vaelab.data.splits import TEST_FRACTION, _check_classes, _n_hold, _split, _to_x
+from vaelab.errors import ConfigError, DataError
+
+SPEC_FORMS = ("digits", "fashion-mnist", "idx:FOLDER", "npz:FILE", "folder:PATH")
+
+
+def _raw_for_spec(spec: str, data_dir: str | None, images: dict | None = None) -> _Raw:
+    text = spec.strip()
+    low = text.lower()
+    images = {k: v for k, v in (images or {}).items() if v not in (None, False)}
+    if images and not low.startswith("folder:"):
+        flags = ", ".join("--" + k.replace("_", "-").replace("channels", "image-channels") for k in images)
+        raise ConfigError(f"{flags} appl{'y' if len(images) > 1 else 'ies'} to image folders (--dataset folder:PATH) "
+                          f"only, not to {spec!r}. Drop the option, or convert the data to a folder of images.")
+    forms = ("valid forms: " + ", ".join(SPEC_FORMS) +
+             " (e.g. --dataset idx:~/mnist or --dataset npz:images.npz); run `vaelab datasets` to see what is available.")
+    if low == "digits":
+        return _digits_raw()
+    if low in ("fashion-mnist", "fashion_mnist", "fashionmnist"):
+        return _fashion_raw(data_dir)
+    for prefix in ("idx:", "npz:", "folder:"):
+        if low.startswith(prefix):
+            path = text[len(prefix):].strip()
+            if not path:
+                raise DataError(f"dataset spec {spec!r} has no path after {prefix!r}; {forms}")
+            path = os.path.abspath(os.path.expanduser(path))
+            if prefix == "npz:":
+                return _npz_raw(path)
+            if prefix == "folder:":
+                return _folder_raw(path, **images)
+            hint = ("Give a folder holding train-images-idx3-ubyte, train-labels-idx1-ubyte, "
+                    "t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (each optionally .gz).")
+            return _idx_raw(path, f"idx:{path}", path, hint, None)
+    hint = " MNIST is not bundled: download its IDX files and use idx:FOLDER." if low == "mnist" else ""
+    raise DataError(f"unknown dataset {spec!r}.{hint} {forms[0].upper()}{forms[1:]}")
+
+
+
+def load_dataset(spec: str, *, data_dir: str | None = None, seed: int = 0, val_fraction: float = 0.1,
+                 classes: Sequence[int] | None = None, max_train: int | None = None, image_size: int | None = None,
+                 image_channels: int | None = None, skip_unreadable: bool = False) -> Dataset:
+    """Load a dataset and split it deterministically.
+
+    Args:
+        spec: "digits", "fashion-mnist", "idx:FOLDER" or "npz:FILE".
+        data_dir: folder with the Fashion-MNIST IDX files (default /usr/share/datasets/fashion-mnist).
+        seed: seeds every split; the same seed gives identical tensors.
+        val_fraction: fraction of the training images held out for validation, in [0, 1).
+        classes: keep only these labels, relabelled 0..k-1 in the given order.
+        max_train: keep a seeded (stratified) subset of at most this many training images.
+        image_size, image_channels, skip_unreadable: folder:PATH only (vaelab.data.folder): resize to S x S
+            (centre crop), 1 (grey) or 3 (RGB) channels, skip damaged files instead of refusing them.
+
+    Returns:
+        A Dataset; x tensors are (N, C, H, W) float32 in [0, 1], y tensors (N,) int64.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}.")
+    if not isinstance(val_fraction, (int, float)) or not 0 <= val_fraction < 1:
+        raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction!r}; 0.1 is the default.")
+    if max_train is not None and (isinstance(max_train, bool) or not isinstance(max_train, (int, np.integer))
+                                  or max_train < 1):
+        raise ConfigError(f"max_train must be a positive integer (or None for all images), got {max_train!r}.")
+    raw = _raw_for_spec(spec, data_dir, {"image_size": image_size, "channels": image_channels,
+                                         "skip_unreadable": skip_unreadable})
+    n_images = len(raw.x) + (0 if raw.x_test is None else len(raw.x_test))
+    # the splits as float32 tensors, plus one split-sized copy while converting
+    budget.check(budget.array_bytes((n_images, *raw.x.shape[1:])) * 2, f"loading {raw.name}",
+                 f"{n_images} images of shape {tuple(raw.x.shape[1:])} as float32",
+                 "Free memory or raise --max-memory; or use a smaller dataset (fewer or smaller images).")
+    rng = np.random.default_rng(int(seed))
+
+    # test, then val, then max_train: each draw only depends on the ones before it.
+    if raw.x_test is None:
+        train_idx, test_idx = _split(len(raw.x), raw.y, _n_hold(len(raw.x), TEST_FRACTION), rng)
+        x_pool, y_pool = raw.x, raw.y
+        x_test = raw.x[test_idx]
+        y_test = None if raw.y is None else raw.y[test_idx]
+    else:
+        train_idx = np.arange(len(raw.x))
+        x_pool, y_pool, x_test, y_test = raw.x, raw.y, raw.x_test, raw.y_test
+    y_rest = None if y_pool is None else y_pool[train_idx]
+    keep, hold = _split(len(train_idx), y_rest, _n_hold(len(train_idx), val_fraction), rng)
+    idx = {"train": train_idx[keep], "val": train_idx[hold]}
+    xs = {"train": x_pool[idx["train"]], "val": x_pool[idx["val"]], "test": x_test}
+    ys = {"train": None if y_pool is None else y_pool[idx["train"]],
+          "val": None if y_pool is None else y_pool[idx["val"]], "test": y_test}
+
+    n_classes, names = raw.n_classes, raw.class_names
+    if classes is not None:
+        kept = _check_classes(classes, raw, ys["train"])
+        relabel = np.full(max(raw.n_classes, max(kept) + 1), -1, dtype=np.int64)
+        relabel[kept] = np.arange(len(kept))
+        for split in xs:
+            mask = np.isin(ys[split], kept)
+            xs[split], ys[split] = xs[split][mask], relabel[ys[split][mask]]
+        n_classes, names = len(kept), tuple(raw.class_names[c] for c in kept)
+    if max_train is not None and max_train < len(xs["train"]):
+        _, sub = _split(len(xs["train"]), ys["train"], int(max_train), rng)
+        xs["train"] = xs["train"][sub]
+        ys["train"] = None if ys["train"] is None else ys["train"][sub]
+    for split in ("train", "test"):
+        if len(xs[split]) == 0:
+            raise DataError(f"dataset {raw.name}: the {split} split is empty after splitting/filtering "
+                            f"(classes={list(classes) if classes is not None else None}). Use more images or other classes.")
+
+    options = json.dumps({"seed": int(seed), "val_fraction": float(val_fraction),
+                          "classes": None if classes is None else [int(c) for c in classes],
+                          "max_train": None if max_train is None else int(max_train)}, sort_keys=True)
+    fingerprint = hashlib.sha256(f"{raw.digest};{options}".encode()).hexdigest()[:16]
+    to_y = (lambda a: None) if raw.y is None else (lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64)))
+    return Dataset(name=raw.name,
+                   x_train=_to_x(xs["train"]), y_train=to_y(ys["train"]),
+                   x_val=_to_x(xs["val"]), y_val=to_y(ys["val"]),
+                   x_test=_to_x(xs["test"]), y_test=to_y(ys["test"]),
+                   n_classes=n_classes if raw.y is not None else 0,
+                   class_names=names if raw.y is not None else (),
+                   source=raw.source, fingerprint=fingerprint)
+
+
+def list_datasets(data_dir: str | None = None) -> list[dict]:
+    """What `vaelab datasets` shows: one dict per dataset with name, available, source, detail."""
+    out = [{"name": "digits", "available": True, "source": "scikit-learn load_digits (embedded)",
+            "detail": "1797 images 1x8x8, 10 classes; seeded split 20% test, then val_fraction of the rest. Default."}]
+    folder = os.path.abspath(os.path.expanduser(data_dir)) if data_dir else FASHION_MNIST_DIR
+    found, missing = _find_idx_files(folder) if os.path.isdir(folder) else ({}, ["folder"])
+    if not missing:
+        size = sum(os.path.getsize(p) for p in found.values())
+        detail = f"60000 train + 10000 test images 1x28x28, 10 classes; files {size / 1e6:.1f} MB in {folder}"
+    else:
+        what = f"{folder} does not exist" if missing == ["folder"] else f"{folder} lacks {', '.join(missing)}"
+        detail = (f"not available: {what}. Install with `sudo apt-get install dataset-fashion-mnist` "
+                  "or pass --data-dir FOLDER with the four IDX files.")
+    out.append({"name": "fashion-mnist", "available": not missing, "source": folder, "detail": detail})
+    out.append({"name": "idx:FOLDER", "available": True, "source": "a folder you give",
+                "detail": "any MNIST-format IDX folder (train-/t10k- images and labels, .gz or raw), "
+                          "e.g. MNIST: --dataset idx:~/mnist"})
+    out.append({"name": "npz:FILE", "available": True, "source": "a file you give",
+                "detail": "np.savez(FILE, x=(N,H,W) or (N,C,H,W) uint8 0..255 or float [0,1], optional y, "
+                          "x_test, y_test, class_names); read with allow_pickle=False"})
+    out.append({"name": "folder:PATH", "available": True, "source": "a folder you give",
+                "detail": "PNG/JPEG/BMP/WebP files, searched recursively; one sub-folder per class gives labels, "
+                          "flat = unlabelled; train/ + test/ sub-folders keep that split; --image-size S (centre "
+                          "crop), --image-channels 1|3, --skip-unreadable; decoded once, cached in "
+                          "~/.cache/vaelab/data"})
+    return out
+
