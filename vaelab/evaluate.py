@@ -89,22 +89,24 @@ def _recon_row(x_hat: Tensor, x: Tensor, per_image: dict | None = None, key: str
 
 
 # -- judge-based rows ----------------------------------------------------------------------------
-def _test_features(judge: Any, data: Any) -> Tensor:
-    """Judge features of the test split, memoised on the judge (compare evaluates many models)."""
-    memo = judge.__dict__.setdefault("_vaelab_test_features", {})
-    key = (data.fingerprint, int(data.x_test.shape[0]))
+def _split_features(judge: Any, data: Any, split: str) -> Tensor:
+    """Judge features of ``data.x_<split>``, memoised on the judge (compare evaluates many models)."""
+    x = getattr(data, f"x_{split}")
+    memo = judge.__dict__.setdefault(f"_vaelab_{split}_features", {})
+    key = (data.fingerprint, int(x.shape[0]))
     if key not in memo:
-        memo[key] = judge.features(data.x_test)
+        memo[key] = judge.features(x)
     return memo[key]
+
+
+def _test_features(judge: Any, data: Any) -> Tensor:
+    """Judge features of the test split: the reference of every sample metric."""
+    return _split_features(judge, data, "test")
 
 
 def _train_features(judge: Any, data: Any) -> Tensor:
-    """Judge features of the training split (memoised like ``_test_features``): the novelty reference."""
-    memo = judge.__dict__.setdefault("_vaelab_train_features", {})
-    key = (data.fingerprint, int(data.x_train.shape[0]))
-    if key not in memo:
-        memo[key] = judge.features(data.x_train)
-    return memo[key]
+    """Judge features of the training split: the novelty reference."""
+    return _split_features(judge, data, "train")
 
 
 def sample_quality(images: Tensor, judge: Any, real_features: Tensor, seed: int = 0,
