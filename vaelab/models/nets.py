@@ -1,7 +1,8 @@
 """Backbones shared by every model: an encoder body x -> features and a decoder z -> likelihood params.
 
     mlp, conv   images (B, C, H, W): sized from the input shape, so 8x8 digits and 28x28 Fashion-MNIST
-                (and any HxW within reason) use the same code; the decoder gives (B, C, H, W) params
+                (and any HxW within reason) use the same code; the decoder gives (B, C, H, W) params;
+                mlp also takes feature vectors (B, 1, 1, D) (tables: vaelab.data.csv)
     gru         token sequences (B, L) = <bos> ... <eos> <pad>...: a GRU encoder and an autoregressive
                 GRU decoder (Bowman et al. 2016; Gomez-Bombarelli et al. 2018); teacher-forced on x it
                 gives the next-token logits (B, L-1, V), and ``generate`` decodes ids
@@ -15,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from vaelab.config import ModelConfig
+from vaelab.data.base import is_vector_shape
 from vaelab.errors import ConfigError
 from vaelab.models.seq import BOS, EOS, PAD, UNK, SeqModelConfig
 
@@ -23,6 +25,11 @@ MAX_SIDE = 512   # beyond this an MLP's first layer alone is gigabytes: refuse w
 
 def _check_shape(cfg: ModelConfig) -> None:
     c, h, w = cfg.input_shape
+    if is_vector_shape(cfg.input_shape):      # (1, 1, D) feature vectors: MLP only (the memory budget bounds D)
+        if cfg.backbone == "conv":
+            raise ConfigError(f"the conv backbone is for images; these data are vectors of {w} features "
+                              "(a table). Use --backbone mlp.")
+        return
     if c not in (1, 3):
         raise ConfigError(f"images must have 1 or 3 channels, got {c} (input shape {cfg.input_shape}).")
     if max(h, w) > MAX_SIDE:
