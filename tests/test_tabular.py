@@ -175,6 +175,7 @@ def test_likelihood_kind_of_vectors():
     assert kind == "nll" and "standardised continuous features (learned per-feature sigma)" in note
 
 
+@pytest.mark.slow
 def test_compare_on_a_generated_table_end_to_end(tmp_path, monkeypatch):
     """The library's compare on vectors: trains, evaluates with vector metrics, omits image figures, redraws."""
     monkeypatch.setenv("VAELAB_CACHE", str(tmp_path / "cache"))

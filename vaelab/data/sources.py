@@ -88,6 +88,10 @@ def load_dataset(spec: str, *, data_dir: str | None = None, seed: int = 0, val_f
         raise ConfigError(f"max_train must be a positive integer (or None for all images), got {max_train!r}.")
     raw = _raw_for_spec(spec, data_dir, {"image_size": image_size, "channels": image_channels,
                                          "skip_unreadable": skip_unreadable}, label_column)
+    if is_vector_shape(raw.x.shape[1:]) and not raw.feature_names:
+        raise DataError(f"{raw.name}: images of {raw.x.shape[2]}x{raw.x.shape[3]} pixels; images must be at least 2x2 "
+                        "(a 1-pixel-high grey image reads as a feature vector). For tabular data save a 2-D x (N, D) "
+                        "or use csv:FILE.")
     n_images = len(raw.x) + (0 if raw.x_test is None else len(raw.x_test))
     # the splits as float32 tensors, plus one split-sized copy while converting
     budget.check(budget.array_bytes((n_images, *raw.x.shape[1:])) * 2, f"loading {raw.name}",
