@@ -211,3 +211,33 @@ def test_compare_on_a_generated_table_end_to_end(tmp_path, monkeypatch):
     before = (tmp_path / "run" / "figures" / "rmse_per_feature.png").read_bytes()
     write_report(tmp_path / "run", redraw=True)          # the report redraws from files alone, byte for byte
     assert (tmp_path / "run" / "figures" / "rmse_per_feature.png").read_bytes() == before
+
+
+def test_score_new_rows_with_the_training_standardisation(tmp_path, monkeypatch):
+    """`score` on a new table applies the trained model's saved statistics, not the new file's own."""
+    monkeypatch.setenv("VAELAB_CACHE", str(tmp_path / "cache"))
+    from vaelab.config import TrainConfig
+    from vaelab.models import model_config
+    from vaelab.sampling import reload_dataset
+    from vaelab.score import _load_split, applicable_scores, score_run
+    from vaelab.train import fit
+
+    torch.set_num_threads(1)
+    x, y = make_table(n=200)
+    spec = f"csv:{write_csv(tmp_path / 'train.csv', x, y)}"
+    data = load_dataset(spec, label_column="kind")
+    cfg = model_config("vae", input_shape=data.shape, hidden=(16,), n_latent=2, likelihood="gaussian", learn_sigma=True)
+    run = fit(cfg, data, TrainConfig(epochs=2), out=tmp_path / "vae", progress=False,
+              data_meta={"spec": spec, "split_seed": 0, "val_fraction": 0.1})
+    saved = json.loads((tmp_path / "vae" / "config.json").read_text())["data"]
+    assert saved["label_column"] == "kind" and saved["standardization"] == data.standardization
+    assert reload_dataset({"data": saved}).fingerprint == data.fingerprint        # reloads with its label column
+    new = x[:40] * 2.0 + 5.0                                                      # other units: other own statistics
+    new_spec = f"csv:{write_csv(tmp_path / 'new.csv', new, y[:40])}"
+    xs, ys, _, _ = _load_split(new_spec, None, "all", saved)
+    want = standardize(new[:, None, None, :], data.standardization)
+    got = np.sort(xs.numpy().reshape(len(xs), -1), axis=0)
+    assert np.allclose(got, np.sort(want.reshape(40, -1), axis=0), atol=1e-5) and ys is not None
+    assert "complexity_corrected" not in applicable_scores(run.model)              # PNG bits apply to images only
+    info = score_run(tmp_path / "vae", new_spec, tmp_path / "s.csv", progress=False)
+    assert "vae:iw_nll" in (tmp_path / "s.csv").read_text().splitlines()[0] and info["models"]["vae"]["scores"]

@@ -122,7 +122,8 @@ def reload_dataset(config: dict[str, Any]):
         raise ConfigError("this checkpoint does not record how to reload its dataset (no data.spec in config.json).")
     data = load_dataset(d["spec"], data_dir=d.get("data_dir"), seed=d.get("split_seed", 0),
                         val_fraction=d.get("val_fraction", 0.1), classes=d.get("classes"), max_train=d.get("max_train"),
-                        **{k: d[k] for k in ("image_size", "image_channels", "skip_unreadable") if d.get(k)})
+                        **{k: d[k] for k in ("image_size", "image_channels", "skip_unreadable", "label_column")
+                           if d.get(k)})
     if d.get("fingerprint") and data.fingerprint != d["fingerprint"]:
         raise ConfigError(f"the dataset {d['spec']} now has fingerprint {data.fingerprint}, but the model was trained on "
                           f"{d['fingerprint']}: the data files changed since training.")

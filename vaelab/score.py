@@ -64,10 +64,15 @@ def _inference(fn):  # noqa: ANN001, ANN202
 
 
 def applicable_scores(model: torch.nn.Module) -> tuple[str, ...]:
-    """The scores of ``SCORES`` that exist for ``model`` (none for label-conditioned models)."""
+    """The scores of ``SCORES`` that exist for ``model`` (none for label-conditioned models; no PNG complexity
+    correction for feature vectors, which are not images)."""
+    from vaelab.data import is_vector_shape
+
     if model.is_conditional:
         return ()
     if getattr(model, "has_likelihood", False):
+        if is_vector_shape(model.cfg.input_shape):
+            return tuple(s for s in SCORES if s != "complexity_corrected")
         return SCORES
     return ("recon_error", "gmm_nll")
 
@@ -247,12 +252,19 @@ def model_folders(path: str | Path) -> list[tuple[str, Path]]:
     return out
 
 
-def _load_split(spec: str, data_dir: str | None, split: str) -> tuple[Tensor, Tensor | None, list[str], list[int]]:
+def _load_split(spec: str, data_dir: str | None, split: str, data_block: dict[str, Any] | None = None
+                ) -> tuple[Tensor, Tensor | None, list[str], list[int]]:
+    """The rows of ``split`` of ``spec``; tables are standardised with the trained model's saved statistics
+    (``data_block``: config.json's "data") and read with its label column."""
     import torch
 
     from vaelab.data import load_dataset
 
-    data = load_dataset(spec, data_dir=data_dir)
+    d = data_block or {}
+    vectors = {"standardization": d["standardization"]} if d.get("standardization") else {}
+    if d.get("label_column") and spec.strip().lower().startswith("csv:"):
+        vectors["label_column"] = d["label_column"]
+    data = load_dataset(spec, data_dir=data_dir, **vectors)
     parts = ("train", "val", "test") if split == "all" else (split,)
     xs, ys, names, idx = [], [], [], []
     for part in parts:
@@ -295,8 +307,8 @@ def score_run(run: str | Path, dataset: str, out: str | Path, *, data_dir: str |
     if score not in SCORES:
         raise ConfigError(f"unknown --score {score!r}; choose one of: {', '.join(SCORES)}.")
     folders = model_folders(run)
-    x, y, split_names, index = _load_split(dataset, data_dir, split)
     loaded = [(name, load_model(folder)) for name, folder in folders]
+    x, y, split_names, index = _load_split(dataset, data_dir, split, loaded[0][1].config.get("data"))
     for name, ck in loaded:
         check_shape(ck.model, x, f"--dataset {dataset}")
     columns: dict[str, np.ndarray] = {}

@@ -36,6 +36,7 @@ class Dataset:
         feature_names: vectors only: one name per feature (the CSV header); () for images.
         standardization: vectors only: {"mean": [D], "std": [D]} of the training split in the file's units,
             x = (raw - mean) / std (``vaelab.data.standardize``); None for images.
+        label_column: csv:FILE only: the column the labels came from (None: unlabelled, or not a CSV).
     """
 
     name: str
@@ -51,6 +52,7 @@ class Dataset:
     fingerprint: str
     feature_names: tuple[str, ...] = ()
     standardization: dict[str, Any] | None = field(default=None)
+    label_column: str | None = None
 
     def __post_init__(self) -> None:
         shape = tuple(self.x_train.shape[1:])
@@ -85,7 +87,8 @@ class Dataset:
                 "n_test": int(self.x_test.shape[0]), "n_classes": self.n_classes,
                 "class_names": list(self.class_names), "fingerprint": self.fingerprint,
                 **({"domain": "vectors", "feature_names": list(self.feature_names),
-                    "standardization": self.standardization} if self.domain == "vectors" else {})}
+                    "standardization": self.standardization} if self.domain == "vectors" else {}),
+                **({"label_column": self.label_column} if self.label_column else {})}
 
     def __repr__(self) -> str:
         s = self.summary()

@@ -63,7 +63,7 @@ def _raw_for_spec(spec: str, data_dir: str | None, images: dict | None = None,
 def load_dataset(spec: str, *, data_dir: str | None = None, seed: int = 0, val_fraction: float = 0.1,
                  classes: Sequence[int] | None = None, max_train: int | None = None, image_size: int | None = None,
                  image_channels: int | None = None, skip_unreadable: bool = False,
-                 label_column: str | None = None) -> Dataset:
+                 label_column: str | None = None, standardization: dict | None = None) -> Dataset:
     """Load a dataset and split it deterministically.
 
     Args:
@@ -88,6 +88,9 @@ def load_dataset(spec: str, *, data_dir: str | None = None, seed: int = 0, val_f
         raise ConfigError(f"max_train must be a positive integer (or None for all images), got {max_train!r}.")
     raw = _raw_for_spec(spec, data_dir, {"image_size": image_size, "channels": image_channels,
                                          "skip_unreadable": skip_unreadable}, label_column)
+    if standardization is not None and not is_vector_shape(raw.x.shape[1:]):
+        raise ConfigError(f"saved standardisation statistics apply to tables (feature vectors), not to the images of "
+                          f"{raw.name}; score these data with a model trained on images.")
     if is_vector_shape(raw.x.shape[1:]) and not raw.feature_names:
         raise DataError(f"{raw.name}: images of {raw.x.shape[2]}x{raw.x.shape[3]} pixels; images must be at least 2x2 "
                         "(a 1-pixel-high grey image reads as a feature vector). For tabular data save a 2-D x (N, D) "
@@ -135,7 +138,7 @@ def load_dataset(spec: str, *, data_dir: str | None = None, seed: int = 0, val_f
 
     stats = None
     if is_vector_shape(raw.x.shape[1:]):          # standardise every split with the training split's statistics
-        stats = fit_standardization(xs["train"], raw.feature_names, raw.name)
+        stats = standardization or fit_standardization(xs["train"], raw.feature_names, raw.name)
         xs = {k: standardize(v, stats) for k, v in xs.items()}
     options = json.dumps({"seed": int(seed), "val_fraction": float(val_fraction),
                           "classes": None if classes is None else [int(c) for c in classes],
@@ -149,7 +152,7 @@ def load_dataset(spec: str, *, data_dir: str | None = None, seed: int = 0, val_f
                    n_classes=n_classes if raw.y is not None else 0,
                    class_names=names if raw.y is not None else (),
                    source=raw.source, fingerprint=fingerprint, feature_names=raw.feature_names,
-                   standardization=stats)
+                   standardization=stats, label_column=label_column)
 
 
 def fit_standardization(x_train: np.ndarray, feature_names: Sequence[str], name: str) -> dict:
