@@ -187,8 +187,10 @@ def test_compare_on_a_generated_table_end_to_end(tmp_path, monkeypatch):
     torch.set_num_threads(1)
     cfg = CompareConfig(dataset=f"npz:{tmp_path / 't.npz'}", models=("ae", "vae"), likelihood="gaussian", epochs=4,
                         n_samples=200, iw_k=4, n_interp_pairs=20, hidden=(32, 16), n_latent=3,
-                        use_pair_2d=False)
+                        use_pair_2d=False, inliers=(0, 1))
     doc = compare(cfg, tmp_path / "run", progress=False)
+    det = doc["test_time"]["detection"]["held-out classes"]                # class 2 is the anomaly: scores per model
+    assert set(det["vae"]) >= {"recon_error", "neg_elbo", "iw_nll"} and "complexity_corrected" not in det["vae"]
     assert doc["dataset"]["domain"] == "vectors" and len(doc["dataset"]["standardization"]["std"]) == 5
     for name in ("ae", "vae"):
         m = doc["models"][name]
@@ -203,7 +205,9 @@ def test_compare_on_a_generated_table_end_to_end(tmp_path, monkeypatch):
     assert doc["models"]["vae"]["likelihood"]["kind"] == "nll"
     figs = {p.name for p in (tmp_path / "run" / "figures").iterdir()}
     assert "rmse_per_feature.png" in figs and "latent_scatter.png" in figs
-    assert not figs & {"reconstructions.png", "samples_prior.png", "manifold_2d.png", "holes_map.png", "denoising.png"}
+    assert not figs & {"reconstructions.png", "samples_prior.png", "manifold_2d.png", "holes_map.png", "denoising.png",
+                       "novelty.png", "test_time_sure.png"}
+    assert "test_time_histograms.png" in figs
     html = (tmp_path / "run" / "report.html").read_text()
     assert "a Bernoulli is a distribution on {0, 1}" in html and "RMSE per example" in html
     saved = json.loads((tmp_path / "run" / "models" / "vae" / "config.json").read_text())

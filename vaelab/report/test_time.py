@@ -42,7 +42,10 @@ def plan(block: dict[str, Any], arrays: dict[str, np.ndarray]) -> list[tuple[str
     out: list[tuple[str, Callable[[Path], Any]]] = []
     if any(k.startswith("scores|") for k in arrays) and block.get("sets"):
         out.append(("test_time_histograms", lambda p: _histograms(block, arrays, p)))
-    if any(k.startswith("sure|") for k in arrays):
+    from vaelab.data import is_vector_shape
+
+    sure = [v for k, v in arrays.items() if k.startswith("sure|") and k.endswith("|x")]
+    if sure and not is_vector_shape(sure[0].shape[1:]):     # pictures of examples: images only, not tables
         out.append(("test_time_sure", lambda p: _sure(block, arrays, p)))
     return out
 

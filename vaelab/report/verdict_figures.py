@@ -53,9 +53,11 @@ def fig_novelty(path: Path, arrays: dict[str, dict[str, np.ndarray]]) -> bool:
     """Rows: (model, sampler); columns: 8 (sample, nearest training image) pairs. False when nothing to draw."""
     import matplotlib.pyplot as plt
 
+    from vaelab.data import is_vector_shape
+
     rows = [(m, s, a[f"novelty_{s}_samples"], a[f"novelty_{s}_train"]) for m, a in arrays.items()
             for s in ("prior", "gmm") if f"novelty_{s}_samples" in a]
-    if not rows:
+    if not rows or is_vector_shape(rows[0][2].shape[1:]):     # pictures of examples: images only, not tables
         return False
     n = max(len(r[2]) for r in rows)
     fig, axes = plt.subplots(len(rows), 2 * n, figsize=(2 * n * 0.6, len(rows) * 0.7 + 0.4), squeeze=False)
