@@ -200,7 +200,8 @@ def list_datasets(data_dir: str | None = None) -> list[dict]:
                           "e.g. MNIST: --dataset idx:~/mnist"})
     out.append({"name": "npz:FILE", "available": True, "source": "a file you give",
                 "detail": "np.savez(FILE, x=(N,H,W) or (N,C,H,W) uint8 0..255 or float [0,1], optional y, "
-                          "x_test, y_test, class_names); read with allow_pickle=False"})
+                          "x_test, y_test, class_names); a 2-D x (N, D) holds feature vectors (a table, as csv:FILE); "
+                          "read with allow_pickle=False"})
     out.append({"name": "folder:PATH", "available": True, "source": "a folder you give",
                 "detail": "PNG/JPEG/BMP/WebP files, searched recursively; one sub-folder per class gives labels, "
                           "flat = unlabelled; train/ + test/ sub-folders keep that split; --image-size S (centre "
