@@ -37,6 +37,7 @@ from vaelab.config import ModelConfig, TrainConfig
 from vaelab.errors import CheckpointError, ConfigError, DivergenceError, Interrupted, OutputError
 from vaelab.io import atomic_write_json, atomic_write_text
 from vaelab.models import Autoencoder, build_model
+from vaelab.schedules import kl_weight  # noqa: F401  (re-exported: vaelab.train.kl_weight)
 
 LAST_NAME = "last.safetensors"
 LOG_NAME = "train_log.jsonl"
@@ -69,30 +70,6 @@ def resolve_device(name: str) -> torch.device:
     if dev.type not in ("cpu", "cuda"):
         raise ConfigError(f"device {name!r} is not supported; use auto, cpu or cuda.")
     return dev
-
-
-def kl_weight(cfg: TrainConfig, step: int) -> float:
-    """Multiplier of beta at optimiser step ``step`` (the KL schedule), in [0, 1].
-
-    W = kl_warmup_steps, t = step:
-      constant  1
-      linear    min(1, t / W)
-      sigmoid   logistic ramp rescaled to be exactly 0 at t = 0 and 1 at t >= W:
-                (s(10 (t/W - 1/2)) - s(-5)) / (s(5) - s(-5)), s the logistic function
-      cyclical  Fu et al. 2019 ("Cyclical annealing"): within each period P = kl_cycle_steps
-                (default 2 W, their R = 0.5) the weight ramps linearly 0 -> 1 over W steps, then
-                holds 1; the period repeats for the whole run.
-    """
-    w = cfg.kl_warmup_steps
-    if cfg.kl_schedule == "constant" or w <= 0:
-        return 1.0
-    if cfg.kl_schedule == "cyclical":
-        step = step % (cfg.kl_cycle_steps or 2 * w)
-    r = min(1.0, step / w)
-    if cfg.kl_schedule == "sigmoid":
-        lo, hi = 1 / (1 + math.exp(5.0)), 1 / (1 + math.exp(-5.0))
-        return (1 / (1 + math.exp(-10.0 * (r - 0.5))) - lo) / (hi - lo)
-    return r
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -260,7 +237,7 @@ def fit(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig = TrainCon
             saved_cfg = json.loads(meta.get("model_config", "{}"))
             if saved_cfg != json.loads(json.dumps(mcfg.to_dict())):
                 raise CheckpointError(f"cannot resume {out_path}: it was trained as a different model "
-                                      f"({ckpt._diff(json.loads(json.dumps(mcfg.to_dict())), saved_cfg)}). "
+                                      f"({ckpt.describe_diff(json.loads(json.dumps(mcfg.to_dict())), saved_cfg)}). "
                                       "Use --overwrite to start again.")
             _restore_state(tensors, model, opt, shuffle_gen)
             st = json.loads(meta["state"])

@@ -102,6 +102,9 @@ def _save(fig: Any, path: str | Path, dpi: int = 100) -> Path:
     return path
 
 
+save_png = _save      # the public name, for the other report modules (likelihood_figures)
+
+
 def _show(ax: Any, grid: np.ndarray) -> None:
     ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0.0, vmax=1.0, interpolation="nearest")
 

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from vaelab.config import flat_config, options_summary
 from vaelab.errors import ConfigError, OutputError
 from vaelab.io import atomic_write_text
 from vaelab.report.answer import make_answer
@@ -97,7 +98,7 @@ def _fmt(v: Any, spec: str = ".2f") -> str:
 
 
 def _protocol(doc: dict[str, Any]) -> list[tuple[str, str]]:
-    ds, c = doc.get("dataset", {}), doc.get("config", {})
+    ds, c = doc.get("dataset", {}), flat_config(doc.get("config"))
     judge = doc.get("judge") or {}
     classes = ", ".join(map(str, ds.get("class_names") or [])) or "none (unlabelled)"
     seeds = c.get("seeds") or [c.get("seed", 0)]
@@ -128,6 +129,9 @@ def _protocol(doc: dict[str, Any]) -> list[tuple[str, str]]:
                               "none (the data have no labels): judge-based metrics are n/a"),
         ("2-D pair", "an AE and a VAE with a 2-D latent, trained under the same protocol, for the manifold grid and the "
                      "holes map" if doc.get("pairs_2d") else "not trained (--no-pair)"),
+        ("options", "every option that differs from its default: "
+                    + options_summary(doc.get("config")) if isinstance((doc.get("config") or {}).get("model"), dict)
+                    else "not recorded (a run of an older vaelab)"),
         ("device", f"{c.get('device')}, {c.get('torch_threads')} torch thread(s)"),
         ("time", ", ".join(f"{k} {v:.0f} s" for k, v in (doc.get("timings") or {}).items() if isinstance(v, (int, float)))),
     ]
