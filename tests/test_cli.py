@@ -50,7 +50,7 @@ def test_train_sample_end_to_end(tmp_path, capsys):
 @pytest.mark.parametrize("argv,phrase", [
     (["train", "gan"], "unknown model 'gan'"),
     (["train", "vae", "--latent-dim", "0"], "latent size must be a positive integer"),
-    (["train", "vae", "--hidden", "512,x"], "--hidden: must be comma-separated integers"),
+    (["train", "vae", "--hidden", "512,x"], "--hidden must be comma-separated integers"),
     (["train", "cvae", "--classes", "3"], "at least two distinct labels"),
     (["train", "vae", "--dataset", "fashion-mnist", "--data-dir", "/nonexistent"], "dataset-fashion-mnist"),
     (["sample", "/nonexistent", "--out", "x.png"], "does not exist"),

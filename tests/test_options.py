@@ -34,7 +34,7 @@ COMPANIONS = {"kl_cycle_steps": ["--kl-schedule", "cyclical", "--kl-warmup-steps
 VALUES = {"dataset": "npz:x.npz", "data_dir": "/data/elsewhere", "classes": (3, 5), "device": "cpu",
           "corruption": "masking:0.25", "dequantize": 256, "models": ("ae", "rae"), "samplers": ("gmm",),
           "betas": (0.5, 2.0), "kl_cycle_steps": 30, "hidden": (48, 24), "channels": (8, 16), "label": 1,
-          "max_train": 300, "sigmas": (0.2, 2.0), "beta": 2.0, "subset": 500}
+          "max_train": 300, "sampler": "gmm", "sigmas": (0.2, 2.0), "beta": 2.0, "subset": 500}
 
 
 def _subparser(command: str) -> argparse.ArgumentParser:
@@ -173,29 +173,30 @@ def test_options_summary_names_what_differs():
 # -- every argument in range (issue 15.3): one clear line, exit 2, no traceback -----------------------
 BAD = [
     (["train", "vae", "--seed", str(2**64)], "--seed must be"),                     # beyond 64 bits
-    (["train", "vae", "--seed", "-1"], "--seed must be >= 0"),
+    (["train", "vae", "--seed", "-1"], "--seed must be in [0,"),
     (["compare", "--split-seed", str(2**63)], "--split-seed must be"),
     (["sample", "CKPT", "--out", "x.png", "--seed", str(10**30)], "--seed must be"),
     (["evaluate", "CKPT", "--out", "x.json", "--seed", str(2**63)], "--seed: must be between"),
-    (["train", "vae", "--latent-dim", "100000"], "--latent-dim must be >= 1 and <= 4096"),
-    (["train", "vae", "--hidden", "512,10000000"], "--hidden must be >= 1 and <= 65536"),
-    (["compare", "--channels", "32,0"], "channels"),
+    (["train", "vae", "--latent-dim", "100000"], "--latent-dim must be in [1, 4096]"),
+    (["train", "vae", "--hidden", "512,10000000"], "--hidden must be in [1, 65536]"),
+    (["train", "vae", "--hidden", "512,x"], "--hidden must be comma-separated integers"),
+    (["compare", "--channels", "32,0"], "channels must be positive"),
     (["train", "vae", "--epochs", "0"], "epochs must be >= 1"),
     (["train", "vae", "--batch-size", "100000000"], "--batch-size must be"),
     (["sample", "CKPT", "--out", "x.png", "--n", "1000000000000"], "--n must be"),
-    (["compare", "--n-samples", "5"], "must be >= 10"),
-    (["compare", "--iw-k", "0"], "--iw-k must be >= 1"),
+    (["compare", "--n-samples", "5"], "--n-samples must be in [10,"),
+    (["compare", "--iw-k", "0"], "--iw-k must be in [1,"),
     (["compare", "--seeds", "100000"], "--seeds must be"),
     (["train", "vae", "--lr", "0"], "learning rate must be > 0"),
-    (["train", "vae", "--lr", "1e9"], "--lr must be > 0 and <= 10"),
+    (["train", "vae", "--lr", "1e9"], "--lr must be in (0, 10]"),
     (["train", "vae", "--lr", "nan"], "finite"),
     (["train", "vae", "--sigma", "-1", "--likelihood", "gaussian"], "sigma must be > 0"),
-    (["train", "vae", "--val-fraction", "1"], "--val-fraction must be >= 0 and < 1"),
-    (["train", "vae", "--val-fraction", "-0.1"], "--val-fraction must be >= 0"),
+    (["train", "vae", "--val-fraction", "1"], "--val-fraction must be in [0, 1)"),
+    (["train", "vae", "--val-fraction", "-0.1"], "--val-fraction must be in [0, 1)"),
     (["train", "vae", "--free-bits", "-1"], "free bits must be >= 0"),
     (["train", "vae", "--beta", "inf"], "finite"),
-    (["sweep", "--beta", "0,1"], "--beta must be > 0"),
-    (["train", "vae", "--epochs", "1x"], "invalid integer"),
+    (["sweep", "--beta", "0,1"], "--beta must be in (0,"),
+    (["train", "vae", "--epochs", "1x"], "invalid int value"),
     (["train", "vae", "--kl-cycle-steps", "100"], "--kl-schedule cyclical"),
     (["compare", "--models", "ae,gan"], "unknown value 'gan'"),
 ]
@@ -240,3 +241,79 @@ def test_import_vaelab_is_light():
     code = "import sys, vaelab; print(vaelab.CompareConfig.__name__, 'torch' in sys.modules)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONPATH": str(ROOT)})
     assert r.stdout.split() == ["CompareConfig", "False"], r.stderr
+
+
+# -- end to end: the values land in what was trained and measured ---------------------------------------
+TINY = ["--max-train", "200", "--latent-dim", "2", "--hidden", "16", "--epochs", "1", "--quiet"]
+
+
+def test_train_options_land_in_config_json(tmp_path, capsys):
+    out = tmp_path / "m"
+    argv = ["train", "vae", "--out", str(out), *TINY, "--batch-size", "32", "--lr", "0.002", "--weight-decay",
+            "0.01", "--grad-clip", "5", "--seed", "3", "--device", "cpu", "--patience", "4", "--kl-schedule",
+            "cyclical", "--kl-warmup-steps", "4", "--kl-cycle-steps", "10", "--log-every", "3", "--on-nan", "retry",
+            "--max-retries", "1", "--binarize", "dynamic", "--free-bits", "0.1", "--val-fraction", "0.2",
+            "--split-seed", "2", "--classes", "1,2,3", "--precision", "bf16"]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    conf = json.loads((out / "config.json").read_text())
+    assert conf["train"] | {} == {**conf["train"], "batch_size": 32, "lr": 0.002, "weight_decay": 0.01,
+                                  "grad_clip": 5.0, "seed": 3, "device": "cpu", "patience": 4,
+                                  "kl_schedule": "cyclical", "kl_warmup_steps": 4, "kl_cycle_steps": 10,
+                                  "log_every": 3, "on_nan": "retry", "max_retries": 1, "precision": "bf16"}
+    assert conf["model"]["binarize"] == "dynamic" and conf["model"]["free_bits"] == 0.1
+    assert conf["model"]["n_latent"] == 2 and conf["model"]["hidden"] == [16] and conf["model"]["n_classes"] == 0
+    assert conf["data"]["classes"] == [1, 2, 3] and conf["data"]["split_seed"] == 2
+    assert conf["data"]["val_fraction"] == 0.2 and conf["data"]["max_train"] == 200
+    # --resume with other options: refused, every difference listed; --epochs may differ
+    rc = cli.main(["train", "vae", "--out", str(out), *TINY, "--resume", "--lr", "0.01", "--seed", "4"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err
+    for what in ("train.lr", "train.seed", "train.batch_size", "model.binarize", "data.classes", "data.split_seed"):
+        assert what in err, what
+    assert "May differ: train.epochs" in err
+
+
+SEVEN_A = ["--binarize", "dynamic", "--precision", "bf16", "--on-nan", "retry", "--kl-schedule", "cyclical",
+           "--kl-warmup-steps", "2", "--kl-cycle-steps", "6"]
+SEVEN_B = ["--likelihood", "gaussian", "--learn-sigma", "--dequantize", "17"]
+COMPARE_TINY = ["compare", "--models", "ae,vae", "--no-pair", "--n-samples", "20", "--iw-k", "2",
+                "--n-interp-pairs", "5", "--samplers", "prior", *TINY]
+
+
+@pytest.mark.parametrize("options", [SEVEN_A, SEVEN_B], ids=["binarize-bf16-retry-cycle", "learned-sigma-dequantize"])
+def test_the_seven_compare_options_change_the_run(options, tmp_path, capsys, judge_cache):
+    out = tmp_path / "run"
+    assert cli.main([*COMPARE_TINY, "--out", str(out), *options]) == 0, capsys.readouterr().err
+    run_cfg = CompareConfig.from_dict(json.loads((out / "run_config.json").read_text()))
+    doc = json.loads((out / "metrics.json").read_text())
+    expect_model = ({"binarize": "dynamic"} if options is SEVEN_A else
+                    {"likelihood": "gaussian", "learn_sigma": True, "dequantize": 17})
+    expect_train = ({"precision": "bf16", "on_nan": "retry", "kl_cycle_steps": 6, "kl_schedule": "cyclical"}
+                    if options is SEVEN_A else {})
+    for name, value in expect_model.items():
+        assert getattr(run_cfg.model, name) == value and doc["config"]["model"][name] == value
+        for m in ("ae", "vae"):     # the configs the models were trained with
+            assert json.loads((out / "models" / m / "config.json").read_text())["model"][name] == value
+    for name, value in expect_train.items():
+        assert getattr(run_cfg.train, name) == value and doc["config"]["train"][name] == value
+        assert json.loads((out / "models" / "vae" / "config.json").read_text())["train"][name] == value
+    html = (out / "report.html").read_text(encoding="utf-8")
+    for token in options:
+        if token.startswith("--"):
+            assert token in html, token          # the report's protocol names every option that was set
+
+
+def test_compare_resume_lists_every_difference(tmp_path, capsys, judge_cache):
+    out = tmp_path / "run"
+    argv = [*COMPARE_TINY, "--models", "ae", "--out", str(out)]
+    assert cli.main(argv) == 0
+    capsys.readouterr()
+    rc = cli.main([*argv, "--resume", "--lr", "0.01", "--seed", "5", "--binarize", "static", "--threads", "2"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err
+    assert all(k in err for k in ("train.lr", "train.seed", "model.binarize")) and "3 option(s) differ" in err
+    assert "--threads" in err and "cannot change the result" in err
+    assert "n_threads" not in err.split("May differ")[0]       # threads is not a difference
+    # only --threads differs: resumed, with a note
+    assert cli.main([*argv, "--resume", "--threads", "2"]) == 0
+    assert "note: resuming" in capsys.readouterr().err

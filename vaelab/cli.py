@@ -22,7 +22,7 @@ from vaelab.config import (AUTO, MAX_SEED, MODEL_NAMES, SIZE_DEFAULTS, CompareCo
                            ModelConfig, SampleConfig, SweepConfig, TrainConfig, config_diff)
 from vaelab.errors import ConfigError, OutputError, VaelabError
 from vaelab.molecules import cli as mol_cli   # imports no RDKit and no torch: the commands do, when run
-from vaelab.options import add_options, bounded_int, build, given
+from vaelab.options import add_options, bounded, build, given
 
 SECTIONS = {"data": DataSpec, "model": ModelConfig, "train": TrainConfig, "eval": EvalConfig}
 
@@ -193,7 +193,7 @@ def evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="FILE.json to write: every metric, the reference rows and settings")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     add_options(p, EvalConfig, "eval", title="evaluation", skip=("n_interp_pairs",))
-    p.add_argument("--seed", type=bounded_int(0, MAX_SEED), default=0,
+    p.add_argument("--seed", type=bounded(int, 0, MAX_SEED), default=0,
                    help="seed of every random draw in the evaluation (default 0)")
     _quiet(p)
 
@@ -389,6 +389,9 @@ def main(argv: list[str] | None = None) -> int:
             getattr(args, "_parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as e:
         return int(e.code or 0)
+    except VaelabError as e:    # an option's value that its parser refuses with our own message (--hidden 64,x)
+        print(f"vaelab: error: {e}", file=sys.stderr)
+        return e.exit_code
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -77,7 +77,7 @@ def flag_of(f: dataclasses.Field) -> str:
 class DataSpec:
     """Which data and which split. ``load_kwargs()`` are the arguments of ``vaelab.load_dataset``."""
 
-    dataset: str = opt("digits", "digits (embedded, default), fashion-mnist, idx:FOLDER (MNIST-format IDX files, "
+    dataset: str = opt("digits", "digits (embedded), fashion-mnist, idx:FOLDER (MNIST-format IDX files, "
                                  "gz or raw) or npz:FILE (array x of (N,H,W) or (N,C,H,W) images, optional y labels)")
     data_dir: str | None = opt(None, "folder with the Fashion-MNIST IDX files (default "
                                      "/usr/share/datasets/fashion-mnist, from the Debian package dataset-fashion-mnist)")
@@ -95,6 +95,8 @@ class DataSpec:
             if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):
                 raise ConfigError(f"--classes needs at least two distinct labels, e.g. 3,5; got "
                                   f"{','.join(map(str, self.classes))}.")
+        if self.max_train is not None and self.max_train < 1:
+            raise ConfigError(f"max_train must be a positive integer (or None for all images), got {self.max_train}.")
         _check_ranges(self)
 
     def load_kwargs(self) -> dict[str, Any]:
@@ -264,6 +266,8 @@ class TrainConfig:
             raise ConfigError(f"unknown precision {self.precision!r}; choose fp32 or bf16.")
         if self.on_nan not in ON_NAN:
             raise ConfigError(f"unknown --on-nan value {self.on_nan!r}; choose stop or retry.")
+        if self.max_retries < 0:
+            raise ConfigError(f"--max-retries must be an integer >= 0, got {self.max_retries}.")
         _check_ranges(self)
 
     def to_dict(self) -> dict[str, Any]:
@@ -309,13 +313,15 @@ class SampleConfig:
 
     n: int = opt(64, "number of samples", lo=1, hi=1_000_000)
     sampler: str = opt("prior", "prior: decode z ~ N(0, I); gmm: decode z from a 10-component Gaussian mixture fitted "
-                                "to the model's training codes (ex-post density, Ghosh et al. 2020)", choices=SAMPLERS)
+                                "to the model's training codes (ex-post density, Ghosh et al. 2020)", metavar="SAMPLER")
     label: int | None = opt(None, "cvae: decode every sample with this label (default: cycle through the classes)",
                             lo=0, hi=MAX_COUNT)
     seed: int = opt(0, "sampling seed", lo=0, hi=MAX_SEED)
 
     def __post_init__(self) -> None:
         _check_types(self)
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"unknown sampler {self.sampler!r}; choose one of: {', '.join(SAMPLERS)}.")
         _check_ranges(self)
 
 
@@ -630,9 +636,13 @@ def _check_ranges(cfg: Any) -> None:
             low_bad = lo is not None and (x <= lo if md.get("lo_open") else x < lo)
             high_bad = hi is not None and (x >= hi if md.get("hi_open") else x > hi)
             if low_bad or high_bad:
-                lo_s = f"{'>' if md.get('lo_open') else '>='} {_num(lo)}" if lo is not None else ""
-                hi_s = f"{'<' if md.get('hi_open') else '<='} {_num(hi)}" if hi is not None else ""
-                what = " and ".join(s for s in (lo_s, hi_s) if s)
+                if lo is not None and hi is not None:      # interval notation: [0, 1) is 0 <= x < 1
+                    what = (f"in {'(' if md.get('lo_open') else '['}{_num(lo)}, {_num(hi)}"
+                            f"{')' if md.get('hi_open') else ']'}")
+                elif lo is not None:
+                    what = f"{'>' if md.get('lo_open') else '>='} {_num(lo)}"
+                else:
+                    what = f"{'<' if md.get('hi_open') else '<='} {_num(hi)}"
                 raise ConfigError(f"{flag_of(f)} must be {what}, got {_num(x)}"
                                   + (" (in --seed and --split-seed numpy and torch take 64-bit seeds)."
                                      if hi == MAX_SEED else "."))
@@ -657,12 +667,12 @@ def dataclass_from_dict(cls: type, d: dict[str, Any]) -> Any:
         raise ConfigError(f"invalid {cls.__name__}: {e}") from None
 
 
-def parse_ints(text: str, what: str) -> tuple[int, ...]:
-    """'512,256' -> (512, 256) with a clear error for anything else."""
+def parse_ints(text: str, what: str, positive: bool = True) -> tuple[int, ...]:
+    """'512,256' -> (512, 256) with a clear error for anything else (``positive``: each >= 1)."""
     try:
         vals = tuple(int(t) for t in text.split(",") if t.strip())
     except ValueError:
         raise ConfigError(f"{what} must be comma-separated integers like 512,256; got {text!r}.") from None
-    if not vals or min(vals) < 1:
+    if not vals or (positive and min(vals) < 1):
         raise ConfigError(f"{what} must be positive integers like 512,256; got {text!r}.")
     return vals

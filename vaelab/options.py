@@ -17,19 +17,14 @@ import dataclasses
 import math
 from typing import Any, Iterable
 
-from vaelab.config import flag_of
+from vaelab.config import flag_of, parse_ints
 
 _UNSET = None     # the argparse default of every generated option: "not given"
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        vals = tuple(int(t) for t in text.split(",") if t.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be comma-separated integers like 512,256; got {text!r}") from None
-    if not vals:
-        raise argparse.ArgumentTypeError(f"expected at least one integer, got {text!r}")
-    return vals
+def _ints(flag: str):
+    """'512,256' -> (512, 256); anything else is a ConfigError naming ``flag`` (config.parse_ints)."""
+    return lambda text: parse_ints(text, flag, positive=False)
 
 
 def _names(choices: tuple[str, ...] | None):
@@ -54,22 +49,12 @@ def _floats(text: str) -> tuple[float, ...]:
     return vals
 
 
-def bounded_int(lo: int, hi: int):
-    """An argparse type: an integer in [lo, hi] (for a command's own options, e.g. `evaluate --seed`)."""
-    def parse(text: str) -> int:
-        v = _int(text)
+def bounded(parse_one, lo: float, hi: float):
+    """An argparse type: ``parse_one(text)`` (``int`` or a finite float) within [lo, hi], for a command's own options."""
+    def parse(text: str) -> float:
+        v = (_int if parse_one is int else _finite)(text)
         if not lo <= v <= hi:
             raise argparse.ArgumentTypeError(f"must be between {lo} and {hi}, got {v}")
-        return v
-    return parse
-
-
-def bounded_float(lo: float, hi: float):
-    """An argparse type: a finite number in [lo, hi] (for a command's own options, e.g. `decode --temperature`)."""
-    def parse(text: str) -> float:
-        v = _finite(text)
-        if not lo <= v <= hi:
-            raise argparse.ArgumentTypeError(f"must be between {lo:g} and {hi:g}, got {v:g}")
         return v
     return parse
 
@@ -78,7 +63,7 @@ def _finite(text: str) -> float:
     try:
         v = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
     if not math.isfinite(v):
         raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
     return v
@@ -88,7 +73,7 @@ def _int(text: str) -> int:
     try:
         return int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
 
 
 def _kind(f: dataclasses.Field) -> str:
@@ -140,12 +125,13 @@ def add_options(p: argparse.ArgumentParser, cls: type, section: str, *, skip: It
         if md.get("metavar"):
             kw["metavar"] = md["metavar"]
         if kind in ("ints", "names", "floats"):
-            kw["type"] = {"ints": _ints, "floats": _floats}.get(kind) or _names(md.get("choices"))
+            kw["type"] = {"ints": _ints(names[0]), "floats": _floats}.get(kind) or _names(md.get("choices"))
             kw.setdefault("metavar", "A,B,...")
         elif md.get("choices"):
             kw["choices"] = md["choices"]
         else:
-            kw["type"] = {"int": _int, "float": _finite, "str": str}[kind]
+            # floats parse as float: nan/inf reach the config, whose message names the field ("must be finite")
+            kw["type"] = {"int": _int, "float": float, "str": str}[kind]
             kw.setdefault("metavar", {"int": "N", "float": "X", "str": "TEXT"}[kind])
         g.add_argument(*names, **kw)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from vaelab.config import MAX_SEED, MoleculeCompareConfig
 from vaelab.errors import ConfigError, DataError
-from vaelab.options import add_options, bounded_float, bounded_int, given
+from vaelab.options import add_options, bounded, given
 
 MOLECULE_DATASETS = ("moses",)
 
@@ -115,10 +115,12 @@ def decode_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampler", choices=("prior", "gmm"), default="prior",
                    help="without --z: decode --n codes from the prior N(0, I) or from the ex-post GMM saved beside "
                         "the model by compare (density-gmm.json). Default prior")
-    p.add_argument("--n", type=bounded_int(1, 10_000_000), default=10, help="without --z: number of molecules (default 10)")
-    p.add_argument("--temperature", type=bounded_float(0, 100), default=0.0,
+    p.add_argument("--n", type=bounded(int, 1, 10_000_000), default=10,
+                   help="without --z: number of molecules (default 10)")
+    p.add_argument("--temperature", type=bounded(float, 0, 100), default=0.0,
                    help="0 = greedy (the molecule a code means; default), > 0 samples the decoder")
-    p.add_argument("--seed", type=bounded_int(0, MAX_SEED), default=0, help="seed of the codes and of sampled tokens (default 0)")
+    p.add_argument("--seed", type=bounded(int, 0, MAX_SEED), default=0,
+                   help="seed of the codes and of sampled tokens (default 0)")
 
 
 def decode_cmd(args: argparse.Namespace) -> int:
@@ -163,9 +165,10 @@ def neighbours_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("ckpt", metavar="CKPT", help="a molecule model folder, e.g. runs/molecules-moses/models/vae")
     p.add_argument("smiles", metavar="SMILES", help="the centre molecule")
     p.add_argument("--sigma", default="0.1,0.5,1", help="noise scales around its code (default 0.1,0.5,1)")
-    p.add_argument("--n", type=bounded_int(1, 1_000_000), default=100, help="decodes per sigma (default 100)")
-    p.add_argument("--seed", type=bounded_int(0, MAX_SEED), default=0, help="seed of the noise (default 0)")
-    p.add_argument("--show", type=bounded_int(0, 10_000), default=5, help="example decodes printed per sigma (default 5)")
+    p.add_argument("--n", type=bounded(int, 1, 1_000_000), default=100, help="decodes per sigma (default 100)")
+    p.add_argument("--seed", type=bounded(int, 0, MAX_SEED), default=0, help="seed of the noise (default 0)")
+    p.add_argument("--show", type=bounded(int, 0, 10_000), default=5,
+                   help="example decodes printed per sigma (default 5)")
     p.add_argument("--json", default=None, help="FILE.json: also write every decode and statistic there")
     p.add_argument("--png", default=None, help="FILE.png: an RDKit grid of the centre and decodes per sigma")
 
