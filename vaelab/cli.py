@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from vaelab.config import (AUTO, MAX_SEED, MODEL_NAMES, SIZE_DEFAULTS, CompareConfig, DataSpec, EvalConfig,
-                           ModelConfig, SampleConfig, SweepConfig, TrainConfig, config_diff)
+                           ModelConfig, SampleConfig, SweepConfig, TrainConfig, config_diff,
+                           refuse_resume_differences)
 from vaelab.errors import ConfigError, OutputError, VaelabError
 from vaelab.molecules import cli as mol_cli   # imports no RDKit and no torch: the commands do, when run
 from vaelab.options import add_options, bounded, build, given
@@ -90,7 +91,7 @@ def train_args(p: argparse.ArgumentParser) -> None:
     _quiet(p)
 
 
-TRAIN_RESUME_FREE = {"train.epochs": "a resumed run trains on to the new number of epochs"}
+TRAIN_RESUME_FREE = {"train.epochs": "a resumed run trains on to the new number of epochs"}   # --quiet: not recorded
 
 
 def check_train_resume(out: Path, mcfg: ModelConfig, tcfg: TrainConfig, spec: DataSpec) -> None:
@@ -108,20 +109,7 @@ def check_train_resume(out: Path, mcfg: ModelConfig, tcfg: TrainConfig, spec: Da
     old = {"model": conf.get("model") or {}, "train": {**TrainConfig().to_dict(), **old_train},
            "data": {k: (conf.get("data") or {}).get(k) for k in spec.meta()}}
     new = {"model": json.loads(json.dumps(mcfg.to_dict())), "train": tcfg.to_dict(), "data": spec.meta()}
-    refuse_differences(out, config_diff(old, new), TRAIN_RESUME_FREE)
-
-
-def refuse_differences(out: Path, diffs: list[tuple[str, Any, Any]], free: dict[str, str]) -> None:
-    """Raise listing every difference that can change the result; note the ones that cannot (``free``)."""
-    bad = [d for d in diffs if d[0] not in free]
-    notes = [f"{k} ({free[k]})" for k, _, _ in diffs if k in free]
-    if bad:
-        lines = "; ".join(f"{k}: {a!r} then, {b!r} now" for k, a, b in bad)
-        note = f" (May differ: {', '.join(free)}; they cannot change the result.)" if free else ""
-        raise OutputError(f"cannot --resume {out}: {len(bad)} option(s) differ from the run being resumed: {lines}. "
-                          f"Use the same options, --overwrite, or another --out.{note}")
-    if notes:
-        print(f"vaelab: note: resuming {out} with {', '.join(notes)}.", file=sys.stderr)
+    refuse_resume_differences(out, config_diff(old, new), TRAIN_RESUME_FREE)
 
 
 def train_cmd(args: argparse.Namespace) -> int:

@@ -27,7 +27,6 @@ import dataclasses
 import json
 import math
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ import numpy as np
 import torch
 
 from vaelab.config import (DEFAULT_MODELS, SIZE_DEFAULTS, CompareConfig, ModelConfig, TrainConfig, config_diff,
-                           size_class)
+                           refuse_resume_differences, size_class)
 from vaelab.callable_module import make_callable
 from vaelab.errors import ConfigError, OutputError, VaelabError
 
@@ -46,7 +45,7 @@ SCHEMA_VERSION = 1
 PAIR_MODELS = {"ae-2d": "ae", "vae-2d": "vae"}
 RUN_CONFIG_NAME = "run_config.json"
 # options a resumed run may change, because they cannot change a result (besides --quiet, which is not recorded)
-RESUME_FREE = {"n_threads": "--threads only sets how many CPU threads compute the same numbers"}
+RESUME_FREE = {"n_threads": "--threads cannot change the result, it only sets how many CPU threads compute it"}
 OWNED = ("report.html", "metrics.json", "figures", "models", RUN_CONFIG_NAME)
 FAILURES = (VaelabError,)
 
@@ -88,15 +87,7 @@ def _prepare_out(out: Path, cfg: CompareConfig, rcfg: CompareConfig, shape: tupl
         except (ValueError, VaelabError) as e:
             raise OutputError(f"cannot --resume {out}: its {RUN_CONFIG_NAME} is unreadable or from another vaelab "
                               f"version ({e}). Use --overwrite or another --out.") from None
-        diffs = config_diff(old.resolved(shape).to_dict(), rcfg.to_dict())
-        bad = [d for d in diffs if d[0] not in RESUME_FREE]
-        if bad:
-            lines = "; ".join(f"{k}: {a!r} then, {b!r} now" for k, a, b in bad)
-            raise OutputError(f"cannot --resume {out}: {len(bad)} option(s) differ from the run being resumed: "
-                              f"{lines}. Use the same options, --overwrite, or another --out. (May differ: --threads "
-                              "and --quiet; they cannot change the result.)")
-        for k, a, b in diffs:
-            print(f"vaelab: note: resuming {out} with {k} {a!r} then, {b!r} now ({RESUME_FREE[k]}).", file=sys.stderr)
+        refuse_resume_differences(out, config_diff(old.resolved(shape).to_dict(), rcfg.to_dict()), RESUME_FREE)
     if used and overwrite:
         for name in OWNED:
             p = out / name

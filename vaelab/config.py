@@ -30,10 +30,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from vaelab.errors import ConfigError
+from vaelab.errors import ConfigError, OutputError
 
 LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian")
 BINARIZE = ("none", "dynamic", "static")
@@ -561,6 +562,23 @@ def config_diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> l
         elif a != b:
             out.append((f"{prefix}{k}", a, b))
     return out
+
+
+def refuse_resume_differences(out: Any, diffs: list[tuple[str, Any, Any]], free: dict[str, str]) -> None:
+    """`--resume` of the run in ``out``: refuse when any option differs, listing every difference (``diffs`` from
+    ``config_diff``); the keys of ``free`` may differ (their value says why) and are only noted on stderr."""
+    bad = [d for d in diffs if d[0] not in free]
+    allowed = "; ".join(f"{k}: {why}" for k, why in free.items())
+    if bad:
+        what = ("it was trained as a different model or with other options" if any(k.startswith("model.")
+                                                                                   for k, _, _ in bad)
+                else "it was started with other options")
+        lines = "; ".join(f"{k}: {a!r} then, {b!r} now" for k, a, b in bad)
+        raise OutputError(f"cannot --resume {out}: {what}; {len(bad)} option(s) differ from the run being resumed: "
+                          f"{lines}. Use the same options, --overwrite, or another --out."
+                          + (f" (May differ: {allowed}.)" if free else ""))
+    for k, a, b in diffs:
+        print(f"vaelab: note: resuming {out} with {k} {a!r} then, {b!r} now ({free[k]}).", file=sys.stderr)
 
 
 def _field(cls: type, name: str) -> dataclasses.Field:
