@@ -7,7 +7,8 @@ seed (``CompareConfig``); only the model's objective differs. The run folder (BR
 
     out/report.html         self-contained (figures as data URIs), re-rendered by `vaelab report`
     out/metrics.json        schema_version 1, strict JSON (NaN/inf -> null), written atomically
-    out/figures/*.png       every figure of the report
+    out/figures/*.png       every figure of the report, drawn from metrics.json and arrays/ alone
+    out/arrays/*.npz        what the figures show (vaelab.measure.views), per model + data.npz (no pickle)
     out/models/<model>/     one model folder per model (``models/<model>/seed-<s>/`` with --seeds > 1)
     out/models/ae-2d, vae-2d  the 2-D-latent AE and VAE pair of the manifold grid and the holes map
     out/run_config.json     the CompareConfig (checked by --resume)
@@ -39,14 +40,14 @@ from vaelab.config import (DEFAULT_MODELS, SIZE_DEFAULTS, CompareConfig, ModelCo
 from vaelab.callable_module import make_callable
 from vaelab.errors import ConfigError, OutputError, VaelabError
 
-__all__ = ["compare", "CompareConfig", "DEFAULT_MODELS", "SIZE_DEFAULTS", "size_class", "aggregate", "strict_json"]
+__all__ = ["compare", "CompareConfig", "DEFAULT_MODELS", "SIZE_DEFAULTS", "size_class", "aggregate"]
 
 SCHEMA_VERSION = 1
 PAIR_MODELS = {"ae-2d": "ae", "vae-2d": "vae"}
 RUN_CONFIG_NAME = "run_config.json"
 # options a resumed run may change, because they cannot change a result (besides --quiet, which is not recorded)
 RESUME_FREE = {"n_threads": "--threads cannot change the result, it only sets how many CPU threads compute it"}
-OWNED = ("report.html", "metrics.json", "figures", "models", RUN_CONFIG_NAME)
+OWNED = ("report.html", "metrics.json", "figures", "arrays", "models", RUN_CONFIG_NAME)
 FAILURES = (VaelabError,)
 
 
@@ -178,23 +179,6 @@ def aggregate(runs: list[Any]) -> tuple[Any, Any]:
     return first, None
 
 
-def strict_json(obj: Any) -> Any:
-    """Numpy scalars -> Python numbers, NaN/inf -> None, tuples -> lists (json.dumps(allow_nan=False) safe)."""
-    if isinstance(obj, dict):
-        return {str(k): strict_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [strict_json(v) for v in obj]
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(float(obj)) else None
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
 # -- the comparison ----------------------------------------------------------------------------
 def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resume: bool = False,
             overwrite: bool = False, command: str | None = None) -> dict[str, Any]:
@@ -206,7 +190,7 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
     from vaelab.checkpoint import versions
     from vaelab.data import load_dataset
     from vaelab.evaluate import evaluate, reference_rows
-    from vaelab.io import atomic_write_json
+    from vaelab.io import atomic_write_json, strict_json
     from vaelab.judge import load_or_train_judge
     from vaelab.report.answer import make_answer
     from vaelab.report.html import write_report
@@ -243,6 +227,12 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
         reference = reference_rows(data, judge, n_samples=rcfg.eval.n_samples, seed=rcfg.train.seed)
         timings["reference"] = time.perf_counter() - t0
 
+        # the arrays the figures are drawn from: rewritten by every run (evaluation always runs, even on resume)
+        from vaelab.measure.store import ARRAYS_DIR, DATA_NAME, arrays_path, save_arrays
+        from vaelab.measure.views import data_views
+
+        shutil.rmtree(out / ARRAYS_DIR, ignore_errors=True)
+        save_arrays(arrays_path(out, DATA_NAME), data_views(data, rcfg.train.seed))
         seeds = [rcfg.train.seed + i for i in range(rcfg.n_seeds)]
         per_seed: dict[str, list[dict[str, Any]]] = {m: [] for m in rcfg.models}
         kept: dict[str, Any] = {}          # the first seed's trained models, for the figures
@@ -250,7 +240,8 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
         for s in seeds:
             for name in rcfg.models:
                 folder = out / "models" / name if rcfg.n_seeds == 1 else out / "models" / name / f"seed-{s}"
-                rec = _run_model(name, rcfg, data, s, folder, judge, resume, progress, evaluate)
+                rec = _run_model(name, rcfg, data, s, folder, judge, resume, progress, evaluate,
+                                 arrays_path(out, name) if s == seeds[0] else None)
                 for phase, key in ((f"train:{name}", "train_wall_seconds"), (f"evaluate:{name}", "eval_seconds")):
                     timings[phase] = timings.get(phase, 0.0) + float(rec.get(key) or 0.0)
                 model = rec.pop("_model", None)
@@ -285,13 +276,12 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
             "pairs_2d": pairs,
             "kl_schedule": _kl_schedule_block(rcfg, kept, curves),
         }
+        doc["training_curves"] = curves
         t0 = time.perf_counter()
-        from vaelab.report import figures
-        from vaelab.report.likelihood_figures import draw_from_metrics
+        from vaelab.report.figures import draw_run
 
-        doc["figures"] = figures.make_all(out / "figures", kept, pair_models, data, judge, curves, rcfg.train)
-        # the likelihood figures are drawn from the metrics alone, so `vaelab report` can redraw them
-        doc["figures"] += draw_from_metrics(strict_json(doc), out / "figures")
+        # every figure from the run folder's files alone (metrics + arrays/), as `vaelab report` redraws them
+        doc["figures"] = draw_run(out, strict_json(doc))
         timings["figures"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         timings["total"] = t0 - t_start
@@ -331,8 +321,10 @@ def _kl_schedule_block(cfg: CompareConfig, models: dict[str, Any], curves: dict[
 
 
 def _run_model(name: str, cfg: CompareConfig, data: Any, seed: int, folder: Path, judge: Any, resume: bool,
-               progress: bool, evaluate: Any) -> dict[str, Any]:
-    """Train and evaluate one model for one seed; failures become a record, never an exception."""
+               progress: bool, evaluate: Any, arrays: Path | None = None) -> dict[str, Any]:
+    """Train and evaluate one model for one seed; failures become a record, never an exception.
+
+    ``arrays``: where evaluate saves the arrays of the model's figures (the first seed's), or None."""
     rec: dict[str, Any] = {"model": name, "seed": seed, "status": "ok", "error": None}
     try:
         t0 = time.perf_counter()
@@ -346,7 +338,8 @@ def _run_model(name: str, cfg: CompareConfig, data: Any, seed: int, folder: Path
         t0 = time.perf_counter()
         e = cfg.eval
         res = evaluate(model, data, judge=judge, n_samples=e.n_samples, iw_k=e.iw_k, samplers=e.samplers,
-                       n_interp_pairs=e.n_interp_pairs, seed=seed, progress=progress, name=name)
+                       n_interp_pairs=e.n_interp_pairs, seed=seed, progress=progress, name=name,
+                       arrays_path=arrays)
         rec["eval_seconds"] = time.perf_counter() - t0
     except (VaelabError, ValueError) as e:
         return {**rec, "status": "failed", "error": f"evaluation: {e}"}
@@ -375,7 +368,8 @@ def _combine(recs: list[dict[str, Any]]) -> dict[str, Any]:
 def _train_pair(cfg: CompareConfig, data: Any, out: Path, judge: Any, resume: bool, progress: bool,
                 curves: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The 2-D-latent AE and VAE: trained like the others, scored by the judge over latent grids."""
-    from vaelab.report.figures import grid_confidence, latent_grid
+    from vaelab.measure.store import arrays_path, save_arrays
+    from vaelab.measure.views import pair_views
 
     docs: dict[str, Any] = {}
     models: dict[str, Any] = {}
@@ -391,11 +385,9 @@ def _train_pair(cfg: CompareConfig, data: Any, out: Path, judge: Any, resume: bo
         curves[pname] = info.pop("history", None)
         rec["train"] = {**info, "n_params": n_params(model)}
         models[pname] = model
-        if judge is not None:
-            z_prior = latent_grid("prior", None)
-            rec["grid_prior"] = grid_confidence(model, judge, z_prior)
-            z_codes = latent_grid("codes", model, data)
-            rec["grid_codes"] = grid_confidence(model, judge, z_codes)
+        grids, arrays = pair_views(model, data, judge)
+        rec.update(grids)
+        save_arrays(arrays_path(out, pname), arrays)
         docs[pname] = rec
     return docs, models
 

@@ -28,7 +28,7 @@ import torch
 
 from vaelab.config import MoleculeCompareConfig, TrainConfig
 from vaelab.errors import ConfigError, OutputError, VaelabError
-from vaelab.io import atomic_write_json
+from vaelab.io import atomic_write_json, strict_json
 
 log = logging.getLogger("vaelab.molecules")
 
@@ -48,19 +48,6 @@ def _timer() -> tuple[float, float]:
 
 def _since(t: tuple[float, float]) -> dict[str, float]:
     return {"wall_s": round(time.perf_counter() - t[0], 1), "cpu_s": round(time.process_time() - t[1], 1)}
-
-
-def _finite(x: Any) -> Any:
-    """NaN/inf -> None so metrics.json is strict JSON."""
-    if isinstance(x, dict):
-        return {str(k): _finite(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_finite(v) for v in x]
-    if isinstance(x, (float, np.floating)):
-        return float(x) if math.isfinite(x) else None
-    if isinstance(x, np.integer):
-        return int(x)
-    return x
 
 
 def property_probe(z_train: np.ndarray, smiles_train: list[str], z_test: np.ndarray,
@@ -252,7 +239,7 @@ def run_compare(cfg: MoleculeCompareConfig, out: str | Path, overwrite: bool = F
     doc["figures"] = figures
     timings["figures"] = _since(t)
     timings["total"] = _since(t_all)
-    doc = _finite(doc)
+    doc = strict_json(doc)
     atomic_write_json(out / "metrics.json", doc)
     write_report(out, doc)
     return doc
