@@ -167,7 +167,8 @@ def run_compare(cfg: MoleculeCompareConfig, out: str | Path, overwrite: bool = F
     from vaelab.molecules.data import load_moses
     from vaelab.molecules.dataset import load_molecules
     from vaelab.molecules.metrics import moses_reference_stats, reference_stats
-    from vaelab.molecules.report import write_figures, write_report
+    from vaelab.molecules.report import write_figures
+    from vaelab.report.html import write_molecule_report as write_report
     from vaelab.train import fit
 
     for m in cfg.models:

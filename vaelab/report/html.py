@@ -211,13 +211,19 @@ def render(doc: dict[str, Any], fig_dir: str | Path) -> str:
     return env.get_template("page.html").render(doc=doc, section=f"{kind}.html", **CONTEXTS[kind](doc, Path(fig_dir)))
 
 
+def write_molecule_report(run: Path, doc: dict[str, Any]) -> Path:
+    """Render a molecule run's report.html (self-contained) from metrics.json's content and figures/*.png."""
+    atomic_write_text(run / "report.html", render({**doc, "kind": "molecules"}, run / "figures"))
+    return run / "report.html"
+
+
 def _molecule_report(run: Path, doc: dict[str, Any], args: argparse.Namespace) -> int:
     """`vaelab report` of a `compare --dataset moses` run: its own page and table (needs the molecule extra)."""
     from vaelab.molecules import report as mol
 
     if args.out:
         raise ConfigError("--out is not supported for molecule runs: their report.html is re-rendered in place.")
-    path = mol.write_report(run, doc)
+    path = write_molecule_report(run, doc)
     table = mol.markdown_table(doc)
     print(table)
     print(f"wrote {path}")

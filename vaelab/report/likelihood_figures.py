@@ -15,7 +15,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from vaelab.report.figures import save_png  # noqa: E402
+from vaelab.report.png import save_png  # noqa: E402
 
 
 def _save(fig: Any, path: str | Path) -> Path:
