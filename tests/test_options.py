@@ -198,7 +198,7 @@ BAD = [
     (["sweep", "--beta", "0,1"], "--beta must be in (0,"),
     (["train", "vae", "--epochs", "1x"], "invalid int value"),
     (["train", "vae", "--kl-cycle-steps", "100"], "--kl-schedule cyclical"),
-    (["compare", "--models", "ae,gan"], "unknown value 'gan'"),
+    (["compare", "--models", "ae,gan"], "unknown model 'gan'"),
 ]
 
 

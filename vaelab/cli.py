@@ -109,7 +109,9 @@ def check_train_resume(out: Path, mcfg: ModelConfig, tcfg: TrainConfig, spec: Da
     old = {"model": conf.get("model") or {}, "train": {**TrainConfig().to_dict(), **old_train},
            "data": {k: (conf.get("data") or {}).get(k) for k in spec.meta()}}
     new = {"model": json.loads(json.dumps(mcfg.to_dict())), "train": tcfg.to_dict(), "data": spec.meta()}
-    refuse_resume_differences(out, config_diff(old, new), TRAIN_RESUME_FREE)
+    # a different --epochs is what resuming is for: allowed without a note
+    diffs = [d for d in config_diff(old, new) if d[0] not in TRAIN_RESUME_FREE]
+    refuse_resume_differences(out, diffs, TRAIN_RESUME_FREE)
 
 
 def train_cmd(args: argparse.Namespace) -> int:

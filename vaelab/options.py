@@ -27,12 +27,12 @@ def _ints(flag: str):
     return lambda text: parse_ints(text, flag, positive=False)
 
 
-def _names(choices: tuple[str, ...] | None):
+def _names(choices: tuple[str, ...] | None, noun: str = "value"):
     def parse(text: str) -> tuple[str, ...]:
         vals = tuple(t.strip() for t in text.split(",") if t.strip())
         bad = [v for v in vals if choices and v not in choices]
         if bad:
-            raise argparse.ArgumentTypeError(f"unknown value {bad[0]!r}; choose from {', '.join(choices or ())}")
+            raise argparse.ArgumentTypeError(f"unknown {noun} {bad[0]!r}; choose from {', '.join(choices or ())}")
         if not vals:
             raise argparse.ArgumentTypeError("expected at least one name")
         return vals
@@ -125,7 +125,8 @@ def add_options(p: argparse.ArgumentParser, cls: type, section: str, *, skip: It
         if md.get("metavar"):
             kw["metavar"] = md["metavar"]
         if kind in ("ints", "names", "floats"):
-            kw["type"] = {"ints": _ints(names[0]), "floats": _floats}.get(kind) or _names(md.get("choices"))
+            noun = names[0].lstrip("-").removesuffix("s")          # --models: "unknown model 'gan'"
+            kw["type"] = {"ints": _ints(names[0]), "floats": _floats}.get(kind) or _names(md.get("choices"), noun)
             kw.setdefault("metavar", "A,B,...")
         elif md.get("choices"):
             kw["choices"] = md["choices"]
