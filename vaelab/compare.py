@@ -23,193 +23,92 @@ Every option overrides its default; the report's protocol section lists what was
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import json
-import math
-import shlex
 import shutil
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from vaelab.config import (DEFAULT_MODELS, SIZE_DEFAULTS, CompareConfig, ModelConfig, TrainConfig, config_diff,
+                           refuse_resume_differences, size_class)
+from vaelab.callable_module import make_callable
 from vaelab.errors import ConfigError, OutputError, VaelabError
 from vaelab.lock import LOCK_NAME
 
+__all__ = ["compare", "CompareConfig", "DEFAULT_MODELS", "SIZE_DEFAULTS", "size_class", "aggregate"]
+
 SCHEMA_VERSION = 1
-DEFAULT_MODELS = ("ae", "dae", "vae", "beta-vae", "cvae", "iwae", "rae")
 PAIR_MODELS = {"ae-2d": "ae", "vae-2d": "vae"}
-SMALL_PIXELS = 256     # images with at most this many pixels use the "small" defaults
-SIZE_DEFAULTS: dict[str, dict[str, Any]] = {
-    # epochs/batch/hidden/latent: the shared training protocol; the rest sizes the evaluation
-    "small": {"epochs": 60, "batch_size": 64, "hidden": (256, 128), "n_latent": 8,
-              "n_samples": 2000, "iw_k": 200, "n_interp_pairs": 500},
-    "large": {"epochs": 20, "batch_size": 128, "hidden": (512, 256), "n_latent": 16,
-              "n_samples": 10_000, "iw_k": 100, "n_interp_pairs": 1000},
-}
 RUN_CONFIG_NAME = "run_config.json"
-RESUME_IGNORES = ("n_threads",)   # options a resumed run may change (they do not change the protocol)
+# options a resumed run may change, because they cannot change a result (besides --quiet, which is not recorded)
+RESUME_FREE = {"n_threads": "--threads cannot change the result, it only sets how many CPU threads compute it"}
 OWNED = ("report.html", "metrics.json", "figures", "arrays", "models", RUN_CONFIG_NAME)
 FAILURES = (VaelabError,)
 
 
-@dataclass(frozen=True)
-class CompareConfig:
-    """One comparison: the data, the models, and the protocol they share. None = the size default."""
-
-    dataset: str = "digits"
-    data_dir: str | None = None
-    classes: tuple[int, ...] | None = None      # keep only these labels (relabelled 0..k-1)
-    max_train: int | None = None
-    val_fraction: float = 0.1
-    split_seed: int = 0
-    image_size: int | None = None               # folder: only (vaelab.data.folder)
-    image_channels: int | None = None
-    skip_unreadable: bool = False
-    models: tuple[str, ...] = DEFAULT_MODELS
-    n_latent: int | None = None
-    backbone: str = "mlp"
-    hidden: tuple[int, ...] | None = None
-    channels: tuple[int, ...] = (32, 64)
-    likelihood: str = "bernoulli"
-    sigma: float | None = None
-    beta: float | None = None                   # beta-vae's KL weight (None: 4); the vae keeps beta = 1
-    free_bits: float | None = None
-    k: int | None = None
-    corruption: str | None = None
-    epochs: int | None = None
-    batch_size: int | None = None
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    grad_clip: float = 0.0
-    patience: int = 0
-    kl_schedule: str = "constant"
-    kl_warmup_steps: int = 0
-    seed: int = 0
-    n_seeds: int = 1                            # seeds seed, seed+1, ..., seed+n_seeds-1
-    device: str = "auto"
-    n_samples: int | None = None                # generated images per model and sampler
-    iw_k: int | None = None                     # importance samples per test image
-    n_interp_pairs: int | None = None
-    use_pair_2d: bool = True                    # also train the 2-D AE/VAE pair (manifold grid, holes map)
-    n_threads: int = 0                          # CPU threads (torch and BLAS); 0 = 1 for small images, else torch's default
-    inliers: tuple[int, ...] | None = None      # train on these labels; the other test classes are the anomalies
-    ood_dataset: str | None = None              # an outside data set to detect (resized to the data's image size)
-
-    def __post_init__(self) -> None:
-        from vaelab.models import MODELS
-
-        if not self.models:
-            raise ConfigError("--models needs at least one model, e.g. ae,vae.")
-        bad = [m for m in self.models if m not in MODELS]
-        if bad:
-            raise ConfigError(f"unknown model(s) {', '.join(bad)} in --models; choose from {', '.join(MODELS)}.")
-        if len(set(self.models)) != len(self.models):
-            raise ConfigError(f"--models names a model twice: {','.join(self.models)}.")
-        if self.n_seeds < 1:
-            raise ConfigError(f"--seeds must be >= 1, got {self.n_seeds}.")
-        for name in ("n_latent", "epochs", "batch_size", "iw_k", "n_interp_pairs"):
-            v = getattr(self, name)
-            if v is not None and v < 1:
-                raise ConfigError(f"{name.replace('_', '-')} must be >= 1, got {v}.")
-        if self.n_threads < 0:
-            raise ConfigError(f"--threads must be >= 0 (0 = automatic), got {self.n_threads}.")
-        if self.inliers and self.classes:
-            raise ConfigError("--inliers and --classes both choose the training classes; pass one of them "
-                              "(--inliers also makes the other test classes the anomalies).")
-        if self.n_samples is not None and self.n_samples < 10:
-            raise ConfigError(f"the number of generated samples must be >= 10, got {self.n_samples}.")
-
-    def resolved(self, shape: tuple[int, int, int]) -> CompareConfig:
-        """Fill every None protocol field from ``SIZE_DEFAULTS`` for images of ``shape`` (C, H, W)."""
-        d = SIZE_DEFAULTS[size_class(shape)]
-        return dataclasses.replace(self, **{k: v for k, v in d.items() if getattr(self, k) is None})
-
-    def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CompareConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ConfigError(f"CompareConfig has unknown fields {unknown} (written by another vaelab version?).")
-        tuples = ("classes", "models", "hidden", "channels", "inliers")
-        return cls(**{k: (tuple(v) if k in tuples and v is not None else v) for k, v in d.items()})
-
-
-def size_class(shape: tuple[int, int, int]) -> str:
-    return "small" if math.prod(shape) <= SMALL_PIXELS else "large"
-
-
-def model_cfg(cfg: CompareConfig, name: str, data: Any, n_latent: int | None = None):
-    """The ModelConfig of model ``name`` under the shared protocol (``cfg`` resolved)."""
+def model_cfg(cfg: CompareConfig, name: str, data: Any, n_latent: int | None = None) -> ModelConfig:
+    """The ModelConfig of model ``name`` under the shared protocol (``cfg`` resolved): ``cfg.model`` with the
+    name, the data's shape and labels; open fields (beta, k) take the name's default; only beta-vae takes beta."""
     from vaelab.models import MODELS, model_config
 
-    return model_config(name, input_shape=data.shape, n_latent=n_latent or cfg.n_latent, backbone=cfg.backbone,
-                        hidden=cfg.hidden, channels=cfg.channels, likelihood=cfg.likelihood, sigma=cfg.sigma,
-                        beta=cfg.beta if name == "beta-vae" else None,
-                        free_bits=cfg.free_bits, k=cfg.k, corruption=cfg.corruption,
-                        n_classes=data.n_classes if MODELS[name].is_conditional else 0)
+    fields = {k: v for k, v in cfg.model.to_dict().items()
+              if k not in ("model", "input_shape", "n_classes") and f"model.{k}" not in cfg.auto}
+    if name != "beta-vae":
+        fields.pop("beta", None)      # the plain VAEs keep beta = 1: the comparison has a VAE
+    if not MODELS[name].is_stochastic:
+        fields.pop("prior", None)     # --prior is the VAE family's; the AEs generate through their ex-post GMM
+        fields.pop("prior_components", None)
+    if n_latent:
+        fields["n_latent"] = n_latent
+    return model_config(name, input_shape=data.shape, n_classes=data.n_classes if MODELS[name].is_conditional else 0,
+                        **fields)
 
 
-def train_cfg(cfg: CompareConfig, seed: int):
-    from vaelab.config import TrainConfig
-
-    return TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                       grad_clip=cfg.grad_clip, seed=seed, device=cfg.device, patience=cfg.patience,
-                       kl_schedule=cfg.kl_schedule, kl_warmup_steps=cfg.kl_warmup_steps)
+def train_cfg(cfg: CompareConfig, seed: int) -> TrainConfig:
+    """The TrainConfig of one (model, seed) unit: the shared protocol with its seed."""
+    return dataclasses.replace(cfg.train, seed=seed)
 
 
 def training_classes(cfg: CompareConfig) -> list[int] | None:
     """The labels the models train on: --inliers or --classes (None = all)."""
-    kept = cfg.inliers or cfg.classes
+    kept = cfg.inliers or cfg.data.classes
     return list(kept) if kept else None
 
 
 def use_test_time(cfg: CompareConfig) -> bool:
     """The test-time section runs with --inliers, --ood-dataset or --classes (the founding question's set-up)."""
-    return bool(cfg.inliers or cfg.ood_dataset or cfg.classes)
+    return bool(cfg.inliers or cfg.ood_dataset or cfg.data.classes)
 
 
 def data_meta(cfg: CompareConfig) -> dict[str, Any]:
-    return {"spec": cfg.dataset, "data_dir": cfg.data_dir, "split_seed": cfg.split_seed,
-            "val_fraction": cfg.val_fraction, "classes": training_classes(cfg),
-            "max_train": cfg.max_train,
-            **{k: v for k in ("image_size", "image_channels", "skip_unreadable") if (v := getattr(cfg, k))}}
+    """How a model folder reloads the data it was trained on (--inliers are its classes)."""
+    return {**cfg.data.meta(), "classes": training_classes(cfg)}
 
 
 # -- the run folder ----------------------------------------------------------------------------
-def _prepare_out(out: Path, cfg: CompareConfig, resume: bool, overwrite: bool) -> None:
-    """Refuse an existing run folder unless told to overwrite or resume it."""
+def _prepare_out(out: Path, cfg: CompareConfig, rcfg: CompareConfig, shape: tuple[int, ...], resume: bool,
+                 overwrite: bool) -> None:
+    """Refuse an existing run folder unless told to overwrite or resume it; a resumed run must have the same
+    options (every difference is listed; those that cannot change a result, ``RESUME_FREE``, are noted)."""
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out} exists and is not a folder; choose another --out.")
     used = out.exists() and any(p.name != LOCK_NAME for p in out.iterdir())   # our own lock file is not a run
     if used and not (resume or overwrite):
         raise OutputError(f"{out} already exists and is not empty. Pass --overwrite to replace the run, --resume to "
                           "continue it (finished models are reused), or choose another --out.")
-    if used and resume and not overwrite:
-        p = out / RUN_CONFIG_NAME
-        if p.exists():
-            try:
-                old = json.loads(p.read_text(encoding="utf-8"))
-            except json.JSONDecodeError:
-                old = None
-            new = {k: v for k, v in cfg.to_dict().items() if k not in RESUME_IGNORES}
-            if isinstance(old, dict):     # fields added since the run started take their defaults
-                old = {**CompareConfig().to_dict(), **old}
-                old = {k: v for k, v in old.items() if k not in RESUME_IGNORES}
-            if old != new:
-                diff = ([f"{k}: {old.get(k)!r} then, {v!r} now" for k, v in new.items()
-                         if old.get(k) != v] if isinstance(old, dict) else ["unreadable run_config.json"])
-                raise OutputError(f"cannot --resume {out}: it was started with other options "
-                                  f"({'; '.join(diff[:4])}). Use the same options, --overwrite, or another --out.")
+    if used and resume and not overwrite and (out / RUN_CONFIG_NAME).exists():
+        try:
+            old = CompareConfig.from_dict(json.loads((out / RUN_CONFIG_NAME).read_text(encoding="utf-8")))
+        except (ValueError, VaelabError) as e:
+            raise OutputError(f"cannot --resume {out}: its {RUN_CONFIG_NAME} is unreadable or from another vaelab "
+                              f"version ({e}). Use --overwrite or another --out.") from None
+        refuse_resume_differences(out, config_diff(old.resolved(shape).to_dict(), rcfg.to_dict()), RESUME_FREE)
     if used and overwrite:
         for name in OWNED:
             p = out / name
@@ -226,14 +125,14 @@ def _prepare_out(out: Path, cfg: CompareConfig, resume: bool, overwrite: bool) -
     atomic_write_json(out / RUN_CONFIG_NAME, cfg.to_dict())
 
 
-def _train_one(name: str, mcfg: Any, tcfg: Any, data: Any, folder: Path, cfg: CompareConfig, resume: bool,
+def _train_one(name: str, mcfg: Any, tcfg: TrainConfig, data: Any, folder: Path, cfg: CompareConfig, resume: bool,
                progress: bool) -> tuple[Any, dict[str, Any]]:
     """Train (or, with resume, reuse/continue) one model. Returns (model, training summary)."""
     from vaelab import checkpoint as ckpt
     from vaelab.io import read_jsonl
     from vaelab.metrics import collapse
     from vaelab.rundir import LOG_NAME
-    from vaelab.train import fit
+    from vaelab.retry import fit_with_retries
 
     if resume and (folder / ckpt.CONFIG_NAME).exists():
         conf = json.loads((folder / ckpt.CONFIG_NAME).read_text(encoding="utf-8"))
@@ -246,8 +145,9 @@ def _train_one(name: str, mcfg: Any, tcfg: Any, data: Any, folder: Path, cfg: Co
             return loaded.model, {"status": st, "best_epoch": tr.get("best_epoch"), "epochs_done": tr.get("epochs_done"),
                                   "seconds": sum(r.get("seconds", 0.0) for r in history), "reused": True,
                                   "history": _curves(history), "test_loss": conf.get("test", {})}
-    run = fit(mcfg, data, tcfg, folder, resume=resume, overwrite=not resume, progress=progress,
-              data_meta=data_meta(cfg), on_epoch=collapse.record_epoch)
+    run = fit_with_retries(mcfg, data, tcfg, folder, on_nan=tcfg.on_nan, max_retries=tcfg.max_retries, resume=resume,
+                           overwrite=not resume, progress=progress, data_meta=data_meta(cfg),
+                           on_epoch=collapse.record_epoch)
     collapse.warn_history(mcfg.model, run.history)
     return run.model, {"status": run.status, "best_epoch": run.best_epoch,
                        "epochs_done": run.history[-1]["epoch"] if run.history else 0,
@@ -269,7 +169,7 @@ def _curves(history: list[dict[str, Any]]) -> dict[str, Any]:
 def _device(cfg: CompareConfig) -> torch.device:
     from vaelab.train import resolve_device
 
-    return resolve_device(cfg.device)
+    return resolve_device(cfg.train.device)
 
 
 def n_params(model: torch.nn.Module) -> int:
@@ -324,30 +224,27 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
     t_start = time.perf_counter()
     out = Path(out)
     timings: dict[str, float] = {}
-    data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, seed=cfg.split_seed, val_fraction=cfg.val_fraction,
-                        classes=training_classes(cfg), max_train=cfg.max_train,
-                        image_size=cfg.image_size, image_channels=cfg.image_channels,
-                        skip_unreadable=cfg.skip_unreadable)
+    data = load_dataset(cfg.data.dataset, **{**cfg.data.load_kwargs(), "classes": training_classes(cfg)})
     rcfg = cfg.resolved(data.shape)
     if "cvae" in rcfg.models and not data.has_labels:
         raise ConfigError(f"cvae needs labels and {data.name} has none; drop it from --models.")
-    from vaelab.train import capped_batch_size
-
-    batch_size, batch_note = capped_batch_size(rcfg.batch_size, data.x_train.shape[0])
-    if batch_note:              # small data trains on the defaults; the protocol records the batch used
-        rcfg = dataclasses.replace(rcfg, batch_size=batch_size)
-        print(f"vaelab: {batch_note}", file=sys.stderr)
     device = _device(rcfg)          # a bad --device fails here, before anything is written
     sets: dict[str, Any] = {}
     t0 = time.perf_counter()
     if use_test_time(rcfg):         # the anomalies (held-out classes, --ood-dataset): bad ones fail before training
         from vaelab import test_time
 
-        sets = test_time.anomaly_sets(data, spec=rcfg.dataset, data_dir=rcfg.data_dir, split_seed=rcfg.split_seed,
-                                      val_fraction=rcfg.val_fraction, inliers=rcfg.inliers,
-                                      ood_dataset=rcfg.ood_dataset, seed=rcfg.seed)
+        sets = test_time.anomaly_sets(data, spec=rcfg.data.dataset, data_dir=rcfg.data.data_dir,
+                                      split_seed=rcfg.data.split_seed, val_fraction=rcfg.data.val_fraction,
+                                      inliers=rcfg.inliers, ood_dataset=rcfg.ood_dataset, seed=rcfg.train.seed)
     t_sets = time.perf_counter() - t0
-    _prepare_out(out, cfg, resume, overwrite)
+    _prepare_out(out, cfg, rcfg, data.shape, resume, overwrite)
+    from vaelab.train import capped_batch_size
+
+    batch_size, batch_note = capped_batch_size(rcfg.train.batch_size, data.x_train.shape[0])
+    if batch_note:              # small data trains on the defaults; the protocol records the batch used
+        rcfg = dataclasses.replace(rcfg, train=dataclasses.replace(rcfg.train, batch_size=batch_size))
+        print(f"vaelab: {batch_note}", file=sys.stderr)
     n_threads = torch.get_num_threads()
     limits = contextlib.ExitStack()
     threads = rcfg.n_threads or (1 if device.type == "cpu" and size_class(data.shape) == "small" else 0)
@@ -365,7 +262,7 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
         judge = load_or_train_judge(data, seed=0, progress=progress, device=str(device))
         timings["judge"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        reference = reference_rows(data, judge, n_samples=rcfg.n_samples, seed=rcfg.seed)
+        reference = reference_rows(data, judge, n_samples=rcfg.eval.n_samples, seed=rcfg.train.seed)
         timings["reference"] = time.perf_counter() - t0
 
         # the arrays the figures are drawn from: rewritten by every run (evaluation always runs, even on resume)
@@ -373,8 +270,8 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
         from vaelab.measure.views import data_views
 
         shutil.rmtree(out / ARRAYS_DIR, ignore_errors=True)
-        save_arrays(arrays_path(out, DATA_NAME), data_views(data, rcfg.seed))
-        seeds = [rcfg.seed + i for i in range(rcfg.n_seeds)]
+        save_arrays(arrays_path(out, DATA_NAME), data_views(data, rcfg.train.seed))
+        seeds = [rcfg.train.seed + i for i in range(rcfg.n_seeds)]
         per_seed: dict[str, list[dict[str, Any]]] = {m: [] for m in rcfg.models}
         kept: dict[str, Any] = {}          # the first seed's trained models, for the figures
         replicates: dict[str, Any] = {}    # the first seed's bootstrap replicates: paired differences
@@ -420,7 +317,7 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
             t0 = time.perf_counter()
             from vaelab import test_time
 
-            test_time_doc, tt_arrays = test_time.measure(kept, data, sets, judge=judge, seed=rcfg.seed,
+            test_time_doc, tt_arrays = test_time.measure(kept, data, sets, judge=judge, seed=rcfg.train.seed,
                                                          progress=progress)
             # its two figures are drawn with the others (draw_run, from arrays/test_time.npz): timed under "figures"
             save_arrays(arrays_path(out, test_time.ARRAYS_NAME), tt_arrays)
@@ -486,7 +383,7 @@ def _kl_schedule_block(cfg: CompareConfig, models: dict[str, Any], curves: dict[
         c = curves.get(name) or {}
         hist = [{"step": s, "kl_weight": w} for s, w in zip(c.get("step") or [], c.get("kl_weight") or [])
                 if s is not None and w is not None]
-        return {"model": name, "train": train_cfg(cfg, cfg.seed).to_dict(), "free_bits": float(cfg.free_bits or 0.0),
+        return {"model": name, "train": cfg.train.to_dict(), "free_bits": float(cfg.model.free_bits),
                 "n_steps": hist[-1]["step"] if hist else 0, "history": hist}
     return None
 
@@ -507,8 +404,9 @@ def _run_model(name: str, cfg: CompareConfig, data: Any, seed: int, folder: Path
         return {**rec, "status": "failed", "error": f"training: {e}"}
     try:
         t0 = time.perf_counter()
-        res = evaluate(model, data, judge=judge, n_samples=cfg.n_samples, iw_k=cfg.iw_k,
-                       n_interp_pairs=cfg.n_interp_pairs, seed=seed, progress=progress, name=name,
+        e = cfg.eval
+        res = evaluate(model, data, judge=judge, n_samples=e.n_samples, iw_k=e.iw_k, samplers=e.samplers,
+                       n_interp_pairs=e.n_interp_pairs, seed=seed, progress=progress, name=name,
                        arrays_path=arrays)
         rec["eval_seconds"] = time.perf_counter() - t0
     except (VaelabError, ValueError) as e:
@@ -547,7 +445,7 @@ def _train_pair(cfg: CompareConfig, data: Any, out: Path, judge: Any, resume: bo
         rec: dict[str, Any] = {"model": mname, "n_latent": 2, "status": "ok", "error": None}
         try:
             mcfg = model_cfg(cfg, mname, data, n_latent=2)
-            model, info = _train_one(pname, mcfg, train_cfg(cfg, cfg.seed), data, out / "models" / pname, cfg,
+            model, info = _train_one(pname, mcfg, cfg.train, data, out / "models" / pname, cfg,
                                      resume, progress)
         except FAILURES as e:
             docs[pname] = {**rec, "status": "failed", "error": f"training: {e}"}
@@ -562,7 +460,7 @@ def _train_pair(cfg: CompareConfig, data: Any, out: Path, judge: Any, resume: bo
             from vaelab.measure.grid import latent_grid
             from vaelab.verdict import pair_holes
 
-            rec["holes"] = pair_holes(model, data, judge, latent_grid("prior"), cfg.seed,
+            rec["holes"] = pair_holes(model, data, judge, latent_grid("prior"), cfg.train.seed,
                                       out / "arrays" / f"holes-{pname}.npz")
         docs[pname] = rec
     return docs, models
@@ -580,116 +478,4 @@ def _more_versions() -> dict[str, str]:
             "matplotlib": matplotlib.__version__, "jinja2": jinja2.__version__, "platform": platform.platform()}
 
 
-# -- CLI ---------------------------------------------------------------------------------------
-def _override(p: argparse.ArgumentParser, dest: str, **kw: Any) -> None:
-    for a in p._actions:
-        if a.dest == dest:
-            for k, v in kw.items():
-                setattr(a, k, v)
-            return
-    raise KeyError(dest)
-
-
-def add_compare_args(p: argparse.ArgumentParser) -> None:
-    """`vaelab compare` options: the shared data/model/training groups plus the comparison's own."""
-    from vaelab.cli import add_data_args, add_model_args, add_train_args
-
-    p.add_argument("--models", default=",".join(DEFAULT_MODELS),
-                   help=f"comma-separated models to compare (default {','.join(DEFAULT_MODELS)})")
-    p.add_argument("--seeds", type=int, default=1,
-                   help="repeat everything with this many seeds (--seed, --seed+1, ...) and report mean ± sd of "
-                        "every number (default 1)")
-    p.add_argument("--out", default=None, help="run folder to write (default runs/compare-DATASET[-classes-A-B])")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run in --out: finished models are reused, unfinished ones resume")
-    p.add_argument("--n-samples", type=int, default=None,
-                   help="generated images per model and sampler for FD/precision/recall (default 2000 for small "
-                        "images like digits, 10000 otherwise)")
-    p.add_argument("--iw-k", type=int, default=None,
-                   help="importance samples per test image for the IW-NLL bound (default 200 small, 100 otherwise)")
-    p.add_argument("--threads", type=int, default=0,
-                   help="CPU threads for torch and BLAS; 0 (default) = 1 for small images such as digits (tiny matmuls "
-                        "only lose to thread hand-off), else torch's default. Use 1 on a machine shared with other jobs")
-    p.add_argument("--no-pair", action="store_true",
-                   help="skip the 2-D-latent AE/VAE pair (no manifold grid or holes map)")
-    p.add_argument("--inliers", default=None,
-                   help="train on these labels only, e.g. 0,1,2,3,4; the test images of the other classes are the "
-                        "anomalies of the report's test-time section (anomaly detection and uncertainty)")
-    p.add_argument("--ood-dataset", default=None, metavar="SPEC",
-                   help="an outside data set for the test-time section (digits, fashion-mnist, idx:FOLDER, npz:FILE): "
-                        "its test split, resized to the training images' size, is detected as anomalies")
-    add_data_args(p)
-    add_model_args(p)
-    add_train_args(p)
-    s, l = SIZE_DEFAULTS["small"], SIZE_DEFAULTS["large"]
-    _override(p, "epochs", default=None,
-              help=f"training epochs of every model (default {s['epochs']} for small images such as the embedded "
-                   f"digits, {l['epochs']} otherwise, e.g. Fashion-MNIST)")
-    _override(p, "batch_size", default=None,
-              help=f"minibatch size (default {s['batch_size']} small images, {l['batch_size']} otherwise)")
-    _override(p, "latent_dim", default=None,
-              help=f"size of z for every model (default {s['n_latent']} small images, {l['n_latent']} otherwise)")
-    _override(p, "beta", help="beta-vae's KL weight (default 4); the other VAEs keep beta = 1 so the comparison "
-                              "still has a plain VAE")
-    _override(p, "hidden", default=None,
-              help="MLP hidden widths, comma-separated (default 256,128 small images, 512,256 otherwise); conv "
-                   "uses the last as its dense layer")
-
-
-def config_from_args(args: argparse.Namespace) -> CompareConfig:
-    from vaelab.cli import parse_classes
-    from vaelab.config import parse_ints
-
-    classes = parse_classes(args.classes)
-    try:
-        inliers = parse_classes(args.inliers)
-    except ConfigError:
-        raise ConfigError(f"--inliers takes at least two comma-separated integer labels, e.g. 0,1,2,3,4; got "
-                          f"{args.inliers!r}.") from None
-    return CompareConfig(
-        dataset=args.dataset, data_dir=args.data_dir, classes=tuple(classes) if classes else None,
-        max_train=args.max_train, val_fraction=args.val_fraction, split_seed=args.split_seed,
-        image_size=args.image_size, image_channels=args.image_channels, skip_unreadable=args.skip_unreadable,
-        models=tuple(m.strip() for m in args.models.split(",") if m.strip()), n_latent=args.latent_dim,
-        backbone=args.backbone, hidden=parse_ints(args.hidden, "--hidden") if args.hidden else None,
-        channels=parse_ints(args.channels, "--channels"), likelihood=args.likelihood, sigma=args.sigma,
-        beta=args.beta, free_bits=args.free_bits, k=args.k, corruption=args.corruption, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
-        patience=args.patience, kl_schedule=args.kl_schedule, kl_warmup_steps=args.kl_warmup_steps,
-        seed=args.seed, n_seeds=args.seeds, device=args.device, n_samples=args.n_samples, iw_k=args.iw_k,
-        use_pair_2d=not args.no_pair, n_threads=args.threads, inliers=tuple(inliers) if inliers else None,
-        ood_dataset=args.ood_dataset)
-
-
-def default_out(cfg: CompareConfig) -> Path:
-    from vaelab.cli import _slug
-
-    name = f"compare-{_slug(cfg.dataset)}"
-    if cfg.classes:
-        name += "-classes-" + "-".join(map(str, cfg.classes))
-    if cfg.inliers:
-        name += "-inliers-" + "-".join(map(str, cfg.inliers))
-    return Path("runs") / name
-
-
-def compare_cmd(args: argparse.Namespace) -> int:
-    from vaelab.report.table import headline_table, wide_console
-
-    if not 0 <= args.val_fraction < 1:
-        raise ConfigError(f"--val-fraction must be in [0, 1), got {args.val_fraction}.")
-    cfg = config_from_args(args)
-    out = Path(args.out) if args.out else default_out(cfg)
-    command = "vaelab " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["compare"] else None
-    from vaelab import lock
-
-    with lock.hold(out, "compare"):
-        doc = compare(cfg, out, progress=not args.quiet, resume=args.resume, overwrite=args.overwrite, command=command)
-    con = wide_console()
-    con.print(headline_table(doc))
-    for name, m in doc["models"].items():
-        if m.get("status") != "ok" or m.get("error"):
-            con.print(f"[red]{name} failed[/red]: {m.get('error')}")
-    con.print(f"\n[bold]Answer[/bold]: {doc['answer']['short']}\n")
-    con.print(f"Report: {out / 'report.html'}   ({doc['timings']['total']:.0f} s in all)")
-    return 0
+make_callable(__name__, "compare")   # vaelab.compare(cfg, out) is this function (vaelab/__init__.py)

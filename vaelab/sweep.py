@@ -24,22 +24,11 @@ import torch
 
 from vaelab import losses, preprocess
 from vaelab.config import ModelConfig, TrainConfig
-from vaelab.errors import ConfigError, OutputError
+from vaelab.errors import OutputError
 from vaelab.io import atomic_path, atomic_write_text
 from vaelab.metrics.likelihood import likelihood_kind
 
 SCHEMA_VERSION = 1
-
-
-def parse_betas(text: str) -> list[float]:
-    """'0.1,1,4' -> [0.1, 1.0, 4.0] with a clear message for anything else."""
-    try:
-        betas = [float(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise ConfigError(f"--beta takes comma-separated numbers like 0.1,0.5,1,4; got {text!r}.") from None
-    if not betas or min(betas) <= 0 or len(set(betas)) != len(betas):
-        raise ConfigError(f"--beta needs distinct positive values like 0.1,0.5,1,4; got {text!r}.")
-    return sorted(betas)
 
 
 @torch.inference_mode()

@@ -51,8 +51,8 @@ def per_image_intervals(per_image: dict[tuple[str, ...], np.ndarray], seed: int,
         if len(v) < 2 or not np.isfinite(v).all():
             continue
         idx = idx_by_n.setdefault(len(v), I.bootstrap_indices(len(v), n_boot, seed))
-        r = I._mean_replicates(v, idx)
-        iv = I.percentile_interval(float(v.mean()), r, method=I._method(what, len(v), n_boot, seed), n=len(v))
+        r = I.mean_replicates(v, idx)
+        iv = I.percentile_interval(float(v.mean()), r, method=I.method_note(what, len(v), n_boot, seed), n=len(v))
         out[_key(path)], reps[_key(path)] = iv.to_dict(), r
     return out, reps
 

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vaelab.config import TrainConfig
+from vaelab.config import MoleculeCompareConfig, TrainConfig
 from vaelab.errors import ConfigError, OutputError, VaelabError
 from vaelab.io import atomic_write_json, strict_json
 
@@ -36,38 +36,6 @@ log = logging.getLogger("vaelab.molecules")
 MOSES_VAE = {"valid": 0.977, "unique@10000": 0.998, "FCD/Test": 0.099, "SNN/Test": 0.626, "Frag/Test": 0.999,
              "Scaf/Test": 0.939, "IntDiv": 0.856, "Filters": 0.997, "Novelty": 0.695}
 PROPERTIES = ("logP", "QED", "SA", "MW")
-
-
-@dataclass(frozen=True)
-class MoleculeCompareConfig:
-    """One protocol for every model of a molecule comparison."""
-
-    dataset: str = "moses"
-    subset: int | None = 20000          # MOSES train molecules used (train + val); None = all 1.58M
-    n_test: int | None = 2000           # MOSES test molecules used for reconstruction / probe / smoothness
-    n_ref: int | None = 10000           # MOSES test molecules (seeded sample) the MOSES metrics compare against;
-                                        # None = all 176,074 (ChemNet over them: ~1 h on 2 CPU cores, then cached)
-    tokenizer: str = "selfies"
-    models: tuple[str, ...] = ("ae", "vae")
-    epochs: int = 3
-    batch_size: int = 128
-    lr: float = 1e-3
-    latent_dim: int = 64
-    hidden: int = 256
-    embed_dim: int = 64
-    beta: float | None = None           # None: the model's default (1; 4 for beta-vae)
-    free_bits: float = 0.1              # nats per latent dimension (VAEs)
-    kl_warmup_fraction: float = 0.5     # KL weight rises linearly from 0 over this share of all steps
-    n_samples: int = 2000               # generated molecules per model and sampler
-    temperature: float = 1.0            # sampling temperature of generated molecules (MOSES samples at 1)
-    sigmas: tuple[float, ...] = (0.1, 0.5, 1.0)
-    n_smooth: int = 20                  # test molecules whose neighbourhoods are decoded
-    n_neighbours: int = 20              # decodes per molecule and sigma
-    seed: int = 0
-    device: str = "auto"
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def _seq_name(name: str) -> str:
@@ -200,7 +168,8 @@ def run_compare(cfg: MoleculeCompareConfig, out: str | Path, overwrite: bool = F
     from vaelab.molecules.data import load_moses
     from vaelab.molecules.dataset import load_molecules
     from vaelab.molecules.metrics import moses_reference_stats, reference_stats
-    from vaelab.molecules.report import write_figures, write_report
+    from vaelab.molecules.report import write_figures
+    from vaelab.report.html import write_molecule_report as write_report
     from vaelab.metrics import collapse
     from vaelab.train import fit
 
