@@ -27,18 +27,22 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 import shlex
 import shutil
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from vaelab.errors import ConfigError, OutputError, VaelabError
+
+if TYPE_CHECKING:
+    from vaelab.executor import Unit
 
 SCHEMA_VERSION = 1
 DEFAULT_MODELS = ("ae", "dae", "vae", "beta-vae", "cvae", "iwae", "rae")
@@ -52,7 +56,7 @@ SIZE_DEFAULTS: dict[str, dict[str, Any]] = {
               "n_samples": 10_000, "iw_k": 100, "n_interp_pairs": 1000},
 }
 RUN_CONFIG_NAME = "run_config.json"
-RESUME_IGNORES = ("n_threads",)   # options a resumed run may change (they do not change the protocol)
+RESUME_IGNORES = ("n_threads", "n_workers", "executor", "ray_address", "ray_shared_dir")   # options a resumed run may change (they do not change the protocol)
 OWNED = ("report.html", "metrics.json", "figures", "models", RUN_CONFIG_NAME)
 FAILURES = (VaelabError,)
 
@@ -94,6 +98,10 @@ class CompareConfig:
     n_interp_pairs: int | None = None
     use_pair_2d: bool = True                    # also train the 2-D AE/VAE pair (manifold grid, holes map)
     n_threads: int = 0                          # CPU threads (torch and BLAS); 0 = 1 for small images, else torch's default
+    n_workers: int = 0                          # parallel (model, seed) units; 0 = the cores, capped by memory
+    executor: str = "local"                     # local (in-process / worker processes) or ray
+    ray_address: str | None = "auto"            # --executor ray: auto or HOST:PORT of the cluster's head
+    ray_shared_dir: str | None = None           # --executor ray: a folder every node sees (else files travel back)
 
     def __post_init__(self) -> None:
         from vaelab.models import MODELS
@@ -111,6 +119,10 @@ class CompareConfig:
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ConfigError(f"{name.replace('_', '-')} must be >= 1, got {v}.")
+        if self.n_workers < 0:
+            raise ConfigError(f"--workers must be >= 0 (0 = the number of cores), got {self.n_workers}.")
+        if self.executor not in ("local", "ray"):
+            raise ConfigError(f"unknown --executor {self.executor!r}; choose local or ray.")
         if self.n_threads < 0:
             raise ConfigError(f"--threads must be >= 0 (0 = automatic), got {self.n_threads}.")
         if self.n_samples is not None and self.n_samples < 10:
@@ -164,8 +176,13 @@ def data_meta(cfg: CompareConfig) -> dict[str, Any]:
 
 
 # -- the run folder ----------------------------------------------------------------------------
-def _prepare_out(out: Path, cfg: CompareConfig, resume: bool, overwrite: bool) -> None:
-    """Refuse an existing run folder unless told to overwrite or resume it."""
+def prepare_run_folder(out: Path, cfg: Any, resume: bool, overwrite: bool) -> None:
+    """Refuse an existing run folder unless told to overwrite or resume it (with the same options).
+
+    ``cfg``: the comparison's frozen config (any domain's: ``to_dict()``, defaults from ``type(cfg)()``,
+    ``RESUME_IGNORES`` on the class or this module's); it is written to ``out/run_config.json``.
+    """
+    ignores = getattr(type(cfg), "RESUME_IGNORES", RESUME_IGNORES)
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out} exists and is not a folder; choose another --out.")
     used = out.exists() and any(out.iterdir())
@@ -179,10 +196,10 @@ def _prepare_out(out: Path, cfg: CompareConfig, resume: bool, overwrite: bool) -
                 old = json.loads(p.read_text(encoding="utf-8"))
             except json.JSONDecodeError:
                 old = None
-            new = {k: v for k, v in cfg.to_dict().items() if k not in RESUME_IGNORES}
+            new = {k: v for k, v in cfg.to_dict().items() if k not in ignores}
             if isinstance(old, dict):     # fields added since the run started take their defaults
-                old = {**CompareConfig().to_dict(), **old}
-                old = {k: v for k, v in old.items() if k not in RESUME_IGNORES}
+                old = {**type(cfg)().to_dict(), **old}
+                old = {k: v for k, v in old.items() if k not in ignores}
             if old != new:
                 diff = ([f"{k}: {old.get(k)!r} then, {v!r} now" for k, v in new.items()
                          if old.get(k) != v] if isinstance(old, dict) else ["unreadable run_config.json"])
@@ -204,9 +221,12 @@ def _prepare_out(out: Path, cfg: CompareConfig, resume: bool, overwrite: bool) -
     atomic_write_json(out / RUN_CONFIG_NAME, cfg.to_dict())
 
 
-def _train_one(name: str, mcfg: Any, tcfg: Any, data: Any, folder: Path, cfg: CompareConfig, resume: bool,
-               progress: bool) -> tuple[Any, dict[str, Any]]:
-    """Train (or, with resume, reuse/continue) one model. Returns (model, training summary)."""
+def train_or_reuse(mcfg: Any, tcfg: Any, data: Any, folder: Path, *, device: torch.device, meta: dict[str, Any],
+                   resume: bool, progress: bool) -> tuple[Any, dict[str, Any]]:
+    """Train (or, with resume, reuse a finished / continue an unfinished) model of any domain.
+
+    Returns (model, training summary); ``meta`` is written under "data" in the model's config.json.
+    """
     from vaelab import checkpoint as ckpt
     from vaelab.io import read_jsonl
     from vaelab.train import LOG_NAME, fit
@@ -216,14 +236,13 @@ def _train_one(name: str, mcfg: Any, tcfg: Any, data: Any, folder: Path, cfg: Co
         st = (conf.get("training") or {}).get("status")
         if st in ("completed", "early-stopped") and conf.get("model") == json.loads(json.dumps(mcfg.to_dict())) \
                 and conf.get("train") == tcfg.to_dict():
-            loaded = ckpt.load_model(folder, device=_device(cfg))
+            loaded = ckpt.load_model(folder, device=device)
             history = read_jsonl(folder / LOG_NAME)
             tr = conf["training"]
             return loaded.model, {"status": st, "best_epoch": tr.get("best_epoch"), "epochs_done": tr.get("epochs_done"),
                                   "seconds": sum(r.get("seconds", 0.0) for r in history), "reused": True,
                                   "history": _curves(history), "test_loss": conf.get("test", {})}
-    run = fit(mcfg, data, tcfg, folder, resume=resume, overwrite=not resume, progress=progress,
-              data_meta=data_meta(cfg))
+    run = fit(mcfg, data, tcfg, folder, resume=resume, overwrite=not resume, progress=progress, data_meta=meta)
     return run.model, {"status": run.status, "best_epoch": run.best_epoch,
                        "epochs_done": run.history[-1]["epoch"] if run.history else 0,
                        "seconds": sum(r["seconds"] for r in run.history), "reused": False,
@@ -323,7 +342,7 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
         raise ConfigError(f"batch size {rcfg.batch_size} is larger than the {data.x_train.shape[0]} training images; "
                           "pass a smaller --batch-size.")
     device = _device(rcfg)          # a bad --device fails here, before anything is written
-    _prepare_out(out, cfg, resume, overwrite)
+    prepare_run_folder(out, cfg, resume, overwrite)
     n_threads = torch.get_num_threads()
     limits = contextlib.ExitStack()
     threads = rcfg.n_threads or (1 if device.type == "cpu" and size_class(data.shape) == "small" else 0)
@@ -345,18 +364,25 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
         timings["reference"] = time.perf_counter() - t0
 
         seeds = [rcfg.seed + i for i in range(rcfg.n_seeds)]
+        executor, n_workers = _executor(rcfg, data, judge, out, progress, threads, device)
+        in_process = executor.__class__.__name__ == "InProcess"
+        # in-process units draw today's bars (training, evaluation); worker units get the executor's bars
+        units = image_units(rcfg, out, seeds, resume, progress and in_process, threads)
+        _WORKER_INPUTS[_inputs_key(rcfg)] = (data, judge)     # an in-process unit reuses them
+        t0 = time.perf_counter()
+        results = executor.run(units)
+        timings["units_wall"] = time.perf_counter() - t0
         per_seed: dict[str, list[dict[str, Any]]] = {m: [] for m in rcfg.models}
         kept: dict[str, Any] = {}          # the first seed's trained models, for the figures
         curves: dict[str, Any] = {}
         for s in seeds:
             for name in rcfg.models:
-                folder = out / "models" / name if rcfg.n_seeds == 1 else out / "models" / name / f"seed-{s}"
-                rec = _run_model(name, rcfg, data, s, folder, judge, resume, progress, evaluate)
+                rec = results[_unit_key(name, s)]
+                rec.pop("unit_seconds", None)
                 for phase, key in ((f"train:{name}", "train_wall_seconds"), (f"evaluate:{name}", "eval_seconds")):
                     timings[phase] = timings.get(phase, 0.0) + float(rec.get(key) or 0.0)
-                model = rec.pop("_model", None)
-                if s == seeds[0] and model is not None:
-                    kept[name] = model
+                if s == seeds[0] and rec["status"] == "ok":
+                    kept[name] = _load_trained(rec["train"]["folder"], device)
                     curves[name] = rec["train"].pop("history", None)
                 else:
                     rec.get("train", {}).pop("history", None)
@@ -367,16 +393,20 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
         pairs: dict[str, Any] = {}
         pair_models: dict[str, Any] = {}
         if rcfg.use_pair_2d:
-            t0 = time.perf_counter()
-            pairs, pair_models = _train_pair(rcfg, data, out, judge, resume, progress, curves)
-            timings["pairs_2d"] = time.perf_counter() - t0
+            for pname in PAIR_MODELS:
+                rec = results[pname]
+                timings["pairs_2d"] = timings.get("pairs_2d", 0.0) + float(rec.pop("unit_seconds", 0.0))
+                if rec["status"] == "ok":
+                    curves[pname] = rec["train"].pop("history", None)
+                    pair_models[pname] = _load_trained(out / "models" / pname, device)
+                pairs[pname] = rec
 
         doc: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "command": command,
             "dataset": data.summary(),
-            "config": {**rcfg.to_dict(), "seeds": seeds, "size_class": size_class(data.shape),
+            "config": {**rcfg.to_dict(), "seeds": seeds, "size_class": size_class(data.shape), "workers": n_workers,
                        "device": str(device), "torch_threads": torch.get_num_threads()},
             "versions": versions() | _more_versions(),
             "judge": ({"test_accuracy": judge.test_accuracy, "fingerprint": judge.fingerprint,
@@ -438,7 +468,8 @@ def _run_model(name: str, cfg: CompareConfig, data: Any, seed: int, folder: Path
     try:
         t0 = time.perf_counter()
         mcfg = model_cfg(cfg, name, data)
-        model, train_info = _train_one(name, mcfg, train_cfg(cfg, seed), data, folder, cfg, resume, progress)
+        model, train_info = train_or_reuse(mcfg, train_cfg(cfg, seed), data, folder, device=_device(cfg),
+                                           meta=data_meta(cfg), resume=resume, progress=progress)
         rec["train"] = {**train_info, "n_params": n_params(model), "folder": str(folder)}
         rec["train_wall_seconds"] = time.perf_counter() - t0     # with set-up and checkpoint writes
     except FAILURES as e:
@@ -472,32 +503,139 @@ def _combine(recs: list[dict[str, Any]]) -> dict[str, Any]:
     return entry
 
 
-def _train_pair(cfg: CompareConfig, data: Any, out: Path, judge: Any, resume: bool, progress: bool,
-                curves: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The 2-D-latent AE and VAE: trained like the others, scored by the judge over latent grids."""
+def _pair_unit(pname: str, cfg: CompareConfig, data: Any, folder: Path, judge: Any, resume: bool,
+               progress: bool) -> dict[str, Any]:
+    """One model of the 2-D-latent AE/VAE pair: trained like the others, scored by the judge over latent grids."""
     from vaelab.report.figures import grid_confidence, latent_grid
 
-    docs: dict[str, Any] = {}
-    models: dict[str, Any] = {}
-    for pname, mname in PAIR_MODELS.items():
-        rec: dict[str, Any] = {"model": mname, "n_latent": 2, "status": "ok", "error": None}
-        try:
-            mcfg = model_cfg(cfg, mname, data, n_latent=2)
-            model, info = _train_one(pname, mcfg, train_cfg(cfg, cfg.seed), data, out / "models" / pname, cfg,
-                                     resume, progress)
-        except FAILURES as e:
-            docs[pname] = {**rec, "status": "failed", "error": f"training: {e}"}
-            continue
-        curves[pname] = info.pop("history", None)
-        rec["train"] = {**info, "n_params": n_params(model)}
-        models[pname] = model
-        if judge is not None:
-            z_prior = latent_grid("prior", None)
-            rec["grid_prior"] = grid_confidence(model, judge, z_prior)
-            z_codes = latent_grid("codes", model, data)
-            rec["grid_codes"] = grid_confidence(model, judge, z_codes)
-        docs[pname] = rec
-    return docs, models
+    mname = PAIR_MODELS[pname]
+    rec: dict[str, Any] = {"model": mname, "n_latent": 2, "status": "ok", "error": None}
+    try:
+        mcfg = model_cfg(cfg, mname, data, n_latent=2)
+        model, info = train_or_reuse(mcfg, train_cfg(cfg, cfg.seed), data, folder, device=_device(cfg),
+                                     meta=data_meta(cfg), resume=resume, progress=progress)
+    except FAILURES as e:
+        return {**rec, "status": "failed", "error": f"training: {e}"}
+    rec["train"] = {**info, "n_params": n_params(model)}     # its "history" goes to the curves
+    if judge is not None:
+        z_prior = latent_grid("prior", None)
+        rec["grid_prior"] = grid_confidence(model, judge, z_prior)
+        z_codes = latent_grid("codes", model, data)
+        rec["grid_codes"] = grid_confidence(model, judge, z_codes)
+    return rec
+
+
+# -- units: what an executor runs (vaelab.executor) ---------------------------------------------
+_WORKER_INPUTS: dict[str, tuple[Any, Any]] = {}    # (data, judge) per data spec, loaded once per process
+
+
+def _unit_key(name: str, seed: int) -> str:
+    return f"{name}/seed-{seed}"
+
+
+def _inputs_key(cfg: CompareConfig) -> str:
+    return json.dumps([data_meta(cfg), cfg.device])
+
+
+def image_units(cfg: CompareConfig, out: Path, seeds: list[int], resume: bool, progress: bool,
+                n_threads: int) -> list[Unit]:
+    """seeds x models (+ the 2-D pair): each an independent unit seeded by its own (model, seed)."""
+    from vaelab.executor import Unit
+
+    base = {"config": cfg.to_dict(), "resume": resume, "progress": progress, "n_threads": n_threads}
+    gpu = 1.0 if _device(cfg).type == "cuda" else 0.0
+    units = []
+    for s in seeds:
+        for name in cfg.models:
+            folder = out / "models" / name if cfg.n_seeds == 1 else out / "models" / name / f"seed-{s}"
+            units.append(Unit(_unit_key(name, s), "vaelab.compare:run_image_unit",
+                              {**base, "kind": "model", "name": name, "seed": s, "folder": str(folder)},
+                              n_epochs=cfg.epochs, n_cpus=max(1, n_threads), n_gpus=gpu))
+    if cfg.use_pair_2d:
+        for pname in PAIR_MODELS:
+            units.append(Unit(pname, "vaelab.compare:run_image_unit",
+                              {**base, "kind": "pair", "name": pname, "seed": cfg.seed,
+                               "folder": str(out / "models" / pname)},
+                              n_epochs=cfg.epochs, n_cpus=max(1, n_threads), n_gpus=gpu))
+    return units
+
+
+def run_image_unit(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run one unit of ``image_units`` (in any process): train or reuse, evaluate; its JSON record."""
+    from vaelab.evaluate import evaluate
+
+    cfg = CompareConfig.from_dict(spec["config"])
+    key = _inputs_key(cfg)
+    if key not in _WORKER_INPUTS:
+        from vaelab.data import load_dataset
+        from vaelab.judge import load_or_train_judge
+
+        data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, seed=cfg.split_seed, val_fraction=cfg.val_fraction,
+                            classes=list(cfg.classes) if cfg.classes else None, max_train=cfg.max_train)
+        judge = load_or_train_judge(data, seed=0, progress=False, device=str(_device(cfg)))
+        _WORKER_INPUTS.clear()
+        _WORKER_INPUTS[key] = (data, judge)
+    data, judge = _WORKER_INPUTS[key]
+    folder, resume, progress = Path(spec["folder"]), bool(spec["resume"]), bool(spec["progress"])
+    t0 = time.perf_counter()
+    if spec["kind"] == "pair":
+        rec = _pair_unit(spec["name"], cfg, data, folder, judge, resume, progress)
+    else:
+        rec = _run_model(spec["name"], cfg, data, int(spec["seed"]), folder, judge, resume, progress, evaluate)
+        rec.pop("_model", None)
+    rec["unit_seconds"] = time.perf_counter() - t0
+    return strict_json(rec)
+
+
+def _executor(cfg: CompareConfig, data: Any, judge: Any, out: Path, progress: bool, n_threads: int,
+              device: torch.device) -> tuple[Any, int]:
+    """The image comparison's executor and its worker count (large images share the cores among workers)."""
+    n_units = cfg.n_seeds * len(cfg.models) + (len(PAIR_MODELS) if cfg.use_pair_2d else 0)
+    n_workers = resolve_workers(cfg.n_workers, n_units, device, data_bytes(data))
+    if n_workers > 1 and size_class(data.shape) == "large" and not cfg.n_threads:
+        n_threads = max(1, _cores() // n_workers)
+    cache = [f"judge/{judge.fingerprint}"] if judge is not None else []
+    return unit_executor(cfg, n_workers, n_threads, progress, out, cache), n_workers
+
+
+def resolve_workers(requested: int, n_units: int, device: torch.device, n_data_bytes: int) -> int:
+    """``--workers``: 0 = the cores, capped by memory (a worker holds ~0.6 GB + 6x the data); one on a GPU."""
+    from vaelab.executor import default_workers as by_memory
+
+    n = requested or (1 if device.type == "cuda" else by_memory(600 * 2**20 + 6 * n_data_bytes))
+    return max(1, min(n, n_units))
+
+
+def unit_executor(cfg: Any, n_workers: int, n_threads: int, progress: bool, out: Path,
+                  cache_dirs: list[str]) -> Any:
+    """The executor named by ``cfg.executor`` (any domain's config: executor, ray_address, ray_shared_dir).
+
+    A unit whose worker died is run again with resume on: it continues from its last epoch checkpoint.
+    """
+    from vaelab.executor import make_executor
+
+    def again(u: Unit) -> Unit:
+        return dataclasses.replace(u, spec={**u.spec, "resume": True})
+
+    return make_executor(cfg.executor, n_workers=n_workers, n_threads=n_threads or 1, progress=progress,
+                         ray_address=cfg.ray_address, shared_dir=cfg.ray_shared_dir, cache_dirs=cache_dirs,
+                         run_root=str(out), on_retry=again)
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def data_bytes(data: Any) -> int:
+    """Bytes of a dataset's train/val/test tensors."""
+    return sum(int(t.numel()) * t.element_size() for t in (data.x_train, data.x_val, data.x_test) if t is not None)
+
+
+def _load_trained(folder: str | Path, device: torch.device) -> torch.nn.Module:
+    """A unit's trained model (best weights), read back from its folder for the figures."""
+    from vaelab import checkpoint as ckpt
+
+    return ckpt.load_model(folder, device=device).model
 
 
 def _more_versions() -> dict[str, str]:
@@ -543,6 +681,19 @@ def add_compare_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=0,
                    help="CPU threads for torch and BLAS; 0 (default) = 1 for small images such as digits (tiny matmuls "
                         "only lose to thread hand-off), else torch's default. Use 1 on a machine shared with other jobs")
+    p.add_argument("--workers", type=int, default=0,
+                   help="(model, seed) units trained and evaluated in parallel worker processes; 0 (default) = the "
+                        "number of cores, capped by memory; 1 = one after the other in this process. The numbers "
+                        "do not depend on it")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local (this machine: --workers processes) or ray (each unit a Ray task on the cluster of "
+                        "--ray-address; pip install 'vaelab[cluster]'; docs/distributed.md)")
+    p.add_argument("--ray-address", default="auto",
+                   help="--executor ray: the cluster to join, auto (RAY_ADDRESS or the local cluster) or HOST:PORT")
+    p.add_argument("--ray-shared-dir", default=None,
+                   help="--executor ray: a folder every node reads and writes (e.g. NFS); units write their model "
+                        "folders there and the driver copies them into --out. Default: the files travel back "
+                        "with each task's result")
     p.add_argument("--no-pair", action="store_true",
                    help="skip the 2-D-latent AE/VAE pair (no manifold grid or holes map)")
     add_data_args(p)
@@ -578,7 +729,8 @@ def config_from_args(args: argparse.Namespace) -> CompareConfig:
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
         patience=args.patience, kl_schedule=args.kl_schedule, kl_warmup_steps=args.kl_warmup_steps,
         seed=args.seed, n_seeds=args.seeds, device=args.device, n_samples=args.n_samples, iw_k=args.iw_k,
-        use_pair_2d=not args.no_pair, n_threads=args.threads)
+        use_pair_2d=not args.no_pair, n_threads=args.threads, n_workers=args.workers, executor=args.executor,
+        ray_address=args.ray_address, ray_shared_dir=args.ray_shared_dir)
 
 
 def default_out(cfg: CompareConfig) -> Path:

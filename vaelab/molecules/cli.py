@@ -80,6 +80,18 @@ def compare_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     p.add_argument("--out", default=None, help="run folder (default runs/molecules-DATASET)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder's results")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out: finished models are reused, unfinished ones resume")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="repeat every model with this many seeds (--seed, --seed+1, ...): mean and sd of every number")
+    p.add_argument("--workers", type=int, default=0,
+                   help="(model, seed) units run in parallel worker processes; 0 (default) = the cores, capped by "
+                        "memory; 1 = one after the other in this process")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local (--workers processes) or ray (each unit a Ray task; docs/distributed.md)")
+    p.add_argument("--ray-address", default="auto", help="--executor ray: auto or HOST:PORT of the cluster's head")
+    p.add_argument("--ray-shared-dir", default=None,
+                   help="--executor ray: a folder every node sees; default: files travel back with the results")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -98,16 +110,20 @@ def compare_cmd(args: argparse.Namespace) -> int:
             raise ConfigError(f"{name} must be >= 0 (0 = all), got {v}.")
     if args.n_samples < 1 or args.epochs < 1:
         raise ConfigError("--n-samples and --epochs must be >= 1.")
+    if args.seeds < 1 or args.workers < 0:
+        raise ConfigError(f"--seeds must be >= 1 and --workers >= 0 (0 = the cores), got {args.seeds}, {args.workers}.")
     cfg = MoleculeCompareConfig(
         dataset=args.dataset, subset=args.subset or None, n_test=args.n_test or None, n_ref=args.n_ref or None,
         tokenizer=args.tokenizer,
         models=models, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, latent_dim=args.latent_dim,
         hidden=args.hidden, embed_dim=args.embed_dim, beta=args.beta, free_bits=args.free_bits,
         kl_warmup_fraction=args.kl_warmup_fraction, n_samples=args.n_samples, temperature=args.temperature,
-        sigmas=_floats(args.sigmas, "--sigmas"), seed=args.seed, device=args.device)
+        sigmas=_floats(args.sigmas, "--sigmas"), seed=args.seed, device=args.device, n_seeds=args.seeds,
+        n_workers=args.workers, executor=args.executor, ray_address=args.ray_address,
+        ray_shared_dir=args.ray_shared_dir)
     slug = args.dataset if args.dataset == "moses" else Path(args.dataset.split(":", 1)[1]).stem
     out = Path(args.out or f"runs/molecules-{slug}")
-    doc = run_compare(cfg, out, overwrite=args.overwrite, progress=not args.quiet)
+    doc = run_compare(cfg, out, overwrite=args.overwrite, progress=not args.quiet, resume=args.resume)
     print(markdown_table(doc))
     print(f"\nwrote {out}/report.html and {out}/metrics.json ({doc['timings']['total']['wall_s']} s)")
     return 0
