@@ -357,9 +357,9 @@ class RayExecutor:
         from vaelab.judge import cache_root
 
         if not ray.is_initialized():
+            _check_reachable(self.address)
             try:
-                ray.init(address=self.address, log_to_driver=False, include_dashboard=False,
-                         configure_logging=False)
+                ray.init(address=self.address, log_to_driver=False, configure_logging=False)
             except (ConnectionError, RuntimeError, ValueError) as e:
                 raise ExecutorError(f"cannot reach a Ray cluster at {self.address!r}: {e}. Start one with "
                                     "`ray start --head` (see docs/distributed.md) or pass --ray-address "
@@ -409,6 +409,21 @@ class RayExecutor:
     def _shared(self, folder: Path) -> Path:
         rel = folder.resolve().relative_to(Path(self.run_root).resolve()) if self.run_root else Path(folder.name)
         return Path(self.shared_dir) / rel
+
+
+def _check_reachable(address: str | None) -> None:
+    """A HOST:PORT that nothing listens on fails here in seconds (ray.init would keep retrying for minutes)."""
+    import socket
+
+    if not address or address == "auto" or ":" not in address or "://" in address:
+        return
+    host, port = address.rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=10):
+            pass
+    except (OSError, ValueError) as e:
+        raise ExecutorError(f"cannot reach a Ray cluster at {address!r} ({e}). Start one with `ray start --head "
+                            "--port PORT` (docs/distributed.md), or pass the head's HOST:PORT to --ray-address.") from None
 
 
 def _replace_folder(src: Path, dest: Path) -> None:
