@@ -162,6 +162,30 @@ def aggregate_posterior_kl(z: ArrayLike) -> float:
     return float(max(0.5 * (np.trace(s) + m @ m - d - logdet), 0.0))
 
 
+def log_aggregate_posterior(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, chunk_size: int = 1024
+                            ) -> torch.Tensor:
+    """log q(z) of the aggregate posterior q(z) = (1/N) sum_j N(z; mu_j, diag exp(logvar_j)), at each row of z.
+
+    log q(z|x_j) = -0.5 * sum_d (z_d - mu_jd)^2 / var_jd - 0.5 * (D log 2pi + sum_d logvar_jd), expanded so
+    that each chunk of rows is three matmuls instead of a (c, N, D) tensor; logsumexp over j. Float64.
+
+    Args:
+        z: (M, D) points; mu, logvar: (N, D) float64 posterior parameters.
+    Returns:
+        (M,) float64 log-densities.
+    """
+    n, d = mu.shape
+    inv_var = torch.exp(-logvar)  # (N, D)
+    mu_over_var = mu * inv_var
+    const = -0.5 * (d * math.log(2 * math.pi) + logvar.sum(1) + (mu * mu_over_var).sum(1))  # (N,)
+    log_qz = torch.empty(len(z), dtype=torch.float64)
+    for i in range(0, len(z), chunk_size):
+        zc = z[i:i + chunk_size]  # (c, D)
+        quad = (zc**2) @ inv_var.T - 2.0 * zc @ mu_over_var.T  # (c, N), + mu^2/var in const
+        log_qz[i:i + chunk_size] = torch.logsumexp(-0.5 * quad + const, dim=1) - math.log(n)
+    return log_qz
+
+
 def mutual_information(mu: ArrayLike, logvar: ArrayLike, n_samples: int = 1, seed: int = 0,
                        chunk_size: int = 1024) -> float:
     """Mutual information I(x; z) under the aggregate posterior q(z) = (1/N) sum_n q(z|x_n).
@@ -194,15 +218,6 @@ def mutual_information(mu: ArrayLike, logvar: ArrayLike, n_samples: int = 1, see
     z = (mu_t + torch.exp(0.5 * logvar_t) * eps).reshape(-1, d)  # (S*N, D)
     # log q(z_i|x_n) at its own posterior, directly: eps is the standardised deviation.
     log_q_own = (-0.5 * (eps**2).sum(2) - 0.5 * (d * log2pi + logvar_t.sum(1))).reshape(-1)  # (S*N,)
-    # log q(z|x_j) = -0.5 * sum_d (z_d - mu_jd)^2 / var_jd - 0.5 * (D log 2pi + sum_d logvar_jd),
-    # expanded so that each chunk is three matmuls instead of a (c, N, D) tensor.
-    inv_var = torch.exp(-logvar_t)  # (N, D)
-    mu_over_var = mu_t * inv_var
-    const = -0.5 * (d * log2pi + logvar_t.sum(1) + (mu_t * mu_over_var).sum(1))  # (N,)
-    log_qz = torch.empty(len(z), dtype=torch.float64)
-    for i in range(0, len(z), chunk_size):
-        zc = z[i:i + chunk_size]  # (c, D)
-        quad = (zc**2) @ inv_var.T - 2.0 * zc @ mu_over_var.T  # (c, N), + mu^2/var in const
-        log_qz[i:i + chunk_size] = torch.logsumexp(-0.5 * quad + const, dim=1) - math.log(n)
+    log_qz = log_aggregate_posterior(z, mu_t, logvar_t, chunk_size)
     # Each term is <= log N exactly; the clamp only removes matmul round-off above it.
     return float((log_q_own - log_qz).clamp(max=math.log(n)).mean())

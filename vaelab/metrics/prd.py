@@ -1,18 +1,38 @@
-"""Improved precision and recall of a generative model (k-NN manifolds).
+"""k-NN manifold metrics of a generative model: precision, recall, density, coverage, realism.
 
+Each point's manifold ball has radius r = distance to its k-th nearest neighbour in its own set.
 Kynkäänniemi et al. 2019, "Improved Precision and Recall Metric for Assessing Generative Models":
-each sample's manifold ball has radius = distance to its k-th nearest neighbour in its own set;
     precision = fraction of fake samples inside at least one real ball,
-    recall    = fraction of real samples inside at least one fake ball.
+    recall    = fraction of real samples inside at least one fake ball,
+    realism(f) = max_i r_i / ||f - x_i|| over real x_i (>= 1: f lies inside the real manifold);
+Naeem et al. 2020, "Reliable Fidelity and Diversity Metrics for Generative Models":
+    density  = (1 / (k M)) sum_j sum_i 1[f_j in B(x_i, r_i)]   (M fakes; ~1 when fake ~ real),
+    coverage = (1 / N) sum_i 1[exists j: f_j in B(x_i, r_i)]    (N reals; 1 - (1/2)^k when fake ~ real).
+
+``knn_set_metrics`` computes the four at once and keeps the ball memberships (pairs of indices), so
+``knn_set_bootstrap`` can resample without recomputing distances. Choices of that bootstrap:
+  * the radii stay at their full-set values: a resample holds duplicate points, and a duplicate's k-NN
+    radius would shrink towards 0 (the bootstrap of a k-NN radius is biased);
+  * density is a sum over (fake, real ball) pairs: both sets are resampled (counts as weights);
+  * precision, recall and coverage ask "inside *any* ball of the other set": resampling that other set
+    drops about 1/e of its balls and biases them downwards (by 10-20 points at n = 2000), so only the set
+    they average over is resampled (fakes for precision, reals for recall and coverage), the other set
+    entering through its balls as measured. Their intervals therefore miss the other set's sampling noise.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import torch
 
 from vaelab.metrics._arrays import ArrayLike, as_matrix
 
 # Bytes one (rows, N) distance block may take; bounds memory independently of N.
 _BLOCK_BYTES = 64 * 2**20
+# Ball memberships kept for the bootstrap: beyond this many pairs (a degenerate set, e.g. 10k copies of one
+# image inside every ball) the set bootstrap is refused rather than taking gigabytes.
+MAX_PAIRS = 20_000_000
 
 
 def _chunk_rows(n_cols: int) -> int:
@@ -31,6 +51,72 @@ def _knn_radii(x: torch.Tensor, k: int) -> torch.Tensor:
     return radii
 
 
+def _prepare(real: ArrayLike, fake: ArrayLike, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    r = torch.from_numpy(as_matrix(real, "real"))
+    f = torch.from_numpy(as_matrix(fake, "fake"))
+    if r.shape[1] != f.shape[1]:
+        raise ValueError(f"feature sizes differ: {r.shape[1]} vs {f.shape[1]}")
+    if k < 1 or len(r) <= k or len(f) <= k:
+        raise ValueError(f"need k >= 1 and more than k={k} samples per set, got {len(r)} real, {len(f)} fake")
+    # Centre on the real mean: cdist's matmul path loses less to cancellation near the origin.
+    centre = r.mean(0, keepdim=True)
+    return r - centre, f - centre
+
+
+@dataclass(frozen=True)
+class Memberships:
+    """Which fake lies in which real ball and vice versa (index pairs), from one pass over the distances.
+
+    fake_in_real: (fake j, real i) pairs with ||f_j - x_i|| <= r_real_i, two (P,) int64 arrays;
+    real_in_fake: (real i, fake j) pairs with ||x_i - f_j|| <= r_fake_j; n_real, n_fake, k.
+    """
+
+    fake_in_real: tuple[np.ndarray, np.ndarray]
+    real_in_fake: tuple[np.ndarray, np.ndarray]
+    n_real: int
+    n_fake: int
+    k: int
+
+    def scores(self, w_real: np.ndarray | None = None, w_fake: np.ndarray | None = None) -> dict[str, float]:
+        """The four metrics with each point counted w times (bootstrap counts; None = every point once)."""
+        w_r = np.ones(self.n_real) if w_real is None else np.asarray(w_real, np.float64)
+        w_f = np.ones(self.n_fake) if w_fake is None else np.asarray(w_fake, np.float64)
+        fj, ri = self.fake_in_real
+        rr, fj2 = self.real_in_fake
+        balls_per_fake = np.bincount(fj, weights=w_r[ri], minlength=self.n_fake)   # (M,) real balls holding f_j
+        fakes_per_real = np.bincount(ri, weights=w_f[fj], minlength=self.n_real)   # (N,) fakes in x_i's ball
+        fake_balls_per_real = np.bincount(rr, weights=w_f[fj2], minlength=self.n_real)
+        sf, sr = w_f.sum(), w_r.sum()
+        return {"precision": float(w_f @ (balls_per_fake > 0) / sf),
+                "recall": float(w_r @ (fake_balls_per_real > 0) / sr),
+                "density": float(w_f @ balls_per_fake / (self.k * sf) * (self.n_real / sr)),
+                "coverage": float(w_r @ (fakes_per_real > 0) / sr)}
+
+
+def memberships(real: ArrayLike, fake: ArrayLike, k: int = 3) -> Memberships:
+    """All ball memberships of ``fake`` (M, D) against ``real`` (N, D) and back, k-th-neighbour radii.
+
+    Distances in float64 with ``torch.cdist`` in row blocks of at most 64 MiB.
+    """
+    r, f = _prepare(real, fake, k)
+    r_real, r_fake = _knn_radii(r, k), _knn_radii(f, k)
+    a_f, a_r, b_r, b_f = [], [], [], []
+    n_pairs = 0
+    step = _chunk_rows(len(r))
+    for i in range(0, len(f), step):
+        d = torch.cdist(f[i:i + step], r)  # (c, N)
+        jf, ir = torch.nonzero(d <= r_real[None, :], as_tuple=True)
+        jf2, ir2 = torch.nonzero(d <= r_fake[i:i + step, None], as_tuple=True)
+        a_f.append((jf + i).numpy()), a_r.append(ir.numpy())
+        b_r.append(ir2.numpy()), b_f.append((jf2 + i).numpy())
+        n_pairs += len(jf) + len(jf2)
+        if n_pairs > MAX_PAIRS:
+            raise ValueError(f"more than {MAX_PAIRS} ball memberships (a degenerate sample set); "
+                             "use precision_recall for the point values")
+    cat = np.concatenate
+    return Memberships((cat(a_f), cat(a_r)), (cat(b_r), cat(b_f)), len(r), len(f), k)
+
+
 def precision_recall(real: ArrayLike, fake: ArrayLike, k: int = 3) -> tuple[float, float]:
     """k-NN precision and recall of ``fake`` against ``real`` (Kynkäänniemi et al. 2019).
 
@@ -46,15 +132,7 @@ def precision_recall(real: ArrayLike, fake: ArrayLike, k: int = 3) -> tuple[floa
     Returns:
         (precision, recall), floats in [0, 1].
     """
-    r = torch.from_numpy(as_matrix(real, "real"))
-    f = torch.from_numpy(as_matrix(fake, "fake"))
-    if r.shape[1] != f.shape[1]:
-        raise ValueError(f"feature sizes differ: {r.shape[1]} vs {f.shape[1]}")
-    if k < 1 or len(r) <= k or len(f) <= k:
-        raise ValueError(f"need k >= 1 and more than k={k} samples per set, got {len(r)} real, {len(f)} fake")
-    # Centre on the real mean: cdist's matmul path loses less to cancellation near the origin.
-    centre = r.mean(0, keepdim=True)
-    r, f = r - centre, f - centre
+    r, f = _prepare(real, fake, k)
     r_real, r_fake = _knn_radii(r, k), _knn_radii(f, k)
     fake_in_real = torch.zeros(len(f), dtype=torch.bool)
     real_in_fake = torch.zeros(len(r), dtype=torch.bool)
@@ -64,3 +142,68 @@ def precision_recall(real: ArrayLike, fake: ArrayLike, k: int = 3) -> tuple[floa
         fake_in_real[i:i + step] = (d <= r_real[None, :]).any(dim=1)
         real_in_fake |= (d <= r_fake[i:i + step, None]).any(dim=0)
     return float(fake_in_real.double().mean()), float(real_in_fake.double().mean())
+
+
+def knn_set_metrics(real: ArrayLike, fake: ArrayLike, k: int = 3) -> dict[str, float]:
+    """Precision, recall (Kynkäänniemi et al. 2019), density and coverage (Naeem et al. 2020), one pass.
+
+    Args:
+        real: (N, D) real features; fake: (M, D) generated features; N, M > k.
+    Returns:
+        {"precision", "recall", "density", "coverage"}; density is unbounded above (1 ~ matched).
+    """
+    return memberships(real, fake, k).scores()
+
+
+def knn_set_bootstrap(real: ArrayLike, fake: ArrayLike, k: int = 3, *, n_boot: int = 200, seed: int = 0,
+                      level: float = 0.95) -> dict[str, dict]:
+    """The four k-NN metrics with percentile-bootstrap intervals over both sets (module docstring).
+
+    The same ``seed`` draws the same real (reference) resamples for every model, so two models' replicates
+    pair on the shared reference. Returns {name: Interval.to_dict() + {"replicates": (B,) list}}.
+    """
+    from vaelab.metrics.intervals import percentile_interval
+
+    m = memberships(real, fake, k)
+    rng_r, rng_f = np.random.default_rng(seed), np.random.default_rng(seed + 1)
+    reps: dict[str, list[float]] = {n: [] for n in ("precision", "recall", "density", "coverage")}
+    for _ in range(n_boot):
+        w_r = np.bincount(rng_r.integers(0, m.n_real, m.n_real), minlength=m.n_real).astype(np.float64)
+        w_f = np.bincount(rng_f.integers(0, m.n_fake, m.n_fake), minlength=m.n_fake).astype(np.float64)
+        both, fakes_only, reals_only = m.scores(w_r, w_f), m.scores(None, w_f), m.scores(w_r, None)
+        reps["density"].append(both["density"])
+        reps["precision"].append(fakes_only["precision"])
+        reps["recall"].append(reals_only["recall"])
+        reps["coverage"].append(reals_only["coverage"])
+    full = m.scores()
+    base = f"k-NN radii fixed at their full-set values, B={n_boot}, seed {seed}"
+    what = {"density": f"{m.n_fake} samples and {m.n_real} reference images (both resampled)",
+            "precision": f"{m.n_fake} samples (the reference balls as measured)",
+            "recall": f"{m.n_real} reference images (the sample balls as measured)",
+            "coverage": f"{m.n_real} reference images (the samples as measured)"}
+    return {n: {**percentile_interval(full[n], reps[n], level, f"percentile bootstrap over {what[n]}; {base}",
+                                      m.n_fake + m.n_real).to_dict(), "replicates": reps[n]} for n in reps}
+
+
+def realism_scores(real: ArrayLike, fake: ArrayLike, k: int = 3, prune: float = 0.5) -> np.ndarray:
+    """Realism score of each fake sample (Kynkäänniemi et al. 2019, Sec. 5): R(f) = max_i r_i / ||f - x_i||.
+
+    R >= 1 means f lies inside at least one real ball (the same test as precision); the paper drops the
+    real points with the largest radii (outliers whose huge balls would accept anything): ``prune`` = 0.5
+    keeps the half of the real points with the smallest radii, as in the paper.
+
+    Args:
+        real: (N, D) real features; fake: (M, D) features to score.
+    Returns:
+        (M,) float64 realism scores (>= 1: realistic).
+    """
+    r, f = _prepare(real, fake, k)
+    radii = _knn_radii(r, k)
+    keep = radii <= torch.quantile(radii, prune)
+    r, radii = r[keep], radii[keep]
+    out = np.empty(len(f))
+    step = _chunk_rows(len(r))
+    for i in range(0, len(f), step):
+        d = torch.cdist(f[i:i + step], r).clamp_min(1e-12)  # (c, N')
+        out[i:i + step] = (radii[None, :] / d).max(dim=1).values.numpy()
+    return out

@@ -1,0 +1,109 @@
+"""Holes: where the prior puts mass that the aggregate posterior leaves empty, and what decodes there.
+
+The aggregate posterior q(z) = (1/N) sum_n q(z|x_n) over the N test images (for a deterministic AE the
+posteriors are point masses, so q(z) is replaced by a Gaussian kernel density of its codes, bandwidth by
+Scott's rule h = N^(-1/(D+4)) per standardised dimension; the result says which).
+
+* ELBO surgery (Hoffman & Johnson 2016, "ELBO surgery: yet another way to carve up the variational
+  evidence lower bound"): the mean KL term of the ELBO splits exactly into
+      E_x KL(q(z|x) || p(z)) = I(x; z) + KL(q(z) || p(z)),
+  the mutual information under q(x, z) and the marginal KL. Estimated with ``n_draws`` z ~ q(z|x_n) per
+  test image and log q(z) = logsumexp_j log q(z|x_j) - log N over all N posteriors (He et al. 2019's
+  estimator, ``vaelab.metrics.latent.log_aggregate_posterior``); the same draws give all three terms, so
+  the identity holds exactly for the estimates. I(x; z) <= log N is the estimator's ceiling.
+* ``prior_hole_mass``: the prior mass where q(z) < tau p(z) (tau = ``HOLE_RATIO`` = 0.1: the aggregate
+  posterior puts less than a tenth of the prior's density there), Monte Carlo with ``n_prior`` z ~ p(z).
+  0 when q = p; near 1 when the codes fill a small part of the prior.
+* ``fraction_realistic``: the fraction of decoded images whose realism score (Kynkäänniemi et al. 2019,
+  ``vaelab.metrics.prd.realism_scores``) in judge features is >= 1 against the training images: in the
+  real manifold or not. Uniform noise scores ~0 here, unlike judge confidence (0.85 on digits).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from vaelab.metrics._arrays import ArrayLike, as_matrix
+from vaelab.metrics.latent import log_aggregate_posterior
+
+HOLE_RATIO = 0.1     # "a hole": q(z) below a tenth of the prior density p(z)
+N_PRIOR = 2000       # prior draws for the hole mass
+N_DRAWS = 1          # posterior draws per test image for the surgery terms
+
+
+def _log_std_normal(z: torch.Tensor) -> torch.Tensor:
+    """log N(z; 0, I) per row of z (M, D). Returns (M,)."""
+    return -0.5 * (z ** 2).sum(1) - 0.5 * z.shape[1] * math.log(2 * math.pi)
+
+
+def _posterior_params(mu: ArrayLike, logvar: ArrayLike | None) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """(mu, logvar) of the mixture that stands for q(z): the posteriors, or the codes' Scott-rule KDE."""
+    m = torch.from_numpy(as_matrix(mu, "mu"))
+    if logvar is not None:
+        lv = torch.from_numpy(as_matrix(logvar, "logvar"))
+        if lv.shape != m.shape:
+            raise ValueError(f"mu {tuple(m.shape)} and logvar {tuple(lv.shape)} differ")
+        return m, lv, "mixture of the test images' posteriors"
+    n, d = m.shape
+    sd = m.std(0, unbiased=True).clamp_min(1e-12)          # (D,)
+    h = n ** (-1.0 / (d + 4))                               # Scott's rule
+    lv = (2 * torch.log(h * sd)).expand(n, d).clone()
+    return m, lv, f"Gaussian KDE of the test codes (Scott's rule, h = {h:.3f} per standardised dimension)"
+
+
+def elbo_surgery(mu: ArrayLike, logvar: ArrayLike | None, n_draws: int = N_DRAWS, seed: int = 0) -> dict:
+    """E_x KL(q(z|x) || p) = I(x; z) + KL(q(z) || p(z)) (Hoffman & Johnson 2016), on N test images.
+
+    Args:
+        mu, logvar: (N, D) posterior means and log-variances; logvar None for a deterministic AE
+            (q(z) is then the codes' KDE, and only the marginal KL is defined).
+        n_draws: z draws per image; seed: seeds them.
+    Returns:
+        {"kl_mean" (nats, Monte Carlo), "mutual_information", "marginal_kl", "mi_max" (log N),
+         "n_images", "n_draws", "q": what stands for q(z)}; for an AE kl_mean and mutual_information are None.
+    """
+    m, lv, what = _posterior_params(mu, logvar)
+    n, d = m.shape
+    gen = torch.Generator().manual_seed(seed)
+    eps = torch.randn(n_draws, n, d, generator=gen, dtype=torch.float64)           # (S, N, D)
+    z = (m + torch.exp(0.5 * lv) * eps).reshape(-1, d)                              # (S*N, D)
+    log_q_own = (-0.5 * (eps ** 2).sum(2) - 0.5 * (d * math.log(2 * math.pi) + lv.sum(1))).reshape(-1)
+    log_qz = log_aggregate_posterior(z, m, lv)
+    log_p = _log_std_normal(z)
+    out = {"marginal_kl": float((log_qz - log_p).mean()), "mi_max": math.log(n), "n_images": n,
+           "n_draws": n_draws, "q": what, "kl_mean": None, "mutual_information": None}
+    if logvar is not None:
+        out["kl_mean"] = float((log_q_own - log_p).mean())
+        out["mutual_information"] = float((log_q_own - log_qz).mean())
+    return out
+
+
+def log_density_ratio(z: ArrayLike, mu: ArrayLike, logvar: ArrayLike | None) -> np.ndarray:
+    """log q(z) - log p(z) at each row of z (M, D): < log(HOLE_RATIO) marks a hole. Returns (M,) float64."""
+    m, lv, _ = _posterior_params(mu, logvar)
+    zt = torch.from_numpy(as_matrix(z, "z"))
+    return (log_aggregate_posterior(zt, m, lv) - _log_std_normal(zt)).numpy()
+
+
+def prior_hole_mass(mu: ArrayLike, logvar: ArrayLike | None, n_prior: int = N_PRIOR, seed: int = 0,
+                    ratio: float = HOLE_RATIO) -> dict:
+    """P_{z ~ p}[q(z) < ratio * p(z)]: the prior's mass in holes of the aggregate posterior.
+
+    Returns:
+        {"mass": fraction of prior draws in holes, "ratio": the stated threshold, "n_prior",
+         "se": its binomial standard error}.
+    """
+    d = as_matrix(mu, "mu").shape[1]
+    z = np.random.default_rng(seed).standard_normal((n_prior, d))
+    r = log_density_ratio(z, mu, logvar)
+    mass = float(np.mean(r < math.log(ratio)))
+    return {"mass": mass, "ratio": ratio, "n_prior": n_prior, "se": math.sqrt(mass * (1 - mass) / n_prior)}
+
+
+def fraction_realistic(real_features: ArrayLike, features: ArrayLike, k: int = 3) -> float:
+    """Fraction of ``features`` (M, F) with realism score >= 1 against ``real_features`` (N, F)."""
+    from vaelab.metrics.prd import realism_scores
+
+    return float(np.mean(realism_scores(real_features, features, k) >= 1.0))
