@@ -184,3 +184,15 @@ def test_explorer_and_report_find_the_models_of_a_multi_seed_run(sequential, tmp
     doc = json.loads((sequential / "metrics.json").read_text())
     assert [r["train"]["folder"] for r in doc["models"]["vae"]["per_seed"]] == [
         str(sequential / "models" / "vae" / f"seed-{s}") for s in (0, 1)]
+
+
+def test_sweep_units_in_workers_give_the_same_points(tmp_path):
+    from vaelab.cli import main
+
+    args = ["sweep", "--beta", "0.5,4", "--epochs", "2", "--latent-dim", "4", "--hidden", "32", "--max-train", "300",
+            "--quiet"]
+    assert main([*args, "--workers", "1", "--out", str(tmp_path / "w1")]) == 0
+    assert main([*args, "--workers", "2", "--out", str(tmp_path / "w2")]) == 0
+    a, b = (json.loads((tmp_path / w / "sweep.json").read_text()) for w in ("w1", "w2"))
+    assert a["points"] == b["points"] and a["ae"] == b["ae"] and len(a["points"]) == 2
+    assert (tmp_path / "w2" / "models" / "beta-4" / "weights.safetensors").is_file()

@@ -292,10 +292,16 @@ def sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-ae", action="store_true", help="skip the deterministic AE (the zero-noise end of the plot)")
     p.add_argument("--out", default=None, help="sweep folder to write (default runs/sweep-DATASET)")
     p.add_argument("--overwrite", action="store_true", help="replace a sweep already in --out")
+    from vaelab.executor import add_executor_args
+
+    add_executor_args(p)
 
 
 def sweep_cmd(args: argparse.Namespace) -> int:
+    from vaelab.compare import resolve_workers
+    from vaelab.executor import make_executor
     from vaelab.sweep import parse_betas, sweep
+    from vaelab.train import resolve_device
 
     betas = parse_betas(args.beta)
     if args.k:
@@ -303,8 +309,14 @@ def sweep_cmd(args: argparse.Namespace) -> int:
     data = load_data_from_args(args)
     mcfg = model_config_from_args("beta-vae", argparse.Namespace(**{**vars(args), "beta": 1.0}), data)
     out = Path(args.out or f"runs/sweep-{_slug(args.dataset)}")
+    if args.workers < 0:
+        raise ConfigError(f"--workers must be >= 0 (0 = the number of cores), got {args.workers}.")
+    n_workers = resolve_workers(args.workers, len(betas) + (0 if args.no_ae else 1), resolve_device(args.device), 0)
+    executor = make_executor(args.executor, n_workers=n_workers, progress=not args.quiet,
+                             ray_address=args.ray_address, shared_dir=args.ray_shared_dir, run_root=str(out))
     result = sweep(data, betas, mcfg, train_config_from_args(args), out, include_ae=not args.no_ae,
-                   overwrite=args.overwrite, progress=not args.quiet, data_meta=data_meta_from_args(args))
+                   overwrite=args.overwrite, progress=not args.quiet, data_meta=data_meta_from_args(args),
+                   executor=executor)
     print(f"{'beta':>6} {'rate R':>9} {'distortion D':>13} {'D + R':>9}   ({result['kind']}; nats per image, test)")
     for p in result["points"]:
         print(f"{p['beta']:>6g} {p['rate']:>9.2f} {p['distortion']:>13.2f} {p['neg_elbo']:>9.2f}")

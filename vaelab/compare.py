@@ -663,6 +663,7 @@ def _override(p: argparse.ArgumentParser, dest: str, **kw: Any) -> None:
 def add_compare_args(p: argparse.ArgumentParser) -> None:
     """`vaelab compare` options: the shared data/model/training groups plus the comparison's own."""
     from vaelab.cli import add_data_args, add_model_args, add_train_args
+    from vaelab.executor import add_executor_args
 
     p.add_argument("--models", default=",".join(DEFAULT_MODELS),
                    help=f"comma-separated models to compare (default {','.join(DEFAULT_MODELS)})")
@@ -681,24 +682,12 @@ def add_compare_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=0,
                    help="CPU threads for torch and BLAS; 0 (default) = 1 for small images such as digits (tiny matmuls "
                         "only lose to thread hand-off), else torch's default. Use 1 on a machine shared with other jobs")
-    p.add_argument("--workers", type=int, default=0,
-                   help="(model, seed) units trained and evaluated in parallel worker processes; 0 (default) = the "
-                        "number of cores, capped by memory; 1 = one after the other in this process. The numbers "
-                        "do not depend on it")
-    p.add_argument("--executor", choices=("local", "ray"), default="local",
-                   help="local (this machine: --workers processes) or ray (each unit a Ray task on the cluster of "
-                        "--ray-address; pip install 'vaelab[cluster]'; docs/distributed.md)")
-    p.add_argument("--ray-address", default="auto",
-                   help="--executor ray: the cluster to join, auto (RAY_ADDRESS or the local cluster) or HOST:PORT")
-    p.add_argument("--ray-shared-dir", default=None,
-                   help="--executor ray: a folder every node reads and writes (e.g. NFS); units write their model "
-                        "folders there and the driver copies them into --out. Default: the files travel back "
-                        "with each task's result")
     p.add_argument("--no-pair", action="store_true",
                    help="skip the 2-D-latent AE/VAE pair (no manifold grid or holes map)")
     add_data_args(p)
     add_model_args(p)
     add_train_args(p)
+    add_executor_args(p)
     s, l = SIZE_DEFAULTS["small"], SIZE_DEFAULTS["large"]
     _override(p, "epochs", default=None,
               help=f"training epochs of every model (default {s['epochs']} for small images such as the embedded "

@@ -444,6 +444,23 @@ def _relocate(res: dict[str, Any], spec_folder: str | None, folder: Path) -> dic
     return res
 
 
+def add_executor_args(p: Any) -> None:
+    """The executor options of every command that runs units (compare, molecule compare, sweep)."""
+    p.add_argument("--workers", type=int, default=0,
+                   help="units (a model for one seed) trained and evaluated in parallel worker processes; 0 (default) "
+                        "= the number of cores, capped by memory; 1 = one after the other in this process. The "
+                        "numbers do not depend on it")
+    p.add_argument("--executor", choices=EXECUTORS, default="local",
+                   help="local (this machine: --workers processes) or ray (each unit a Ray task on the cluster of "
+                        "--ray-address; pip install 'vaelab[cluster]'; docs/distributed.md)")
+    p.add_argument("--ray-address", default="auto",
+                   help="--executor ray: the cluster to join, auto (RAY_ADDRESS or the local cluster) or HOST:PORT")
+    p.add_argument("--ray-shared-dir", default=None,
+                   help="--executor ray: a folder every node reads and writes (e.g. NFS); units write their model "
+                        "folders there and the driver copies them into --out. Default: the files travel back "
+                        "with each task's result")
+
+
 def make_executor(kind: str, *, n_workers: int = 1, n_threads: int = 1, progress: bool = False,
                   ray_address: str | None = "auto", shared_dir: str | None = None,
                   cache_dirs: Sequence[str] = (), run_root: str | None = None,

@@ -84,14 +84,9 @@ def compare_args(p: argparse.ArgumentParser) -> None:
                    help="continue the run in --out: finished models are reused, unfinished ones resume")
     p.add_argument("--seeds", type=int, default=1,
                    help="repeat every model with this many seeds (--seed, --seed+1, ...): mean and sd of every number")
-    p.add_argument("--workers", type=int, default=0,
-                   help="(model, seed) units run in parallel worker processes; 0 (default) = the cores, capped by "
-                        "memory; 1 = one after the other in this process")
-    p.add_argument("--executor", choices=("local", "ray"), default="local",
-                   help="local (--workers processes) or ray (each unit a Ray task; docs/distributed.md)")
-    p.add_argument("--ray-address", default="auto", help="--executor ray: auto or HOST:PORT of the cluster's head")
-    p.add_argument("--ray-shared-dir", default=None,
-                   help="--executor ray: a folder every node sees; default: files travel back with the results")
+    from vaelab.executor import add_executor_args
+
+    add_executor_args(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
