@@ -397,7 +397,7 @@ class RayExecutor:
                         if u.folder.exists():
                             shutil.rmtree(u.folder)
                         unpack_folder(files, u.folder)
-                    res = _relocate(json.loads(res), spec_folder=None, folder=u.folder)
+                    res = _relocate(json.loads(res), u.folder)
                 else:
                     res = json.loads(res)
                 out[u.key] = res
@@ -436,7 +436,7 @@ def _replace_folder(src: Path, dest: Path) -> None:
     os.replace(tmp, dest)
 
 
-def _relocate(res: dict[str, Any], spec_folder: str | None, folder: Path) -> dict[str, Any]:
+def _relocate(res: dict[str, Any], folder: Path) -> dict[str, Any]:
     """A Ray unit reports the folder it wrote on its node; the run records where the files are now."""
     train = res.get("train")
     if isinstance(train, dict) and "folder" in train:
@@ -471,6 +471,6 @@ def make_executor(kind: str, *, n_workers: int = 1, n_threads: int = 1, progress
     if kind == "ray":
         return RayExecutor(address=ray_address, progress=progress, shared_dir=shared_dir, cache_dirs=cache_dirs,
                            run_root=run_root)
-    if n_workers == 1:
-        return InProcess(progress=progress)
+    if n_workers == 1:     # in-process units draw their own bars (training, evaluation), as before executors
+        return InProcess(progress=False)
     return LocalProcesses(n_workers=n_workers, n_threads=n_threads, progress=progress, on_retry=on_retry)
