@@ -75,7 +75,8 @@ def series(ns: list[int], seed: int = 0, n_jobs: int = 2, n_ref: int | None = No
     """FCD and Scaf of nested train samples of size ns against the reference splits, and their n -> inf limits."""
     import numpy as np
 
-    from vaelab.molecules.metrics import (chemnet_activations, cosine_similarity_counts, frechet_distance,
+    from vaelab.metrics.fd import gaussian_frechet_distance as frechet_distance
+    from vaelab.molecules.metrics import (chemnet_activations, cosine_similarity_counts,
                                           scaffold_counts)
     ns = sorted(set(ns))
     gen = load_moses("train", subset=ns[-1], seed=seed)

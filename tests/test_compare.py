@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from vaelab.cli import main
-from vaelab.compare import CompareConfig, aggregate, strict_json
+from vaelab.compare import CompareConfig, aggregate
 from vaelab.errors import ConfigError
 
 FAST = ["--epochs", "3", "--n-samples", "100", "--iw-k", "5", "--quiet"]
@@ -199,12 +199,6 @@ def test_aggregate_keeps_shape_and_gives_sample_sd():
     assert one_mean == runs[0] and one_sd["a"] is None
 
 
-def test_strict_json_removes_nan_and_inf():
-    doc = strict_json({"x": float("nan"), "y": [float("inf"), np.float32(1.5)], "z": np.int64(3), "t": (1, 2)})
-    assert doc == {"x": None, "y": [None, 1.5], "z": 3, "t": [1, 2]}
-    json.dumps(doc, allow_nan=False)
-
-
 def test_size_defaults_and_overrides():
     small = CompareConfig().resolved((1, 8, 8))
     large = CompareConfig(epochs=20, n_latent=16).resolved((1, 28, 28))
@@ -220,9 +214,9 @@ def test_size_defaults_and_overrides():
 def test_prior_grid_goes_through_the_quantiles():
     from scipy.stats import norm
 
-    from vaelab.report.figures import latent_grid
+    from vaelab.measure.grid import latent_grid
 
-    z = latent_grid("prior", None, n=10)
+    z = latent_grid("prior", n=10)
     assert z.shape == (100, 2)
     axis = np.sort(np.unique(z[:, 0].numpy()))
     assert np.allclose(norm.cdf(axis), (np.arange(10) + 0.5) / 10, atol=1e-6)
@@ -231,13 +225,14 @@ def test_prior_grid_goes_through_the_quantiles():
 
 def test_code_range_grid_covers_the_models_codes(run):
     from vaelab.checkpoint import load_model
-    from vaelab.report.figures import latent_grid
-    from vaelab.sampling import encode_means, reload_dataset
+    from vaelab.measure.batched import encode_means
+    from vaelab.measure.grid import latent_grid
+    from vaelab.sampling import reload_dataset
 
     ck = load_model(run / "models" / "ae-2d")
     data = reload_dataset(ck.config)
-    z = latent_grid("codes", ck.model, data, n=8)
     codes = encode_means(ck.model, data.x_train).numpy()
+    z = latent_grid("codes", n=8, codes=codes)
     inside = ((codes >= z.numpy().min(0)) & (codes <= z.numpy().max(0))).all(1).mean()
     assert 0.9 <= inside <= 1.0                                 # the 1st..99th percentile box on each axis
 
@@ -256,7 +251,8 @@ def test_run_models_sample_reproducibly(run, sampler):
 def test_gmm_codes_are_closer_to_the_ae_codes_than_prior_codes(run):
     from vaelab.checkpoint import load_model
     from vaelab.density import make_density
-    from vaelab.sampling import encode_means, fit_density, reload_dataset
+    from vaelab.measure.batched import encode_means
+    from vaelab.sampling import fit_density, reload_dataset
 
     ck = load_model(run / "models" / "ae")
     data = reload_dataset(ck.config)

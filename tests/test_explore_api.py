@@ -21,7 +21,8 @@ from vaelab.checkpoint import load_model  # noqa: E402
 from vaelab.density import StandardNormalPrior  # noqa: E402
 from vaelab.explore import create_app  # noqa: E402
 from vaelab.explore.explorer import ExploreError, find_model_folders, to_bytes  # noqa: E402
-from vaelab.sampling import encode_means, reload_dataset  # noqa: E402
+from vaelab.measure.batched import encode_means  # noqa: E402
+from vaelab.sampling import reload_dataset  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -264,6 +264,24 @@ def test_fcd_of_a_set_with_itself_is_about_zero():
     assert M.fcd(b, ref) > 1.0
 
 
+def test_fcd_known_answers_through_the_one_frechet_distance():
+    """FCD is vaelab.metrics.fd's Fréchet distance of the ChemNet fits: with the reference = the set's own fit
+    moved by delta, FCD = ||delta||^2; with its covariance scaled by c^2, FCD = (1 - c)^2 Tr(S) (Dowson & Landau)."""
+    pytest.importorskip("fcd_torch")
+    import dataclasses
+
+    a = ["CCO", "c1ccccc1", "CC(=O)Nc1ccc(O)cc1", "CCN(CC)CC", "OC1CCCCC1", "Cc1ccncc1", "CC(C)CO", "ClCCl"]
+    ref = M.reference_stats(a)
+    delta = np.linspace(-0.05, 0.05, 512)
+    moved = dataclasses.replace(ref, fcd_mu=ref.fcd_mu + delta)
+    assert M.fcd(a, moved) == pytest.approx(float(delta @ delta), rel=1e-4, abs=1e-8)
+    scaled = dataclasses.replace(ref, fcd_sigma=4.0 * ref.fcd_sigma)
+    assert M.fcd(a, scaled) == pytest.approx(np.trace(ref.fcd_sigma), rel=1e-4)   # (1 - 2)^2 Tr(S)
+    from vaelab.metrics.fd import gaussian_frechet_distance
+
+    assert M.gaussian_frechet_distance is gaussian_frechet_distance                  # one Fréchet distance
+
+
 @needs_moses
 def test_moses_metrics_row_on_small_sets():
     test = D.load_moses("test", subset=200, seed=1)
@@ -408,7 +426,7 @@ def test_moses_reference_fcd_is_cached_and_chemnet_is_read_without_unpickling(mo
     monkeypatch.setattr(M, "chemnet_stats", refuse)
     hit = M.moses_reference_stats("test", n=60, use_fcd=True, progress=False)
     assert _same_stats(with_fcd, hit)
-    assert M.frechet_distance(mu, sigma, hit.fcd_mu, hit.fcd_sigma) == pytest.approx(0.0, abs=1e-4)  # rank-59 sqrt
+    assert M.gaussian_frechet_distance(mu, sigma, hit.fcd_mu, hit.fcd_sigma) == pytest.approx(0.0, abs=1e-4)  # rank-59 sqrt
 
 
 def test_chemnet_reader_refuses_another_file(tmp_path):

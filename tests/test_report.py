@@ -115,11 +115,15 @@ def test_report_rerenders_from_metrics_and_figures(compare_run, tmp_path, capsys
     run = tmp_path / "copy"
     shutil.copytree(compare_run, run)
     original = (run / "report.html").read_text(encoding="utf-8")
+    pngs = {p.name: p.read_bytes() for p in (run / "figures").glob("*.png")}
     (run / "report.html").unlink()
-    shutil.rmtree(run / "models")                       # no models needed: metrics.json + figures/ only
+    shutil.rmtree(run / "models")                       # no models needed: metrics.json + arrays/ only
+    shutil.rmtree(run / "figures")                      # every figure is redrawn from those files
     assert main(["report", str(run)]) == 0
     assert "wrote" in capsys.readouterr().out
-    assert (run / "report.html").read_text(encoding="utf-8") == original
+    assert (run / "report.html").read_text(encoding="utf-8") == original       # byte for byte
+    assert {p.name: p.read_bytes() for p in (run / "figures").glob("*.png")} == pngs
+    assert len(pngs) == len(json.loads((run / "metrics.json").read_text(encoding="utf-8"))["figures"]) >= 14
     # the numbers drive the page: change one in metrics.json and the re-render shows it
     doc = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
     doc["models"]["vae"]["latent"]["linear_probe"] = 0.123456
@@ -149,6 +153,18 @@ def test_report_redraws_missing_likelihood_figures_from_metrics(compare_run, tmp
         assert f'id="fig-{n}"><h3>' in html
     assert "is missing from figures/" not in html
     assert html.count('src="data:image/png;base64,') == len(doc["figures"]) + len(names)
+
+
+def test_report_of_a_run_without_arrays_keeps_its_figures(compare_run, tmp_path):
+    """A run folder written before arrays/ existed: its PNGs stay, the page renders, nothing needs a model."""
+    run = tmp_path / "copy"
+    shutil.copytree(compare_run, run)
+    shutil.rmtree(run / "models")
+    shutil.rmtree(run / "arrays")
+    before = {p.name: p.read_bytes() for p in (run / "figures").glob("*.png")}
+    assert main(["report", str(run)]) == 0
+    assert {p.name: p.read_bytes() for p in (run / "figures").glob("*.png")} == before
+    assert (run / "report.html").read_text(encoding="utf-8") == (compare_run / "report.html").read_text(encoding="utf-8")
 
 
 def test_report_on_a_folder_without_metrics_is_one_message(tmp_path, capsys):

@@ -7,7 +7,8 @@ seed (``CompareConfig``); only the model's objective differs. The run folder (BR
 
     out/report.html         self-contained (figures as data URIs), re-rendered by `vaelab report`
     out/metrics.json        schema_version 1, strict JSON (NaN/inf -> null), written atomically
-    out/figures/*.png       every figure of the report
+    out/figures/*.png       every figure of the report, drawn from metrics.json and arrays/ alone
+    out/arrays/*.npz        what the figures show (vaelab.measure.views), per model + data.npz (no pickle)
     out/models/<model>/     one model folder per model (``models/<model>/seed-<s>/`` with --seeds > 1)
     out/models/ae-2d, vae-2d  the 2-D-latent AE and VAE pair of the manifold grid and the holes map
     out/run_config.json     the CompareConfig (checked by --resume)
@@ -57,7 +58,7 @@ SIZE_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 RUN_CONFIG_NAME = "run_config.json"
 RESUME_IGNORES = ("n_threads", "n_workers", "executor", "ray_address", "ray_shared_dir")   # options a resumed run may change (they do not change the protocol)
-OWNED = ("report.html", "metrics.json", "figures", "models", RUN_CONFIG_NAME)
+OWNED = ("report.html", "metrics.json", "figures", "arrays", "models", RUN_CONFIG_NAME)
 FAILURES = (VaelabError,)
 
 
@@ -297,23 +298,6 @@ def aggregate(runs: list[Any]) -> tuple[Any, Any]:
     return first, None
 
 
-def strict_json(obj: Any) -> Any:
-    """Numpy scalars -> Python numbers, NaN/inf -> None, tuples -> lists (json.dumps(allow_nan=False) safe)."""
-    if isinstance(obj, dict):
-        return {str(k): strict_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [strict_json(v) for v in obj]
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(float(obj)) else None
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
 # -- the comparison ----------------------------------------------------------------------------
 def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resume: bool = False,
             overwrite: bool = False, command: str | None = None) -> dict[str, Any]:
@@ -325,7 +309,7 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
     from vaelab.checkpoint import versions
     from vaelab.data import load_dataset
     from vaelab.evaluate import evaluate, reference_rows
-    from vaelab.io import atomic_write_json
+    from vaelab.io import atomic_write_json, strict_json
     from vaelab.judge import load_or_train_judge
     from vaelab.report.answer import make_answer
     from vaelab.report.html import write_report
@@ -363,6 +347,14 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
         reference = reference_rows(data, judge, n_samples=rcfg.n_samples, seed=rcfg.seed)
         timings["reference"] = time.perf_counter() - t0
 
+        # the arrays the figures are drawn from: rewritten by every run (evaluation always runs, even on resume)
+        from vaelab.measure.store import ARRAYS_DIR, DATA_NAME, arrays_path, save_arrays
+        from vaelab.measure.views import data_views
+
+        shutil.rmtree(out / ARRAYS_DIR, ignore_errors=True)
+        save_arrays(arrays_path(out, DATA_NAME), data_views(data, rcfg.seed))
+        from vaelab.models import MODELS
+
         seeds = [rcfg.seed + i for i in range(rcfg.n_seeds)]
         executor, n_workers = _executor(rcfg, data, judge, out, progress, threads, device)
         in_process = executor.__class__.__name__ == "InProcess"
@@ -382,7 +374,7 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
                 for phase, key in ((f"train:{name}", "train_wall_seconds"), (f"evaluate:{name}", "eval_seconds")):
                     timings[phase] = timings.get(phase, 0.0) + float(rec.get(key) or 0.0)
                 if s == seeds[0] and rec["status"] == "ok":
-                    kept[name] = _load_trained(rec["train"]["folder"], device)
+                    kept[name] = MODELS[name]      # the class: what the kl_schedule block asks of a model
                     curves[name] = rec["train"].pop("history", None)
                 else:
                     rec.get("train", {}).pop("history", None)
@@ -391,14 +383,12 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
         models_doc = {name: _combine(recs) for name, recs in per_seed.items()}
 
         pairs: dict[str, Any] = {}
-        pair_models: dict[str, Any] = {}
         if rcfg.use_pair_2d:
             for pname in PAIR_MODELS:
                 rec = results[pname]
                 timings["pairs_2d"] = timings.get("pairs_2d", 0.0) + float(rec.pop("unit_seconds", 0.0))
                 if rec["status"] == "ok":
                     curves[pname] = rec["train"].pop("history", None)
-                    pair_models[pname] = _load_trained(out / "models" / pname, device)
                 pairs[pname] = rec
 
         doc: dict[str, Any] = {
@@ -416,13 +406,12 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
             "pairs_2d": pairs,
             "kl_schedule": _kl_schedule_block(rcfg, kept, curves),
         }
+        doc["training_curves"] = curves
         t0 = time.perf_counter()
-        from vaelab.report import figures
-        from vaelab.report.likelihood_figures import draw_from_metrics
+        from vaelab.report.figures import draw_run
 
-        doc["figures"] = figures.make_all(out / "figures", kept, pair_models, data, judge, curves, rcfg)
-        # the likelihood figures are drawn from the metrics alone, so `vaelab report` can redraw them
-        doc["figures"] += draw_from_metrics(strict_json(doc), out / "figures")
+        # every figure from the run folder's files alone (metrics + arrays/), as `vaelab report` redraws them
+        doc["figures"] = draw_run(out, strict_json(doc))
         timings["figures"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         timings["total"] = t0 - t_start
@@ -462,8 +451,10 @@ def _kl_schedule_block(cfg: CompareConfig, models: dict[str, Any], curves: dict[
 
 
 def _run_model(name: str, cfg: CompareConfig, data: Any, seed: int, folder: Path, judge: Any, resume: bool,
-               progress: bool, evaluate: Any) -> dict[str, Any]:
-    """Train and evaluate one model for one seed; failures become a record, never an exception."""
+               progress: bool, evaluate: Any, arrays: Path | None = None) -> dict[str, Any]:
+    """Train and evaluate one model for one seed; failures become a record, never an exception.
+
+    ``arrays``: where evaluate saves the arrays of the model's figures (the first seed's), or None."""
     rec: dict[str, Any] = {"model": name, "seed": seed, "status": "ok", "error": None}
     try:
         t0 = time.perf_counter()
@@ -477,7 +468,8 @@ def _run_model(name: str, cfg: CompareConfig, data: Any, seed: int, folder: Path
     try:
         t0 = time.perf_counter()
         res = evaluate(model, data, judge=judge, n_samples=cfg.n_samples, iw_k=cfg.iw_k,
-                       n_interp_pairs=cfg.n_interp_pairs, seed=seed, progress=progress, name=name)
+                       n_interp_pairs=cfg.n_interp_pairs, seed=seed, progress=progress, name=name,
+                       arrays_path=arrays)
         rec["eval_seconds"] = time.perf_counter() - t0
     except (VaelabError, ValueError) as e:
         return {**rec, "status": "failed", "error": f"evaluation: {e}"}
@@ -504,9 +496,10 @@ def _combine(recs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _pair_unit(pname: str, cfg: CompareConfig, data: Any, folder: Path, judge: Any, resume: bool,
-               progress: bool) -> dict[str, Any]:
+               progress: bool, arrays: Path | None) -> dict[str, Any]:
     """One model of the 2-D-latent AE/VAE pair: trained like the others, scored by the judge over latent grids."""
-    from vaelab.report.figures import grid_confidence, latent_grid
+    from vaelab.measure.store import save_arrays
+    from vaelab.measure.views import pair_views
 
     mname = PAIR_MODELS[pname]
     rec: dict[str, Any] = {"model": mname, "n_latent": 2, "status": "ok", "error": None}
@@ -517,11 +510,10 @@ def _pair_unit(pname: str, cfg: CompareConfig, data: Any, folder: Path, judge: A
     except FAILURES as e:
         return {**rec, "status": "failed", "error": f"training: {e}"}
     rec["train"] = {**info, "n_params": n_params(model)}     # its "history" goes to the curves
-    if judge is not None:
-        z_prior = latent_grid("prior", None)
-        rec["grid_prior"] = grid_confidence(model, judge, z_prior)
-        z_codes = latent_grid("codes", model, data)
-        rec["grid_codes"] = grid_confidence(model, judge, z_codes)
+    grids, arrs = pair_views(model, data, judge)
+    rec.update(grids)
+    if arrays is not None:
+        save_arrays(arrays, arrs)
     return rec
 
 
@@ -539,8 +531,13 @@ def _inputs_key(cfg: CompareConfig) -> str:
 
 def image_units(cfg: CompareConfig, out: Path, seeds: list[int], resume: bool, progress: bool,
                 n_threads: int) -> list[Unit]:
-    """seeds x models (+ the 2-D pair): each an independent unit seeded by its own (model, seed)."""
+    """seeds x models (+ the 2-D pair): each an independent unit seeded by its own (model, seed).
+
+    A unit writes its model folder and, for the first seed and the pair, the arrays its figures are
+    drawn from (``outputs["arrays"]``, a file the executor brings back from a Ray node).
+    """
     from vaelab.executor import Unit
+    from vaelab.measure.store import arrays_path
 
     base = {"config": cfg.to_dict(), "resume": resume, "progress": progress, "n_threads": n_threads}
     gpu = 1.0 if _device(cfg).type == "cuda" else 0.0
@@ -549,13 +546,15 @@ def image_units(cfg: CompareConfig, out: Path, seeds: list[int], resume: bool, p
         for name in cfg.models:
             folder = out / "models" / name if cfg.n_seeds == 1 else out / "models" / name / f"seed-{s}"
             units.append(Unit(_unit_key(name, s), "vaelab.compare:run_image_unit",
-                              {**base, "kind": "model", "name": name, "seed": s, "folder": str(folder)},
+                              {**base, "kind": "model", "name": name, "seed": s, "folder": str(folder),
+                               "outputs": {"arrays": str(arrays_path(out, name))} if s == seeds[0] else {}},
                               n_epochs=cfg.epochs, n_cpus=max(1, n_threads), n_gpus=gpu))
     if cfg.use_pair_2d:
         for pname in PAIR_MODELS:
             units.append(Unit(pname, "vaelab.compare:run_image_unit",
                               {**base, "kind": "pair", "name": pname, "seed": cfg.seed,
-                               "folder": str(out / "models" / pname)},
+                               "folder": str(out / "models" / pname),
+                               "outputs": {"arrays": str(arrays_path(out, pname))}},
                               n_epochs=cfg.epochs, n_cpus=max(1, n_threads), n_gpus=gpu))
     return units
 
@@ -563,6 +562,7 @@ def image_units(cfg: CompareConfig, out: Path, seeds: list[int], resume: bool, p
 def run_image_unit(spec: dict[str, Any]) -> dict[str, Any]:
     """Run one unit of ``image_units`` (in any process): train or reuse, evaluate; its JSON record."""
     from vaelab.evaluate import evaluate
+    from vaelab.io import strict_json
 
     cfg = CompareConfig.from_dict(spec["config"])
     key = _inputs_key(cfg)
@@ -578,10 +578,12 @@ def run_image_unit(spec: dict[str, Any]) -> dict[str, Any]:
     data, judge = _WORKER_INPUTS[key]
     folder, resume, progress = Path(spec["folder"]), bool(spec["resume"]), bool(spec["progress"])
     t0 = time.perf_counter()
+    arrays = Path(spec["outputs"]["arrays"]) if spec.get("outputs") else None
     if spec["kind"] == "pair":
-        rec = _pair_unit(spec["name"], cfg, data, folder, judge, resume, progress)
+        rec = _pair_unit(spec["name"], cfg, data, folder, judge, resume, progress, arrays)
     else:
-        rec = _run_model(spec["name"], cfg, data, int(spec["seed"]), folder, judge, resume, progress, evaluate)
+        rec = _run_model(spec["name"], cfg, data, int(spec["seed"]), folder, judge, resume, progress, evaluate,
+                         arrays)
         rec.pop("_model", None)
     rec["unit_seconds"] = time.perf_counter() - t0
     return strict_json(rec)
@@ -629,13 +631,6 @@ def _cores() -> int:
 def data_bytes(data: Any) -> int:
     """Bytes of a dataset's train/val/test tensors."""
     return sum(int(t.numel()) * t.element_size() for t in (data.x_train, data.x_val, data.x_test) if t is not None)
-
-
-def _load_trained(folder: str | Path, device: torch.device) -> torch.nn.Module:
-    """A unit's trained model (best weights), read back from its folder for the figures."""
-    from vaelab import checkpoint as ckpt
-
-    return ckpt.load_model(folder, device=device).model
 
 
 def _more_versions() -> dict[str, str]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import time
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -30,6 +31,8 @@ from torch import Tensor
 from vaelab import metrics as M
 from vaelab.data import CORRUPTIONS, corrupt
 from vaelab.errors import ConfigError
+from vaelab.io import strict_json
+from vaelab.measure.batched import decode_mean, device_of, encode, over_batches, recon_nll
 from vaelab.sampling import fit_density, sample_labels
 
 PR_MAX = 10_000
@@ -41,35 +44,11 @@ SAMPLERS = ("prior", "gmm")
 
 
 # -- small helpers -------------------------------------------------------------------------------
-def _device(model: torch.nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
-def _batches(n: int, batch_size: int) -> Iterator[slice]:
-    for i in range(0, n, batch_size):
-        yield slice(i, min(i + batch_size, n))
-
-
 def _subsample(n: int, n_max: int, seed: int) -> np.ndarray:
     """Sorted seeded indices of at most ``n_max`` of ``n`` items (all of them when n <= n_max)."""
     if n <= n_max:
         return np.arange(n)
     return np.sort(np.random.default_rng(seed).choice(n, size=n_max, replace=False))
-
-
-def _clean(obj: Any) -> Any:
-    """Recursively turn numpy scalars into Python numbers and non-finite floats into None (strict JSON)."""
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) + 0.0 if math.isfinite(obj) else None   # + 0.0: no "-0.0" in the JSON
-    return obj
 
 
 class _Phases:
@@ -97,43 +76,6 @@ class _Phases:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-
-
-@torch.inference_mode()
-def _encode(model: torch.nn.Module, x: Tensor, y: Tensor | None, batch_size: int = 2048
-            ) -> tuple[Tensor, Tensor | None]:
-    """Posterior means (N, D) and log-variances (N, D) (None for deterministic models), on the CPU."""
-    dev = _device(model)
-    mus, logvars = [], []
-    for s in _batches(x.shape[0], batch_size):
-        q = model.encode(x[s].to(dev), y[s].to(dev) if y is not None else None)
-        mus.append(q.mean.float().cpu())
-        if model.is_stochastic:
-            logvars.append((2 * q.scale.log()).float().cpu())
-    mu = torch.cat(mus)
-    return mu, (torch.cat(logvars) if logvars else None)
-
-
-@torch.inference_mode()
-def _decode_params(model: torch.nn.Module, z: Tensor, y: Tensor | None, batch_size: int = 2048) -> Iterator[
-        tuple[slice, Tensor]]:
-    dev = _device(model)
-    for s in _batches(z.shape[0], batch_size):
-        yield s, model.decode(z[s].to(dev), y[s].to(dev) if y is not None else None)
-
-
-@torch.inference_mode()
-def _decode_mean(model: torch.nn.Module, z: Tensor, y: Tensor | None) -> Tensor:
-    """z (N, D) -> likelihood mean images (N, C, H, W) in [0, 1] on the CPU."""
-    outs = [model.x_mean(p).float().cpu() for _, p in _decode_params(model, z, y)]
-    return torch.cat(outs) if outs else torch.empty(0, *model.cfg.input_shape)
-
-
-@torch.inference_mode()
-def _recon_nll(model: torch.nn.Module, z: Tensor, x: Tensor, y: Tensor | None) -> Tensor:
-    """-log p(x | z) per image, (N,) float64 on the CPU."""
-    dev = _device(model)
-    return torch.cat([model.recon_nll(p, x[s].to(dev)).double().cpu() for s, p in _decode_params(model, z, y)])
 
 
 def _recon_row(x_hat: Tensor, x: Tensor) -> dict[str, float]:
@@ -200,7 +142,7 @@ def reference_rows(data: Any, judge: Any, *, n_samples: int = 10_000, seed: int 
     sets = {"train_vs_test": data.x_train[idx],
             "mean_image": mean_img.expand(n_samples, *mean_img.shape[1:]).contiguous(),
             "uniform_noise": torch.rand((n_samples, *data.shape), generator=gen)}
-    return _clean({k: sample_quality(x, judge, real, seed) for k, x in sets.items()})
+    return strict_json({k: sample_quality(x, judge, real, seed) for k, x in sets.items()})
 
 
 def _check_n(n_samples: int) -> None:
@@ -266,12 +208,13 @@ def _collapse(model: torch.nn.Module, data: Any, mu_test: Tensor, kl_per_dim: li
               seed: int) -> dict[str, Any]:
     x, y = data.x_test, data.y_test if model.is_conditional else None
     perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
-    recon = _recon_nll(model, mu_test, x, y)
-    shuffled = _recon_nll(model, mu_test[perm], x, y)
+    recon = recon_nll(model, mu_test, x, y)
+    shuffled = recon_nll(model, mu_test[perm], x, y)
     increase = float((shuffled - recon).mean())
     scale = float(recon.mean())
     if model.cfg.likelihood == "gaussian":   # remove the constant log-normaliser: keep ||x - x_hat||^2 / 2 sigma^2
-        scale -= float(torch.cat([model.recon_nll(x[s], x[s]).double() for s in _batches(len(x), 4096)]).mean())
+        scale -= float(over_batches(lambda xb: model.recon_nll(xb, xb).double(), x, device=device_of(model),
+                                        batch_size=4096).mean())
     return {"kl_total": float(np.sum(kl_per_dim)) if kl_per_dim is not None else None,
             "units_below_0.01_nats": int(np.sum(np.asarray(kl_per_dim) < 0.01)) if kl_per_dim is not None else None,
             "shuffle_recon_increase": increase,
@@ -284,15 +227,15 @@ def _denoising(model: torch.nn.Module, data: Any, seed: int) -> dict[str, float]
     out = {}
     for i, (kind, level) in enumerate(CORRUPTIONS.items()):
         x_noisy = corrupt(x, kind, level, generator=torch.Generator().manual_seed(seed + i))
-        mu, _ = _encode(model, x_noisy, y)
-        out[kind] = M.psnr(_decode_mean(model, mu, y), x)
+        mu, _ = encode(model, x_noisy, y)
+        out[kind] = M.psnr(decode_mean(model, mu, y), x)
     return out
 
 
 # -- the entry point -----------------------------------------------------------------------------
 def evaluate(model: torch.nn.Module, data: Any, *, judge: Any = None, n_samples: int = 10_000, iw_k: int = 100,
              samplers: Sequence[str] = SAMPLERS, n_interp_pairs: int = 1000, seed: int = 0, progress: bool = True,
-             name: str | None = None) -> dict[str, Any]:
+             name: str | None = None, arrays_path: str | Path | None = None) -> dict[str, Any]:
     """All metrics of one trained model on ``data`` (DESIGN.md "Metric definitions").
 
     Args:
@@ -302,6 +245,9 @@ def evaluate(model: torch.nn.Module, data: Any, *, judge: Any = None, n_samples:
         n_samples: generated images per sampler; iw_k: importance samples per test image.
         samplers: subset of ("prior", "gmm"); n_interp_pairs: random pairs of test codes for midpoints.
         seed: seeds every random draw (same seed, same numbers); name: "model" entry (default cfg.model).
+        arrays_path: where to save the arrays the report's figures are drawn from (an .npz,
+            ``vaelab.measure.views.model_views``: reconstructions, samples, ...), after every metric
+            (their draws have their own generators: the metrics are the same with or without it); None: not saved.
     Returns:
         a JSON-able dict: model, is_stochastic, n_latent, reconstruction, likelihood, generation,
         interpolation, latent, collapse, denoising, timings, notes (see module docstring / DESIGN.md).
@@ -326,7 +272,7 @@ def evaluate(model: torch.nn.Module, data: Any, *, judge: Any = None, n_samples:
         notes.append("no judge (the data have no labels, or none was given): FD, precision/recall, confidence and "
                      "coverage are null.")
     phases = _Phases(["encode", "reconstruction", "likelihood", *[f"generation:{s}" for s in samplers],
-                      "interpolation", "latent", "collapse", "denoising"],
+                      "interpolation", "latent", "collapse", "denoising", *(["arrays"] if arrays_path else [])],
                      desc=f"evaluate {name or model.cfg.model}", enabled=progress)
     x_test = data.x_test
     y_cond = data.y_test if model.is_conditional else None
@@ -335,30 +281,31 @@ def evaluate(model: torch.nn.Module, data: Any, *, judge: Any = None, n_samples:
     try:
         with torch.inference_mode():
             with phases("encode"):
-                mu_test, logvar_test = _encode(model, x_test, y_cond)
-                mu_train, _ = _encode(model, data.x_train, data.y_train if model.is_conditional else None)
+                mu_test, logvar_test = encode(model, x_test, y_cond)
+                mu_train, _ = encode(model, data.x_train, data.y_train if model.is_conditional else None)
                 real = _test_features(judge, data) if judge is not None else None
 
             with phases("reconstruction"):
-                rec: dict[str, Any] = {"mean_z": _recon_row(_decode_mean(model, mu_test, y_cond), x_test),
+                rec: dict[str, Any] = {"mean_z": _recon_row(decode_mean(model, mu_test, y_cond), x_test),
                                        "sampled_z": None}
                 if model.is_stochastic:
                     eps = torch.randn(mu_test.shape, generator=torch.Generator().manual_seed(seed))
                     z = mu_test + torch.exp(0.5 * logvar_test) * eps
-                    rec["sampled_z"] = _recon_row(_decode_mean(model, z, y_cond), x_test)
+                    rec["sampled_z"] = _recon_row(decode_mean(model, z, y_cond), x_test)
                 res["reconstruction"] = rec
 
             with phases("likelihood"):
                 res["likelihood"] = _likelihood(model, data, iw_k, seed, progress)
 
             res["generation"] = {}
+            densities: dict[str, Any] = {}          # kept for the figure arrays: fitted once
             for sampler in samplers:
                 with phases(f"generation:{sampler}"):
                     row = _null_quality()
                     if judge is not None:
-                        density = fit_density(sampler, model, data, seed)
+                        density = densities[sampler] = fit_density(sampler, model, data, seed, z_train=mu_train)
                         z = density.sample(n_samples, seed=seed)
-                        images = _decode_mean(model, z, sample_labels(model, n_samples))
+                        images = decode_mean(model, z, sample_labels(model, n_samples))
                         try:
                             row = sample_quality(images, judge, real, seed)
                         except ValueError as e:
@@ -372,7 +319,7 @@ def evaluate(model: torch.nn.Module, data: Any, *, judge: Any = None, n_samples:
                     i = torch.from_numpy(rng.integers(0, len(mu_test), n_interp_pairs))
                     j = torch.from_numpy(rng.integers(0, len(mu_test), n_interp_pairs))
                     mid = 0.5 * (mu_test[i] + mu_test[j])                            # (P, D)
-                    images = _decode_mean(model, mid, y_cond[i] if y_cond is not None else None)
+                    images = decode_mean(model, mid, y_cond[i] if y_cond is not None else None)
                     if torch.isfinite(images).all():
                         res["interpolation"] = {
                             "fd_midpoints": M.frechet_distance(judge.features(images), real),
@@ -388,11 +335,21 @@ def evaluate(model: torch.nn.Module, data: Any, *, judge: Any = None, n_samples:
 
             with phases("denoising"):
                 res["denoising"] = _denoising(model, data, seed)
+
+            if arrays_path is not None:
+                with phases("arrays"):
+                    from vaelab.measure.store import save_arrays
+                    from vaelab.measure.views import model_views
+
+                    for sampler in samplers:   # without a judge nothing was fitted for the metrics
+                        if sampler not in densities:
+                            densities[sampler] = fit_density(sampler, model, data, seed, z_train=mu_train)
+                    save_arrays(arrays_path, model_views(model, data, mu_test=mu_test, densities=densities, seed=seed))
     finally:
         phases.close()
     res["timings"] = phases.timings
     res["notes"] = notes
-    return _clean(res)
+    return strict_json(res)
 
 
 # -- the `vaelab evaluate` command -----------------------------------------------------------------
@@ -429,7 +386,7 @@ def evaluate_checkpoint(ckpt: str, out: str, *, n_samples: int = 10_000, iw_k: i
            "settings": {"n_samples": n_samples, "iw_k": iw_k, "samplers": list(samplers), "seed": seed},
            "versions": versions(), "reference": reference, "metrics": result,
            "seconds": time.perf_counter() - t0}
-    atomic_write_json(out_path, _clean(doc))
+    atomic_write_json(out_path, strict_json(doc))
     return doc
 
 

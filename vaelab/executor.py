@@ -308,11 +308,13 @@ def unpack_folder(files: dict[str, str], folder: Path) -> None:
 
 
 def ray_task(func: str, spec_json: str, files: dict[str, str], cache_files: dict[str, dict[str, str]],
-             shared: bool) -> tuple[str, dict[str, str]]:
+             shared: bool) -> tuple[str, dict[str, str], dict[str, str]]:
     """One unit on a Ray node: in a temporary folder (or the shared one), then its files back to the driver.
 
     ``files`` seeds the unit's folder (a partly trained unit resumes from its last checkpoint);
     ``cache_files`` are cache folders (e.g. the judge) written under this node's vaelab cache first.
+    The unit's other outputs (``spec["outputs"]``: name -> file, e.g. the arrays of its figures) are
+    written in the temporary folder too and come back by name. Returns (result, folder files, outputs).
     """
     from vaelab.judge import cache_root
 
@@ -322,14 +324,17 @@ def ray_task(func: str, spec_json: str, files: dict[str, str], cache_files: dict
         if not (cache_root() / rel).exists():
             unpack_folder(fs, cache_root() / rel)
     if shared or not spec.get("folder"):
-        return call(func, spec_json), {}
+        return call(func, spec_json), {}, {}
     with tempfile.TemporaryDirectory(prefix="vaelab-unit-") as tmp:
-        folder = Path(tmp) / "unit"
+        folder, extra = Path(tmp) / "unit", Path(tmp) / "outputs"
         folder.mkdir()
         unpack_folder(files, folder)
         spec["folder"] = str(folder)
+        outputs = {k: extra / k / Path(v).name for k, v in (spec.get("outputs") or {}).items()}
+        spec["outputs"] = {k: str(v) for k, v in outputs.items()}
         res = call(func, json.dumps(spec, allow_nan=False))
-        return res, pack_folder(folder)
+        back = {k: base64.b64encode(v.read_bytes()).decode("ascii") for k, v in outputs.items() if v.is_file()}
+        return res, pack_folder(folder), back
 
 
 @dataclass
@@ -378,6 +383,7 @@ class RayExecutor:
                     if u.folder.is_dir() and not shared_folder.exists():   # resume: the driver's partial folder
                         shutil.copytree(u.folder, shared_folder)
                     spec["folder"] = str(shared_folder)
+                    spec["outputs"] = {k: str(self._shared(Path(v))) for k, v in (u.spec.get("outputs") or {}).items()}
                 files = {} if (self.shared_dir or u.folder is None) else pack_folder(u.folder)
                 ref = task.options(num_cpus=u.n_cpus, num_gpus=u.n_gpus).remote(
                     u.func, json.dumps(spec, allow_nan=False), files, cache_ref, bool(self.shared_dir))
@@ -387,9 +393,18 @@ class RayExecutor:
                 done, pending = ray.wait(pending, num_returns=1)
                 u = refs[done[0]]
                 try:
-                    res, files = ray.get(done[0])
+                    res, files, outputs = ray.get(done[0])
                 except ray.exceptions.RayError as e:
                     raise ExecutorError(f"the Ray task of {u.key} failed: {e}") from None
+                from vaelab.io import atomic_write_bytes
+
+                for name, dest in (u.spec.get("outputs") or {}).items():     # arrays etc., where the driver wants them
+                    src = self._shared(Path(dest)) if self.shared_dir else None
+                    data = src.read_bytes() if src is not None and src.is_file() else (
+                        base64.b64decode(outputs[name]) if name in outputs else None)
+                    if data is not None:
+                        Path(dest).parent.mkdir(parents=True, exist_ok=True)
+                        atomic_write_bytes(dest, data)
                 if u.folder is not None:
                     if self.shared_dir:
                         _replace_folder(self._shared(u.folder), u.folder)

@@ -5,7 +5,6 @@ import math
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch import Tensor
 
 from vaelab.io import atomic_path
@@ -48,14 +47,3 @@ def save_npy(x: Tensor, path: str | Path) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.save(f, arr, allow_pickle=False)
-
-
-@torch.inference_mode()
-def decode_images(model: torch.nn.Module, z: Tensor, y: Tensor | None = None, batch_size: int = 2048) -> Tensor:
-    """Decode codes to the likelihood's mean images in [0, 1]: z (N, D) -> (N, C, H, W) on the CPU."""
-    device = next(model.parameters()).device
-    outs = []
-    for i in range(0, z.shape[0], batch_size):
-        yb = y[i:i + batch_size].to(device) if y is not None else None
-        outs.append(model.x_mean(model.decode(z[i:i + batch_size].to(device), yb)).cpu())
-    return torch.cat(outs) if outs else torch.empty(0, *model.cfg.input_shape)

@@ -1,12 +1,15 @@
-"""Atomic file writes: write to a temporary file in the same folder, fsync, then rename.
+"""Atomic file writes (temporary file in the same folder, fsync, rename) and the one strict-JSON writer.
 
 A reader (or a `kill -9`) never sees a half-written file: it sees the old file or the new one.
 A temporary left behind by a kill is named ``.NAME.*.tmp`` (the trainer removes its own on restart).
+Every JSON file vaelab writes goes through ``strict_json`` (``atomic_write_json`` applies it), so
+metrics.json, config.json and the rest are strict JSON (RFC 8259: no NaN, no Infinity).
 """
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -81,8 +84,39 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def strict_json(obj: Any) -> Any:
+    """``obj`` with only JSON types, ready for ``json.dumps(..., allow_nan=False)``.
+
+    dict keys -> str; tuples, lists and numpy arrays -> lists; numpy scalars -> Python numbers;
+    NaN and +-inf -> None (JSON null: "not measurable here"); -0.0 -> 0.0 (so no "-0.0" is written:
+    two runs that differ only in the sign of a zero give the same file); Paths -> str. Other
+    objects are returned as they are (``json.dumps`` then refuses what it cannot write).
+    """
+    import numpy as np    # here, not at import time: `vaelab --help` must not pay for numpy
+
+    def clean(o: Any) -> Any:
+        if isinstance(o, dict):
+            return {str(k): clean(v) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [clean(v) for v in o]
+        if isinstance(o, np.ndarray):
+            return clean(o.tolist())
+        if isinstance(o, (bool, np.bool_)):
+            return bool(o)
+        if isinstance(o, (int, np.integer)):
+            return int(o)
+        if isinstance(o, (float, np.floating)):
+            return float(o) + 0.0 if math.isfinite(o) else None   # + 0.0 turns -0.0 into 0.0
+        if isinstance(o, os.PathLike):
+            return os.fspath(o)
+        return o
+
+    return clean(obj)
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n")
+    """Write ``strict_json(obj)`` to ``path`` atomically (indent 2, key order kept, trailing newline)."""
+    atomic_write_text(path, json.dumps(strict_json(obj), indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 
 def append_jsonl(path: str | os.PathLike, record: dict) -> None:

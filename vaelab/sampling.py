@@ -12,18 +12,7 @@ import torch
 from torch import Tensor
 
 from vaelab.errors import ConfigError
-
-
-@torch.inference_mode()
-def encode_means(model: torch.nn.Module, x: Tensor, y: Tensor | None = None, batch_size: int = 2048) -> Tensor:
-    """Posterior means (the AE's codes): x (N, C, H, W) -> (N, D) on the CPU."""
-    model.eval()
-    device = next(model.parameters()).device
-    out = []
-    for i in range(0, x.shape[0], batch_size):
-        yb = y[i:i + batch_size].to(device) if y is not None else None
-        out.append(model.encode(x[i:i + batch_size].to(device), yb).mean.cpu())
-    return torch.cat(out) if out else torch.empty(0, model.cfg.n_latent)
+from vaelab.measure.batched import decode_mean, encode_means
 
 
 def sample_labels(model: torch.nn.Module, n: int, label: int | None = None) -> Tensor | None:
@@ -38,13 +27,16 @@ def sample_labels(model: torch.nn.Module, n: int, label: int | None = None) -> T
     return torch.full((n,), label, dtype=torch.long) if label is not None else torch.arange(n) % c
 
 
-def fit_density(sampler: str, model: torch.nn.Module, data: Any, seed: int = 0):
-    """The sampler's density over z: ``prior`` or ``gmm`` fitted to the training split's posterior means."""
+def fit_density(sampler: str, model: torch.nn.Module, data: Any, seed: int = 0, z_train: Tensor | None = None):
+    """The sampler's density over z: ``prior`` or ``gmm`` fitted to the training split's posterior means.
+
+    ``z_train`` (N_train, D): those means when the caller has them already (``evaluate`` does); else encoded here.
+    """
     from vaelab.density import make_density
 
     density = make_density(sampler, model.cfg.n_latent, seed)
     if sampler != "prior":
-        density.fit(encode_means(model, data.x_train, data.y_train))
+        density.fit(z_train if z_train is not None else encode_means(model, data.x_train, data.y_train))
     return density
 
 
@@ -52,7 +44,6 @@ def sample_images(ckpt_path: str | Path, n: int, sampler: str = "prior", seed: i
                   label: int | None = None) -> Tensor:
     """Load a checkpoint and decode ``n`` samples: (n, C, H, W) in [0, 1]."""
     from vaelab.checkpoint import load_model
-    from vaelab.imaging import decode_images
 
     ck = load_model(ckpt_path)
     model = ck.model
@@ -61,7 +52,7 @@ def sample_images(ckpt_path: str | Path, n: int, sampler: str = "prior", seed: i
         data = reload_dataset(ck.config)
     density = fit_density(sampler, model, data, seed)
     z = density.sample(n, seed=seed)
-    return decode_images(model, z, sample_labels(model, n, label))
+    return decode_mean(model, z, sample_labels(model, n, label))
 
 
 def reload_dataset(config: dict[str, Any]):

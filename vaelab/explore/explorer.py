@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from vaelab.errors import VaelabError
+from vaelab.measure.grid import grid_confidence
 
 MAX_MAP_POINTS = 20000      # more test codes than this are subsampled (seeded) for the map
 HOLES_GRID = 32             # cells per side of the holes map
@@ -170,7 +171,7 @@ class Explorer:
         """Encode the test split and fit the map projection (once)."""
         if m.z_test is not None:
             return
-        from vaelab.sampling import encode_means
+        from vaelab.measure.batched import encode_means
 
         data = self.dataset(m)
         with m.lock:
@@ -365,13 +366,10 @@ class Explorer:
         uu, vv = np.meshgrid(us, vs)                                     # (G, G): row = v, column = u
         z = self.unproject(m, np.stack([uu.ravel(), vv.ravel()], 1), base_index)   # (G*G, D)
         x = self.decode(m, z, self.labels_for(m, z.shape[0], label, base_index))
-        p = st["judge"].predict_proba(x)
-        p = torch.as_tensor(p).float()                                   # (G*G, n_classes)
-        conf, pred = p.max(1)
+        g = grid_confidence(st["judge"], x, grid)                        # the report's holes map, same code
         out = {"available": True, "status": "ready", "grid": grid, "bounds": info["bounds"],
                "base_index": base_index if m.n_latent > 2 else None,
-               "confidence": np.round(conf.reshape(grid, grid).numpy(), 4).tolist(),
-               "predicted": pred.reshape(grid, grid).tolist(), "n_classes": int(p.shape[1]),
+               "confidence": g["confidence"], "predicted": g["predicted"], "n_classes": g["n_classes"],
                "message": "judge confidence (max softmax) of the decoded image at each cell: dark = the judge "
                           "recognises no class there (a hole)."}
         m.holes[key] = out

@@ -232,9 +232,7 @@ def neighbours_cmd(args: argparse.Namespace) -> int:
         ex = ", ".join(list(dict.fromkeys(canon))[:args.show])   # distinct, in order
         print(f"{sigma:>7g} {st['valid']:>6.2f} {st['unique']:>6.2f} {st['same']:>6.2f} {st['tanimoto']:>8.3f}  {ex}")
     if args.json:
-        from vaelab.molecules.compare import _finite
-
-        atomic_write_json(args.json, _finite(res))
+        atomic_write_json(args.json, res)
     if args.png:
         from vaelab.molecules.report import mol_grid_png
 

@@ -28,7 +28,7 @@ import torch
 
 from vaelab.config import TrainConfig
 from vaelab.errors import ConfigError, VaelabError
-from vaelab.io import atomic_write_json
+from vaelab.io import atomic_write_json, strict_json
 
 log = logging.getLogger("vaelab.molecules")
 
@@ -96,19 +96,6 @@ def _timer() -> tuple[float, float]:
 
 def _since(t: tuple[float, float]) -> dict[str, float]:
     return {"wall_s": round(time.perf_counter() - t[0], 1), "cpu_s": round(time.process_time() - t[1], 1)}
-
-
-def _finite(x: Any) -> Any:
-    """NaN/inf -> None so metrics.json is strict JSON."""
-    if isinstance(x, dict):
-        return {str(k): _finite(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_finite(v) for v in x]
-    if isinstance(x, (float, np.floating)):
-        return float(x) if math.isfinite(x) else None
-    if isinstance(x, np.integer):
-        return int(x)
-    return x
 
 
 def property_probe(z_train: np.ndarray, smiles_train: list[str], z_test: np.ndarray,
@@ -267,7 +254,7 @@ def run_molecule_unit(spec: dict[str, Any]) -> dict[str, Any]:
 
     The record holds the metrics, the examples the figures show ("examples") and the training history.
     """
-    from vaelab.compare import strict_json, train_or_reuse
+    from vaelab.compare import train_or_reuse
     from vaelab.io import read_jsonl
     from vaelab.train import LOG_NAME, resolve_device
 
@@ -309,7 +296,7 @@ def run_compare(cfg: MoleculeCompareConfig, out: str | Path, overwrite: bool = F
     write the run folder; return metrics.json's content. ``resume`` reuses finished models and continues
     unfinished ones from their last epoch (a run killed with kill -9 finishes with the same numbers)."""
     from vaelab.checkpoint import versions
-    from vaelab.compare import prepare_run_folder, resolve_workers, strict_json, unit_executor
+    from vaelab.compare import prepare_run_folder, resolve_workers, unit_executor
     from vaelab.executor import Unit
     from vaelab.models import SEQ_MODELS
     from vaelab.molecules.report import write_figures, write_report

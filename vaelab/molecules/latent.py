@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from vaelab.errors import CheckpointError, ConfigError, DataError
-from vaelab.sampling import encode_means
+from vaelab.measure.batched import encode_means
 from vaelab.molecules.data import canonical_smiles, clean_smiles, quiet_rdkit
 
 log = logging.getLogger("vaelab.molecules")

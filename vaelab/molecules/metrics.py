@@ -13,7 +13,9 @@ own module no longer imports with current RDKit:
   (canonical SMILES; scaffolds with fewer than 2 rings are dropped) of generated and reference sets.
 - Filters: fraction passing the MCF and PAINS SMARTS filters (the csv files shipped in molsets),
   with only C, N, S, O, F, Cl, Br, H atoms, no formal charge and no ring of 8 or more atoms.
-- FCD: Fréchet distance between Gaussians fitted to ChemNet activations (fcd_torch, CPU).
+- FCD: Fréchet distance between Gaussians fitted to ChemNet activations (fcd_torch's ChemNet, CPU), with
+  vaelab's one Fréchet distance (``vaelab.metrics.fd.gaussian_frechet_distance``, a symmetric eigenproblem:
+  stable on the singular covariances of small sets, where fcd_torch's ``scipy.linalg.sqrtm`` takes ~20 s).
 
 In :func:`moses_metrics` every metric but validity is computed on the valid molecules, duplicates
 kept, as MOSES does. Reference statistics (fingerprints, fragment/scaffold counts, ChemNet mean and
@@ -41,6 +43,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from vaelab.errors import DataError
+from vaelab.metrics.fd import gaussian_frechet_distance
 from vaelab.molecules.data import INSTALL_HINT, canonical_smiles, get_mol, moses_data_dir, quiet_rdkit
 
 FP_RADIUS = 2          # Morgan radius (ECFP4), as MOSES
@@ -430,27 +433,6 @@ def chemnet_stats(smiles: Sequence[str], batch_size: int = 256,
     return act.mean(0), np.cov(act.T)
 
 
-def _psd_sqrt(a: np.ndarray) -> np.ndarray:
-    w, v = np.linalg.eigh((a + a.T) / 2)
-    return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
-
-
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
-    """||mu1 - mu2||^2 + Tr(S1) + Tr(S2) - 2 Tr((S1 S2)^(1/2)).
-
-    For covariance (PSD) matrices Tr((S1 S2)^(1/2)) = Tr((S1^(1/2) S2 S1^(1/2))^(1/2)), a symmetric
-    eigenproblem: fast and stable even for the singular covariances of small sets, where fcd_torch's
-    ``scipy.linalg.sqrtm`` takes ~20 s. Agrees with fcd_torch to ~1e-6 on full-rank inputs.
-    """
-    mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
-    s1, s2 = np.asarray(sigma1, np.float64), np.asarray(sigma2, np.float64)
-    r1 = _psd_sqrt(s1)
-    eig = np.linalg.eigvalsh(r1 @ s2 @ r1)
-    tr_covmean = np.sqrt(np.clip(eig, 0, None)).sum()
-    diff = mu1 - mu2
-    return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2 * tr_covmean)
-
-
 # ----------------------------------------------------------------------------- reference statistics
 
 
@@ -670,7 +652,7 @@ def fcd(gen: Sequence[str], ref: Sequence[str] | ReferenceStats) -> float:
     if ref.fcd_mu is None:
         raise DataError("reference statistics were computed with use_fcd=False")
     mu, sigma = chemnet_stats(gen)
-    return frechet_distance(mu, sigma, ref.fcd_mu, ref.fcd_sigma)
+    return gaussian_frechet_distance(mu, sigma, ref.fcd_mu, ref.fcd_sigma)
 
 
 def reconstruction_accuracy(inputs: Sequence[str], outputs: Sequence[str]) -> float:
@@ -756,7 +738,7 @@ def moses_metrics(gen: Sequence[str], train: Iterable[str] | None = None,
             continue
         ref = ref if isinstance(ref, ReferenceStats) else reference_stats(ref, n_jobs, use_fcd=use_fcd)
         if mu is not None and ref.fcd_mu is not None:
-            out[f"FCD/{name}"] = frechet_distance(mu, sigma, ref.fcd_mu, ref.fcd_sigma)
+            out[f"FCD/{name}"] = gaussian_frechet_distance(mu, sigma, ref.fcd_mu, ref.fcd_sigma)
         out[f"SNN/{name}"] = float(tanimoto_agg(ref.fps, fps, agg="max").mean())
         out[f"Frag/{name}"] = cosine_similarity_counts(ref.fragments, frags)
         out[f"Scaf/{name}"] = cosine_similarity_counts(ref.scaffolds, scafs)

@@ -1,12 +1,12 @@
-"""Figures (RDKit molecule grids, training curves) and the self-contained report.html of a molecule comparison.
+"""The molecule domain's report: figures (RDKit molecule grids, training curves) and the tables of its section.
 
-The HTML is rendered from metrics.json and the PNGs in figures/ only (embedded as data URIs), so it
-can be re-rendered without retraining: ``write_report(run_folder, json.load(metrics.json))``.
+The page is vaelab's one report template (``vaelab.report.html``, jinja2 with autoescape; its molecules
+section), rendered from metrics.json and the PNGs in figures/ only (embedded as data URIs), so it can be
+re-rendered without retraining: ``write_report(run_folder, json.load(metrics.json))``. The tables here
+are plain text cells: the template escapes them.
 """
 from __future__ import annotations
 
-import base64
-import html
 import math
 from pathlib import Path
 from typing import Any, Sequence
@@ -94,7 +94,7 @@ def _fmt(v: Any) -> str:
         return "n/a"
     if isinstance(v, float):
         return f"{v:.3f}"
-    return html.escape(str(v))
+    return str(v)
 
 
 def moses_table(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -122,55 +122,25 @@ def markdown_table(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _html_table(header: list[str], rows: list[list[str]]) -> str:
-    th = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    trs = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><tr>{th}</tr>{trs}</table>"
-
-
-def write_report(run: Path, doc: dict[str, Any]) -> Path:
-    """Render report.html (self-contained) from metrics.json's content and figures/*.png."""
+def latent_table(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """(header, rows): reconstruction accuracy, property probes, smoothness per sigma, test loss, training time."""
     ok = {m: r for m, r in doc["models"].items() if r.get("status") == "ok"}
-    parts = [f"<h1>vaelab: molecule AE vs VAE on {html.escape(doc['dataset']['name'])}</h1>"]
-    d, c, tr = doc["dataset"], doc["config"], doc["train"]
-    parts.append(f"<p>{d['n_train']} training / {d['n_val']} validation / {d['n_test']} test molecules "
-                 f"({html.escape(d['tokenizer'])} tokens, vocabulary {d['n_vocab']}, max length {d['max_len']}); "
-                 f"skipped: {html.escape(str(d['skipped']))}. Training: {tr['epochs']} epochs, batch {tr['batch_size']}, "
-                 f"AdamW lr {tr['lr']}, KL warm-up {tr['kl_warmup_steps']} steps, seed {tr['seed']}; latent {c['latent_dim']}, "
-                 f"GRU {c['hidden']}. Generation: {c['n_samples']} samples per model and sampler at temperature "
-                 f"{c['temperature']}. References: {html.escape(doc['reference']['note'])}. "
-                 f"Total time {doc['timings'].get('total', {}).get('wall_s', '?')} s.</p>")
-    failed = {m: r for m, r in doc["models"].items() if r.get("status") != "ok"}
-    for m, r in failed.items():
-        parts.append(f"<p class=bad>{html.escape(m)} failed: {html.escape(str(r.get('error')))}</p>")
-    parts.append("<h2>MOSES metrics of generated molecules</h2>")
-    parts.append("<p>The published row used 30,000 samples of a VAE trained on all 1.58M MOSES molecules; "
-                 "FCD grows on small samples, so compare FCD only at equal sample sizes.</p>")
-    parts.append(_html_table(*moses_table(doc)))
     header = ["metric"] + list(ok)
     rows = [["reconstruction accuracy (test, greedy)"] + [_fmt(r["reconstruction_accuracy"]) for r in ok.values()]]
     rows += [[f"property probe R² {p}"] + [_fmt(r["property_r2"].get(p)) for r in ok.values()]
              for p in ("logP", "QED", "SA", "MW")]
-    for sigma in c["sigmas"]:
+    for sigma in doc["config"]["sigmas"]:
         key = str(sigma)
         for stat in ("valid", "same", "tanimoto"):
             rows.append([f"σ={sigma:g}: {stat}"] + [_fmt(r["smoothness"].get(key, {}).get(stat)) for r in ok.values()])
     rows.append(["test loss (nats / molecule)"] + [_fmt(r["test_loss"].get("loss")) for r in ok.values()])
     rows.append(["training wall time (s)"] + [_fmt(r["timings"]["train"]["wall_s"]) for r in ok.values()])
-    parts.append("<h2>Reconstruction, latent structure and smoothness</h2>")
-    parts.append("<p>Smoothness: around test molecules, greedy decodes of z + σ·ε: <i>valid</i> fraction, "
-                 "<i>same</i> = fraction decoding to the centre molecule, <i>tanimoto</i> = mean similarity to it.</p>")
-    parts.append(_html_table(header, rows))
-    parts.append("<h2>Figures</h2>")
-    for title, f in doc.get("figures", {}).items():
-        p = run / "figures" / f
-        if p.exists():
-            b64 = base64.b64encode(p.read_bytes()).decode()
-            parts.append(f"<h3>{html.escape(title)}</h3><img alt='{html.escape(title)}' src='data:image/png;base64,{b64}'>")
-    style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child{text-align:left}"
-             "img{max-width:100%}.bad{color:#a00}")
-    page = f"<!doctype html><html><head><meta charset=utf-8><title>vaelab molecules</title><style>{style}</style>" \
-           f"</head><body>{''.join(parts)}</body></html>"
-    atomic_write_text(run / "report.html", page)
+    return header, rows
+
+
+def write_report(run: Path, doc: dict[str, Any]) -> Path:
+    """Render report.html (self-contained) from metrics.json's content and figures/*.png."""
+    from vaelab.report.html import render
+
+    atomic_write_text(run / "report.html", render({**doc, "kind": "molecules"}, run / "figures"))
     return run / "report.html"

@@ -1,6 +1,7 @@
 """The self-contained HTML report, rendered only from a run folder's metrics.json and figures/*.png.
 
-``render(doc, fig_dir) -> str`` fills one jinja2 template (autoescaped); figures are embedded as
+``render(doc, fig_dir) -> str`` fills one jinja2 template (autoescaped) with the section of the run's
+domain (images, molecules); figures are embedded as
 base64 data URIs and a Content-Security-Policy forbids every network request, so the page reads
 the same offline. The short answer is recomputed from the numbers (``vaelab.report.answer``), so a
 re-render (`vaelab report RUN`) always agrees with metrics.json.
@@ -20,13 +21,16 @@ from vaelab.report.table import get, table_rows
 
 SCHEMA_VERSION = 1
 
-TEMPLATE = """<!DOCTYPE html>
+# One page (head, style, Content-Security-Policy) and one section per domain: ``render`` picks the section by
+# metrics.json's "kind" ("images" unless it says "molecules"). A new part of a domain's report is a block in its
+# section here plus the context it needs in that domain's ``*_context`` function (``CONTEXTS``).
+PAGE = """<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>vaelab compare: {{ ds.name }}</title>
+<title>{{ title }}</title>
 <style>
  body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; line-height: 1.45; }
  h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 2em; }
@@ -43,7 +47,12 @@ TEMPLATE = """<!DOCTYPE html>
 </style>
 </head>
 <body>
-<h1>What does a VAE buy over an autoencoder? — {{ ds.name }}</h1>
+{% include section %}
+</body>
+</html>
+"""
+
+IMAGES_SECTION = """<h1>What does a VAE buy over an autoencoder? — {{ ds.name }}</h1>
 <p class="muted">vaelab {{ versions.vaelab }} · run created {{ doc.created }} · schema version {{ doc.schema_version }}</p>
 
 <h2 id="question">The question</h2>
@@ -83,9 +92,25 @@ TEMPLATE = """<!DOCTYPE html>
 <h2 id="versions">Versions</h2>
 <table class="kv">{% for k, v in versions.items() %}<tr><td>{{ k }}</td><td>{{ v }}</td></tr>{% endfor %}</table>
 <p class="muted">Every number on this page is in metrics.json beside it; `vaelab report RUN` re-renders this page from it.</p>
-</body>
-</html>
 """
+
+MOLECULES_SECTION = """{% macro table(header, rows) %}<table>
+<tr>{% for h in header %}<th>{{ h }}</th>{% endfor %}</tr>
+{% for r in rows %}<tr>{% for cell in r %}<td>{{ cell }}</td>{% endfor %}</tr>
+{% endfor %}</table>{% endmacro %}<h1>vaelab: molecule AE vs VAE on {{ ds.name }}</h1>
+<p>{{ ds.n_train }} training / {{ ds.n_val }} validation / {{ ds.n_test }} test molecules ({{ ds.tokenizer }} tokens, vocabulary {{ ds.n_vocab }}, max length {{ ds.max_len }}); skipped: {{ ds.skipped }}. Training: {{ tr.epochs }} epochs, batch {{ tr.batch_size }}, AdamW lr {{ tr.lr }}, KL warm-up {{ tr.kl_warmup_steps }} steps, seed {{ tr.seed }}; latent {{ c.latent_dim }}, GRU {{ c.hidden }}. Generation: {{ c.n_samples }} samples per model and sampler at temperature {{ c.temperature }}. References: {{ doc.reference.note }}. Total time {{ total_s }} s.</p>
+{% for n, m in failed.items() %}<p class="failed">{{ n }} failed: {{ m.error }}</p>{% endfor %}
+<h2 id="moses">MOSES metrics of generated molecules</h2>
+<p>The published row used 30,000 samples of a VAE trained on all 1.58M MOSES molecules; FCD grows on small samples, so compare FCD only at equal sample sizes.</p>
+{{ table(*moses) }}
+<h2 id="latent">Reconstruction, latent structure and smoothness</h2>
+<p>Smoothness: around test molecules, greedy decodes of z + σ·ε: <i>valid</i> fraction, <i>same</i> = fraction decoding to the centre molecule, <i>tanimoto</i> = mean similarity to it.</p>
+{{ table(*latent) }}
+<h2 id="figures">Figures</h2>
+{% for f in figures %}{% if f.uri %}<figure id="fig-{{ f.file[:-4] }}"><h3>{{ f.title }}</h3><img src="{{ f.uri }}" alt="{{ f.title }}"></figure>
+{% endif %}{% endfor %}
+"""
+TEMPLATES = {"page.html": PAGE, "images.html": IMAGES_SECTION, "molecules.html": MOLECULES_SECTION}
 
 
 def _fmt(v: Any, spec: str = ".2f") -> str:
@@ -140,23 +165,46 @@ def _data_uri(path: Path) -> str | None:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
-def render(doc: dict[str, Any], fig_dir: str | Path) -> str:
-    """The report page for a metrics.json dict, with the PNGs of ``fig_dir`` embedded."""
-    import jinja2
-
-    fig_dir = Path(fig_dir)
+def _images_context(doc: dict[str, Any], fig_dir: Path) -> dict[str, Any]:
+    """What the images section shows: the headline table, the answer, figures, protocol (from ``doc`` alone)."""
     names, rows = table_rows(doc)
     figures = [{**f, "uri": _data_uri(fig_dir / Path(f["file"]).name)} for f in doc.get("figures") or []]
     lik_notes = sorted({m["likelihood"]["note"] for m in doc.get("models", {}).values()
                         if isinstance(m.get("likelihood"), dict) and m["likelihood"].get("note")})
-    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
-    tpl = env.from_string(TEMPLATE)
-    return tpl.render(
-        doc=doc, ds=doc.get("dataset", {}), versions=doc.get("versions", {}), answer=make_answer(doc),
+    ds = doc.get("dataset", {})
+    return dict(
+        title=f"vaelab compare: {ds.get('name')}", ds=ds, versions=doc.get("versions", {}), answer=make_answer(doc),
         names=names, rows=rows, n_seeds=len(doc.get("config", {}).get("seeds", [0])),
         reference=doc.get("reference") or {}, likelihood_notes=lik_notes,
         failed={n: m for n, m in doc.get("models", {}).items() if m.get("status") != "ok" or m.get("error")},
         figures=figures, protocol=_protocol(doc), all_models=doc.get("models", {}), fmt=_fmt, g=get)
+
+
+def _molecules_context(doc: dict[str, Any], fig_dir: Path) -> dict[str, Any]:
+    """What the molecules section shows: the MOSES table, the reconstruction/smoothness table, the figures."""
+    from vaelab.molecules.report import latent_table, moses_table
+
+    figures = [{"title": title, "file": f, "uri": _data_uri(fig_dir / f)} for title, f in (doc.get("figures") or {}).items()]
+    total = (doc.get("timings") or {}).get("total") or {}
+    return dict(title="vaelab molecules", ds=doc["dataset"], c=doc["config"], tr=doc["train"],
+                total_s=total.get("wall_s", "?") if isinstance(total, dict) else total,
+                failed={m: r for m, r in doc["models"].items() if r.get("status") != "ok"},
+                moses=moses_table(doc), latent=latent_table(doc), figures=figures)
+
+
+CONTEXTS = {"images": _images_context, "molecules": _molecules_context}   # metrics.json "kind" -> its section
+
+
+def render(doc: dict[str, Any], fig_dir: str | Path) -> str:
+    """The report page for a metrics.json dict (any domain), with the PNGs of ``fig_dir`` embedded."""
+    import jinja2
+
+    kind = doc.get("kind") or "images"
+    if kind not in CONTEXTS:
+        raise ConfigError(f"metrics.json has kind {kind!r}; this vaelab renders {', '.join(CONTEXTS)} reports.")
+    env = jinja2.Environment(loader=jinja2.DictLoader(TEMPLATES), autoescape=True,
+                             undefined=jinja2.StrictUndefined)
+    return env.get_template("page.html").render(doc=doc, section=f"{kind}.html", **CONTEXTS[kind](doc, Path(fig_dir)))
 
 
 def _molecule_report(run: Path, doc: dict[str, Any], args: argparse.Namespace) -> int:
@@ -191,23 +239,39 @@ def read_metrics(run: str | Path) -> dict[str, Any]:
     return doc
 
 
-def write_report(run: str | Path, out: str | Path | None = None) -> Path:
-    """Render ``run``/report.html (or ``out``) from ``run``/metrics.json and ``run``/figures/. Returns the path."""
+def write_report(run: str | Path, out: str | Path | None = None, redraw: bool = False) -> Path:
+    """Render ``run``/report.html (or ``out``) from ``run``/metrics.json and ``run``/figures/. Returns the path.
+
+    ``redraw``: first draw every figure again from the run folder's files (metrics.json and arrays/;
+    ``vaelab.report.figures.draw_run``), as `vaelab report RUN` does: no model is needed, and the PNGs
+    and the page come out byte for byte as `compare` wrote them. A run without arrays/ (written before
+    vaelab saved them) keeps its PNGs; only the metrics-only figures it lacks are drawn.
+    """
     run = Path(run)
     doc = read_metrics(run)
     path = Path(out) if out else run / "report.html"
-    _likelihood_figures(doc, run / "figures")
+    if redraw:
+        _redraw_figures(run, doc)
     atomic_write_text(path, render(doc, run / "figures"))
     return path
 
 
-def _likelihood_figures(doc: dict[str, Any], fig_dir: Path) -> None:
-    """Redraw the likelihood figures missing from ``fig_dir`` from ``doc`` alone, and list any ``doc`` lacks."""
-    from vaelab.report.likelihood_figures import draw_from_metrics
+def _redraw_figures(run: Path, doc: dict[str, Any]) -> None:
+    from vaelab.measure.store import ARRAYS_DIR
+    from vaelab.report.figures import FIGURES, draw_run
+    from vaelab.report.likelihood_figures import metrics_plan
 
-    entries = draw_from_metrics(doc, fig_dir, missing_only=True)
+    if (run / ARRAYS_DIR).is_dir():
+        doc["figures"] = draw_run(run, doc)
+        return
     have = {f.get("file") for f in doc.get("figures") or []}
-    doc["figures"] = list(doc.get("figures") or []) + [e for e in entries if e["file"] not in have]
+    for name, draw in metrics_plan(doc).items():
+        if not (run / "figures" / f"{name}.png").is_file():
+            draw(run / "figures" / f"{name}.png")
+        if f"{name}.png" not in have:
+            title, caption = FIGURES[name]
+            doc["figures"] = list(doc.get("figures") or []) + [{"file": f"{name}.png", "title": title,
+                                                                 "caption": caption}]
 
 
 # -- `vaelab report` ---------------------------------------------------------------------------
@@ -228,7 +292,7 @@ def report_cmd(args: argparse.Namespace) -> int:
     doc = read_metrics(run)
     if doc.get("kind") == "molecules":
         return _molecule_report(run, doc, args)
-    path = write_report(run, args.out)
+    path = write_report(run, args.out, redraw=True)
     wide_console().print(headline_table(doc))
     print(f"wrote {path}")
     if args.markdown:

@@ -1,8 +1,7 @@
 """Likelihood figures for the report: the ELBO <= IWAE-K <= log p(x) curve and the KL schedule.
 
 One function per PNG, each taking plain JSON-able inputs (what metrics.json / config.json hold), so the
-report can re-render them without a model. (No ``__init__.py`` here on purpose: vaelab/report is a
-namespace package until the report module adds its own.)
+report can re-render them without a model (``vaelab.report.figures.plan`` lists them with the others).
 """
 from __future__ import annotations
 
@@ -14,7 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from vaelab.report.figures import _save as save_png  # noqa: E402
+from vaelab.report.figures import save_png  # noqa: E402
 
 
 def _save(fig: Any, path: str | Path) -> Path:
@@ -135,22 +134,3 @@ def metrics_plan(doc: dict[str, Any]) -> dict[str, Any]:
         fb = float((doc.get("config") or {}).get("free_bits") or 0.0)
         plan["kl_per_dim"] = lambda p: plot_kl_per_dim(kl, p, free_bits=fb)
     return plan
-
-
-def draw_from_metrics(doc: dict[str, Any], fig_dir: str | Path, missing_only: bool = False) -> list[dict[str, str]]:
-    """Draw the likelihood figures of ``doc`` (a metrics.json dict) into ``fig_dir``; return their report entries.
-
-    With ``missing_only`` only PNGs absent from ``fig_dir`` are drawn (``vaelab report`` re-rendering a run).
-    Entries are ``{"file", "title", "caption"}`` (captions in ``vaelab.report.figures.FIGURES``).
-    """
-    from vaelab.report.figures import FIGURES
-
-    fig_dir = Path(fig_dir)
-    out = []
-    for name, draw in metrics_plan(doc).items():
-        path = fig_dir / f"{name}.png"
-        if not (missing_only and path.is_file()):
-            draw(path)
-        title, caption = FIGURES[name]
-        out.append({"file": f"{name}.png", "title": title, "caption": caption})
-    return out
