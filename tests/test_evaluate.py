@@ -225,3 +225,21 @@ def test_cli_end_to_end(tmp_path, monkeypatch, capsys):
     assert "sampler" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path / "nope"), "--out", str(tmp_path / "x.json")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_saving_the_figure_arrays_changes_no_metric(vae, digits, judge, vae_result, tmp_path):
+    """The arrays have their own seeded draws: evaluating with arrays_path gives the very same numbers."""
+    import numpy as np
+
+    from vaelab.measure.store import load_arrays
+
+    with_arrays = evaluate(vae, digits, judge=judge, **KW, arrays_path=tmp_path / "vae.npz")
+    strip = lambda r: {k: v for k, v in r.items() if k != "timings"}
+    assert strip(with_arrays) == strip(vae_result)
+    a = load_arrays(tmp_path / "vae.npz")
+    c, h, w = digits.shape
+    assert a["recon"].shape == (10, c, h, w) and a["stochastic"].shape == (8, c, h, w)
+    assert a["samples__prior"].shape == a["samples__gmm"].shape == (36, c, h, w)
+    assert a["interpolations"].shape == (2, 10, c, h, w) and a["scatter"].shape == (len(digits.x_test), 2)
+    assert all(0.0 <= float(v.min()) and float(v.max()) <= 1.0 for k, v in a.items() if v.ndim == 4 or v.ndim == 5)
+    assert np.std(a["stochastic"], axis=0).max() > 0         # a VAE's decodes of z ~ q(z|x) vary
