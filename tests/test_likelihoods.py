@@ -185,10 +185,10 @@ def test_continuous_bernoulli_normaliser_is_smooth_through_one_half():
 # -- learned sigma -------------------------------------------------------------------------------------
 def test_learned_sigma_is_per_pixel_and_gets_gradients(digits):
     vae = _tiny_vae(digits, likelihood="gaussian", learn_sigma=True, dequantize=17)
-    assert vae.log_sigma.shape == (1, 8, 8)
+    assert vae.likelihood.log_sigma.shape == (1, 8, 8)
     vae.train()
     vae.loss(preprocess.modelled(digits.x_train[:32], vae.cfg, "train")).total.backward()
-    assert vae.log_sigma.grad is not None and float(vae.log_sigma.grad.abs().sum()) > 0
+    assert vae.likelihood.log_sigma.grad is not None and float(vae.likelihood.log_sigma.grad.abs().sum()) > 0
     mean = torch.rand(2, 1, 8, 8, dtype=torch.float64)
     x = torch.rand(2, 1, 8, 8, dtype=torch.float64)
     sig = torch.full((1, 8, 8), 0.3, dtype=torch.float64)

@@ -38,9 +38,9 @@ def test_shapes_and_loss_terms(name):
     x = _batch()
     q = m.encode(x)
     assert q.mean.shape == (3, 3)
-    assert m.logits(q.mean, x).shape == (3, 7, len(VOCAB))
-    assert m.recon_nll(q.mean, x).shape == (3,)
-    assert m.recon_nll(q.mean.expand(4, 3, 3), x).shape == (4, 3)   # K samples per sequence
+    assert m.decode(q.mean, x=x).shape == (3, 7, len(VOCAB))        # teacher-forced next-token logits
+    assert m.recon_nll(m.decode(q.mean, x=x), x).shape == (3,)
+    assert m.recon_nll(m.decode(q.mean.expand(4, 3, 3), x=x), x).shape == (4, 3)   # K samples per sequence
     lt = m.loss(x, kl_weight=0.5)
     assert lt.total.dim() == 0 and torch.isfinite(lt.total)
     assert "recon" in lt.terms
@@ -68,7 +68,7 @@ def test_ae_loss_equals_hand_computation_and_vae_adds_kl():
     m = build_model(_cfg("seq-ae"))
     x = _batch()
     z = m.encode(x).mean
-    logp = F.log_softmax(m.logits(z, x), -1)                      # (B, T, V)
+    logp = F.log_softmax(m.decode(z, x=x), -1)                    # (B, T, V)
     tgt = x[:, 1:]
     hand = -(logp.gather(-1, tgt[..., None])[..., 0] * (tgt != PAD)).sum(1).mean()
     torch.testing.assert_close(m.loss(x).total, hand)
@@ -79,7 +79,7 @@ def test_ae_loss_equals_hand_computation_and_vae_adds_kl():
     q = v.encode(x)
     torch.manual_seed(1)
     z = q.rsample()
-    recon = v.recon_nll(z, x).mean()
+    recon = v.recon_nll(v.decode(z, x=x), x).mean()
     kl = losses.gaussian_kl(q.loc, 2 * q.scale.log()).mean()
     torch.testing.assert_close(lt.total, recon + 0.25 * kl)
     torch.testing.assert_close(lt.terms["neg_elbo"], recon + kl)
@@ -89,7 +89,7 @@ def test_rae_loss_composes_its_penalties():
     m = build_model(_cfg("seq-rae", rae_gamma=2.0, rae_lambda=0.5))
     x = _batch()
     z = m.encode(x).mean
-    want = (m.recon_nll(z, x).mean() + 2.0 * losses.rae_z_penalty(z).mean()
+    want = (m.recon_nll(m.decode(z, x=x), x).mean() + 2.0 * losses.rae_z_penalty(z).mean()
             + 0.5 * losses.l2_norm_squared(list(m.decoder.parameters())))
     torch.testing.assert_close(m.loss(x).total, want)
 
@@ -104,18 +104,20 @@ def test_encoder_ignores_padding():
 def test_decode_greedy_and_sampled():
     m = build_model(_cfg("seq-vae"))
     z = torch.randn(50, 3)
-    ids = m.decode(z)
+    ids = m.generate(z)
     assert ids.shape == (50, 8) and (ids[:, 0] == BOS).all()
-    assert torch.equal(ids, m.decode(z))                          # greedy is deterministic
+    assert torch.equal(ids, m.generate(z))                        # greedy is deterministic
     assert not ((ids[:, 1:] == BOS) | (ids[:, 1:] == 3)).any()    # never <bos>/<unk> after the start
     for row in ids.tolist():                                      # after <eos>: only padding
         if EOS in row:
             assert all(t == PAD for t in row[row.index(EOS) + 1:])
-    s1 = m.decode(z, temperature=1.0, generator=torch.Generator().manual_seed(3))
-    s2 = m.decode(z, temperature=1.0, generator=torch.Generator().manual_seed(3))
+    s1 = m.generate(z, temperature=1.0, generator=torch.Generator().manual_seed(3))
+    s2 = m.generate(z, temperature=1.0, generator=torch.Generator().manual_seed(3))
     assert torch.equal(s1, s2)
     with pytest.raises(ConfigError):
-        m.decode(z, temperature=-1)
+        m.generate(z, temperature=-1)
+    with pytest.raises(ConfigError, match="teacher forcing"):
+        m.decode(z)                                               # params of p(x|z) need the sequence
 
 
 def test_config_round_trip_and_validation():
@@ -156,7 +158,7 @@ def test_fit_checkpoint_load_gives_the_same_model(tmp_path):
     ck = load_model(tmp_path / "m")
     assert ck.model.cfg == run.model.cfg
     z = torch.randn(5, 3)
-    assert torch.equal(ck.model.decode(z), run.model.decode(z))
+    assert torch.equal(ck.model.generate(z), run.model.generate(z))
     cfg_json = json.loads((tmp_path / "m" / "config.json").read_text())
     assert cfg_json["model"]["vocab"] == list(VOCAB)             # the vocabulary lives in config.json
 

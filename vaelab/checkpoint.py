@@ -173,7 +173,7 @@ def _diff(a: dict[str, Any], b: dict[str, Any]) -> str:
 
 def load_model(path: str | Path, weights: str = WEIGHTS_NAME, device: str | torch.device = "cpu") -> Checkpoint:
     """Load a model folder (or its weights file) after verifying it. Raises CheckpointError on any mismatch."""
-    from vaelab.models import ALL_MODELS, build_model, config_from_dict
+    from vaelab.models import ALL_MODELS, build_model, config_from_dict, upgrade_state_dict
 
     path = Path(path)
     if not path.exists():
@@ -199,10 +199,15 @@ def load_model(path: str | Path, weights: str = WEIGHTS_NAME, device: str | torc
         stored = json.loads(meta.get("model_config", ""))
     except json.JSONDecodeError:
         raise CheckpointError(f"{folder / weights} has no readable model config in its metadata.") from None
+    try:   # both normalised: a field added since (its default) is no difference
+        stored = json.loads(json.dumps(config_from_dict(stored).to_dict()))
+    except ConfigError as e:
+        raise CheckpointError(f"{folder / weights}: the model config in its metadata is invalid: {e}") from None
     if stored != json.loads(json.dumps(model_cfg.to_dict())):
         raise CheckpointError(f"{folder / CONFIG_NAME} does not match the weights it sits beside "
                               f"({_diff(json.loads(json.dumps(model_cfg.to_dict())), stored)}). The config was edited "
                               "or the files come from different models.")
+    tensors = upgrade_state_dict(tensors)
     try:
         model = build_model(model_cfg)
     except VaelabError as e:

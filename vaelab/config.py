@@ -17,6 +17,7 @@ LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian")
 BINARIZE = ("none", "dynamic", "static")
 KL_SCHEDULES = ("constant", "linear", "cyclical", "sigmoid")
 BACKBONES = ("mlp", "conv")
+PRIORS = ("gaussian", "uniform", "laplace", "mog", "vamp")   # vaelab.models.priors
 
 
 @dataclass(frozen=True)
@@ -45,9 +46,13 @@ class ModelConfig:
     corruption: str = "gaussian:0.3"            # dae only: the noise applied to inputs during training
     rae_gamma: float = 1.0                      # rae only: weight of 0.5*||z||^2 (Ghosh et al. 2020, eq. 11)
     rae_lambda: float = 1e-4                    # rae only: weight of the decoder's squared L2 norm
+    prior: str = "gaussian"                     # p(z) of the VAE family (vaelab.models.priors): "gaussian" N(0, I) |
+                                                # "uniform" U(0,1)^d | "laplace" | "mog" (learned mixture) | "vamp"
+    prior_components: int = 10                  # mog: mixture components; vamp: pseudo-inputs (Tomczak & Welling 2018)
 
     def __post_init__(self) -> None:
         _check_types(self)
+        check_prior(self.prior, self.prior_components)
         # JSON gives lists; keep tuples so the config stays hashable and frozen.
         for name in ("input_shape", "hidden", "channels"):
             object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
@@ -149,6 +154,15 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
         return _from_dict(cls, d)
+
+
+def check_prior(prior: str, n_components: int) -> None:
+    """The prior options, one clear message each (shared by the image and the sequence model configs)."""
+    if prior not in PRIORS:
+        raise ConfigError(f"unknown prior {prior!r}; choose one of {', '.join(PRIORS)}.")
+    if prior in ("mog", "vamp") and n_components < 1:
+        raise ConfigError(f"the {prior} prior needs at least one component (--prior-components N, N >= 1), "
+                          f"got {n_components}.")
 
 
 def _check_types(cfg: Any) -> None:

@@ -34,7 +34,7 @@ def gaussian_kl_per_dim(mu: Tensor, logvar: Tensor) -> Tensor:
     return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())
 
 
-def free_bits_kl(mu: Tensor, logvar: Tensor, free_bits: float) -> Tensor:
+def free_bits_kl(mu: Tensor, logvar: Tensor, free_bits_nats: float) -> Tensor:
     """KL with a per-dimension floor (Kingma et al. 2016, "Improved VI with IAF", eq. 15).
 
     Each dimension's KL, averaged over the batch, counts at least ``free_bits`` nats, so the
@@ -45,10 +45,14 @@ def free_bits_kl(mu: Tensor, logvar: Tensor, free_bits: float) -> Tensor:
     Args:
         mu, logvar: (B, D)
     """
-    kl_d = gaussian_kl_per_dim(mu, logvar)                    # (B, D)
+    return free_bits(gaussian_kl_per_dim(mu, logvar), free_bits_nats)
+
+
+def free_bits(kl_d: Tensor, free_bits_nats: float) -> Tensor:
+    """The free-bits floor of :func:`free_bits_kl` on any per-dimension KL: kl_d (B, D) -> (B,)."""
     mean_d = kl_d.mean(0, keepdim=True)                       # (1, D)
     # per example: its own KL where the dimension is above the floor, else the floor
-    return torch.where(mean_d > free_bits, kl_d, torch.full_like(kl_d, free_bits)).sum(-1)
+    return torch.where(mean_d > free_bits_nats, kl_d, torch.full_like(kl_d, free_bits_nats)).sum(-1)
 
 
 def bernoulli_nll(logits: Tensor, x: Tensor) -> Tensor:

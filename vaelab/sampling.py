@@ -34,6 +34,11 @@ def fit_density(sampler: str, model: torch.nn.Module, data: Any, seed: int = 0, 
     """
     from vaelab.density import make_density
 
+    prior = getattr(model, "prior", None)
+    if sampler == "prior" and prior is not None and prior.name != "gaussian":   # the model's own p(z) (--prior)
+        from vaelab.models.priors import PriorDensity
+
+        return PriorDensity(prior, seed)
     density = make_density(sampler, model.cfg.n_latent, seed)
     if sampler != "prior":
         density.fit(z_train if z_train is not None else encode_means(model, data.x_train, data.y_train))

@@ -379,7 +379,7 @@ def fit(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig = TrainCon
             record = {"epoch": epoch, "step": step, "seconds": round(seconds, 4), "cpu_seconds": round(cpu_seconds, 4),
                       "images_per_s": round(n_epoch / seconds, 1), "kl_weight": kl_weight(cfg, step),
                       "train": train_terms, "val": val_terms}
-            if dctx.is_main and model.is_stochastic and isinstance(mcfg, ModelConfig) and x_val.shape[0] >= 2:
+            if dctx.is_main and model.is_stochastic and x_val.shape[0] >= 2:
                 from vaelab.metrics import collapse                # lazy: sklearn is not needed to train
                 record["diagnostics"] = collapse.epoch_diagnostics(model, x_val, data.y_val, epoch=epoch)
             history.append(record)
@@ -490,7 +490,7 @@ def fit_with_retries(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConf
         retries = _recorded_retries(out_path)
         if retries:   # a retried run continues at the lr it was retried with
             cfg = dataclasses.replace(cfg, lr=retries[-1]["lr_after"])
-    initial = (None if isinstance(model, ModelConfig)
+    initial = (None if not isinstance(model, torch.nn.Module)
                else {k: v.detach().clone() for k, v in model.state_dict().items()})
     while True:
         try:

@@ -53,7 +53,11 @@ def encode(model: torch.nn.Module, x: Tensor, y: Tensor | None = None, batch_siz
 
     def step(xb: Tensor, yb: Tensor | None) -> tuple[Tensor, Tensor | None]:
         q = model.encode(xb, yb)
-        return q.mean.float(), ((2 * q.scale.log()).float() if model.is_stochastic else None)
+        if not model.is_stochastic:
+            return q.mean.float(), None
+        # the log-variance of q(z|x) (for a non-Gaussian posterior, --prior uniform|laplace: of its moment-matched Gaussian)
+        logvar = 2 * q.scale.log() if isinstance(q, torch.distributions.Normal) else q.variance.log()
+        return q.mean.float(), logvar.float()
 
     return over_batches(step, x, y, device=device_of(model), batch_size=batch_size)
 
@@ -81,5 +85,5 @@ def recon_nll(model: torch.nn.Module, z: Tensor, x: Tensor, y: Tensor | None = N
               batch_size: int = BATCH_SIZE) -> Tensor:
     """-log p(x | z) per input, (N,) float64 on the CPU. Args: z (N, D), x (N, C, H, W), y (N,) or None."""
     y = y if model.is_conditional else None
-    return over_batches(lambda zb, xb, yb: model.recon_nll(model.decode(zb, yb), xb).double(), z, x, y,
+    return over_batches(lambda zb, xb, yb: model.recon_nll(model.decode(zb, yb, xb), xb).double(), z, x, y,
                         device=device_of(model), batch_size=batch_size)

@@ -18,7 +18,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from vaelab import losses
 from vaelab.metrics.latent import active_units, mutual_information
 
 KL_MIN_NATS = 0.5             # total KL per image below this: the code carries < 1 bit about x
@@ -46,25 +45,33 @@ def collapse_diagnostics(model: torch.nn.Module, x: Tensor, y: Tensor | None = N
     model.eval()
     device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(seed)
-    mus, logvars, recon, recon_sh = [], [], [], []
+    mus, params_a, params_b, recon, recon_sh, kls = [], [], [], [], [], []
     for i in range(0, x.shape[0], batch_size):
         xb = x[i:i + batch_size].to(device)
         yb = y[i:i + batch_size].to(device) if y is not None else None
         q = model.encode(xb, yb)
-        mu, logvar = q.loc, 2 * q.scale.log()                     # (B, D)
+        a, b = model.prior.params_of(q)                            # (B, D): (mu, logvar) for Gaussian posteriors
+        mu = q.mean                                               # (B, D) E_q[z]
         p = torch.randperm(xb.shape[0], generator=gen)
         perm = p[(p.argsort() + 1) % xb.shape[0]].to(device)       # a random derangement: nobody keeps its own code
-        recon.append(model.recon_nll(model.decode(mu, yb), xb).double().cpu())
-        recon_sh.append(model.recon_nll(model.decode(mu[perm], yb), xb).double().cpu())
+        recon.append(model.recon_nll(model.decode(mu, yb, xb), xb).double().cpu())
+        recon_sh.append(model.recon_nll(model.decode(mu[perm], yb, xb), xb).double().cpu())
+        if model.prior.kl_per_dim(a, b) is None:                   # a mixture prior: the KL by Monte Carlo at a sample
+            z = model.prior.rsample(a, b, torch.randn(a.shape, generator=gen).to(a))
+            kls.append(model.prior.kl(a, b, z).double().cpu())
         mus.append(mu.double().cpu())
-        logvars.append(logvar.double().cpu())
+        params_a.append(a.double().cpu())
+        params_b.append(b.double().cpu())
     model.train(was_training)
-    mu, logvar = torch.cat(mus), torch.cat(logvars)               # (N, D)
-    kl_d = losses.gaussian_kl_per_dim(mu, logvar).mean(0)         # (D,)
+    mu, a, b = torch.cat(mus), torch.cat(params_a), torch.cat(params_b)  # (N, D)
+    kl_d = model.prior.kl_per_dim(a, b)
+    kl_d = kl_d.mean(0) if kl_d is not None else None             # (D,)
+    kl = float(kl_d.sum()) if kl_d is not None else float(torch.cat(kls).mean())
     r, r_sh = float(torch.cat(recon).mean()), float(torch.cat(recon_sh).mean())
-    return {"kl": float(kl_d.sum()), "kl_per_dim": [float(v) for v in kl_d],
+    is_gaussian_q = isinstance(q, torch.distributions.Normal)     # the MI estimator's q(z|x) is Gaussian
+    return {"kl": kl, "kl_per_dim": [float(v) for v in kl_d] if kl_d is not None else None,
             "active_units": active_units(mu.numpy())["n_active"], "n_latent": int(mu.shape[1]),
-            "mutual_info": mutual_information(mu.numpy(), logvar.numpy(), seed=seed),
+            "mutual_info": mutual_information(a.numpy(), b.numpy(), seed=seed) if is_gaussian_q else None,
             "mi_max": float(torch.log(torch.tensor(float(mu.shape[0])))),
             "recon": r, "recon_shuffled": r_sh, "shuffle_gap": r_sh - r}
 

@@ -152,12 +152,14 @@ def likelihood_kind(model_cfg: Any, data_meta: dict[str, Any] | None = None) -> 
         model_cfg: a ModelConfig (or its dict); data_meta: the "data" block of config.json, optional;
             ``{"is_binary": True}`` marks data that is already binary (then no --binarize is needed)
     """
-    from vaelab.config import ModelConfig
-    from vaelab.models import MODELS
+    from vaelab.models import ALL_MODELS, config_from_dict
 
-    cfg = model_cfg if isinstance(model_cfg, ModelConfig) else ModelConfig.from_dict(dict(model_cfg))
-    if not MODELS[cfg.model].has_likelihood:
+    cfg = config_from_dict(dict(model_cfg)) if isinstance(model_cfg, dict) else model_cfg
+    if not ALL_MODELS[cfg.model].has_likelihood:
         return "n/a", f"{cfg.model} is deterministic: it defines no p(x), so there is no likelihood."
+    if cfg.likelihood == "categorical":
+        return "nll", ("categorical likelihood of the token sequence (discrete data): a true NLL in nats per "
+                       "sequence, <eos> included, padding excluded.")
     if cfg.likelihood == "bernoulli":
         if cfg.binarize != "none":
             return "nll", (f"Bernoulli likelihood of binarised pixels ({cfg.binarize} binarisation in training; the "
@@ -186,8 +188,6 @@ def negative_elbo(model: torch.nn.Module, x: Tensor, y: Tensor | None = None, ba
 
     x is the data as modelled; for dequantised data "recon" includes D log L (discrete pixels).
     """
-    from vaelab import losses
-
     model.eval()
     device = next(model.parameters()).device
     gen_state = torch.get_rng_state()
@@ -199,8 +199,8 @@ def negative_elbo(model: torch.nn.Module, x: Tensor, y: Tensor | None = None, ba
             yb = y[i:i + batch_size].to(device) if y is not None else None
             q = model.encode(xb, yb)
             z = q.rsample()
-            recon.append(model.recon_nll(model.decode(z, yb), xb).double().cpu())
-            kl.append(losses.gaussian_kl(q.loc, 2 * q.scale.log()).double().cpu())
+            recon.append(model.recon_nll(model.decode(z, yb, xb), xb).double().cpu())
+            kl.append(model.kl(q, z).double().cpu())          # the prior's KL: closed form, or MC at z
     finally:
         torch.set_rng_state(gen_state)
     r, k_ = torch.cat(recon) + _offset(model), torch.cat(kl)

@@ -1,8 +1,13 @@
-"""Backbones shared by every model: an encoder body x -> features and a decoder z -> image params.
+"""Backbones shared by every model: an encoder body x -> features and a decoder z -> likelihood params.
 
-Both are sized from the input shape, so 8x8 digits and 28x28 Fashion-MNIST (and any HxW within
-reason) use the same code. The heads (a point code for AEs, mean and log-variance for VAEs) live in
-the models, so the backbone is identical across the family: the comparison changes one thing.
+    mlp, conv   images (B, C, H, W): sized from the input shape, so 8x8 digits and 28x28 Fashion-MNIST
+                (and any HxW within reason) use the same code; the decoder gives (B, C, H, W) params
+    gru         token sequences (B, L) = <bos> ... <eos> <pad>...: a GRU encoder and an autoregressive
+                GRU decoder (Bowman et al. 2016; Gomez-Bombarelli et al. 2018); teacher-forced on x it
+                gives the next-token logits (B, L-1, V), and ``generate`` decodes ids
+
+The heads (a point code for AEs, posterior parameters for VAEs) live in the models, so the backbone
+is identical across the family: the comparison changes one thing.
 """
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from torch import Tensor, nn
 
 from vaelab.config import ModelConfig
 from vaelab.errors import ConfigError
+from vaelab.models.seq import BOS, EOS, PAD, UNK, SeqModelConfig
 
 MAX_SIDE = 512   # beyond this an MLP's first layer alone is gigabytes: refuse with a clear message
 
@@ -52,6 +58,8 @@ class MLPEncoder(nn.Module):
 
 class MLPDecoder(nn.Module):
     """z (B, n_in) -> image parameters (B, C, H, W): logits (Bernoulli) or means (Gaussian)."""
+
+    is_autoregressive = False    # the parameters of p(x|z) need no prefix of x
 
     def __init__(self, cfg: ModelConfig, n_in: int):
         super().__init__()
@@ -100,6 +108,8 @@ class ConvEncoder(nn.Module):
 class ConvDecoder(nn.Module):
     """z (B, n_in) -> image parameters (B, C, H, W): the encoder mirrored with transposed convs."""
 
+    is_autoregressive = False
+
     def __init__(self, cfg: ModelConfig, n_in: int):
         super().__init__()
         _check_shape(cfg)
@@ -126,8 +136,86 @@ class ConvDecoder(nn.Module):
         return self.net(z)
 
 
-def make_backbone(cfg: ModelConfig, n_dec_in: int) -> tuple[nn.Module, nn.Module]:
-    """(encoder body, decoder) for cfg.backbone. The decoder takes n_dec_in inputs (z, plus labels for a CVAE)."""
-    if cfg.backbone == "mlp":
-        return MLPEncoder(cfg), MLPDecoder(cfg, n_dec_in)
-    return ConvEncoder(cfg), ConvDecoder(cfg, n_dec_in)
+class GRUEncoder(nn.Module):
+    """x (B, L) ids -> features (B, hidden): the GRU's output at each sequence's <eos>.
+
+    The GRU is causal, so its output at the <eos> position has seen exactly the molecule's tokens
+    and none of the padding after it (no packing needed).
+    """
+
+    def __init__(self, cfg: SeqModelConfig):
+        super().__init__()
+        self.embed = nn.Embedding(cfg.n_vocab, cfg.embed_dim, padding_idx=PAD)
+        self.gru = nn.GRU(cfg.embed_dim, cfg.hidden, cfg.n_layers, batch_first=True)
+        self.n_features = cfg.hidden
+
+    def forward(self, x: Tensor) -> Tensor:
+        h, _ = self.gru(self.embed(x))                            # (B, L, H)
+        last = (x != PAD).sum(1).clamp(min=1) - 1                 # (B,) index of <eos>
+        return h[torch.arange(x.shape[0], device=x.device), last]  # (B, H)
+
+
+class GRUDecoder(nn.Module):
+    """p(x|z) = prod_t p(x_t | x_<t, z): z sets the initial state and is fed at every step (Bowman et al. 2016)."""
+
+    is_autoregressive = True     # the parameters of p(x_t | x_<t, z) exist only given the prefix x_<t
+
+    def __init__(self, cfg: SeqModelConfig, n_in: int):
+        super().__init__()
+        self.n_layers, self.hidden, self.max_len = cfg.n_layers, cfg.hidden, cfg.max_len
+        self.z_to_h = nn.Linear(n_in, cfg.hidden * cfg.n_layers)
+        self.embed = nn.Embedding(cfg.n_vocab, cfg.embed_dim, padding_idx=PAD)
+        self.gru = nn.GRU(cfg.embed_dim + n_in, cfg.hidden, cfg.n_layers, batch_first=True)
+        self.out = nn.Linear(cfg.hidden, cfg.n_vocab)
+
+    def init_state(self, z: Tensor) -> Tensor:
+        h0 = torch.tanh(self.z_to_h(z))                           # (N, H * layers)
+        return h0.reshape(z.shape[0], self.n_layers, self.hidden).transpose(0, 1).contiguous()  # (layers, N, H)
+
+    def step(self, z: Tensor, x_in: Tensor, h: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Logits of the next token after each of x_in: z (N, D), x_in (N, T) -> ((N, T, V), state)."""
+        h = self.init_state(z) if h is None else h
+        zs = z[:, None, :].expand(-1, x_in.shape[1], -1)          # (N, T, D)
+        o, h = self.gru(torch.cat([self.embed(x_in), zs], dim=-1), h)
+        return self.out(o), h
+
+    def forward(self, z: Tensor, x: Tensor) -> Tensor:
+        """Teacher forcing: z (N, D), x (N, L) -> next-token logits (N, L-1, V) for the targets x[:, 1:]."""
+        return self.step(z, x[:, :-1])[0]
+
+    @torch.no_grad()
+    def generate(self, z: Tensor, temperature: float = 0.0, generator: torch.Generator | None = None,
+                 max_len: int | None = None) -> Tensor:
+        """Ids decoded autoregressively from z (N, D): (N, max_len) <bos> tokens <eos> <pad>... (see Autoencoder)."""
+        L = max_len or self.max_len
+        n = z.shape[0]
+        out = torch.full((n, L), PAD, dtype=torch.long, device=z.device)
+        out[:, 0] = BOS
+        tok = out[:, 0].clone()
+        done = torch.zeros(n, dtype=torch.bool, device=z.device)
+        h = self.init_state(z)
+        never = torch.tensor([PAD, BOS, UNK], device=z.device)    # never targets in training: never generated
+        for t in range(1, L):
+            logits, h = self.step(z, tok[:, None], h)             # (N, 1, V)
+            logits = logits[:, 0].index_fill(1, never, float("-inf"))
+            if temperature == 0:
+                tok = logits.argmax(-1)
+            else:
+                p = torch.softmax(logits.float() / temperature, -1).cpu()
+                tok = torch.multinomial(p, 1, generator=generator)[:, 0].to(z.device)
+            tok = tok.masked_fill(done, PAD)
+            out[:, t] = tok
+            done |= tok == EOS
+            if bool(done.all()):
+                break
+        return out
+
+
+def make_encoder(cfg: ModelConfig | SeqModelConfig) -> nn.Module:
+    """The encoder body of cfg.backbone: x -> features (B, encoder.n_features)."""
+    return {"mlp": MLPEncoder, "conv": ConvEncoder, "gru": GRUEncoder}[cfg.backbone](cfg)
+
+
+def make_decoder(cfg: ModelConfig | SeqModelConfig, n_in: int) -> nn.Module:
+    """The decoder of cfg.backbone, taking n_in inputs (z, plus one-hot labels for a CVAE)."""
+    return {"mlp": MLPDecoder, "conv": ConvDecoder, "gru": GRUDecoder}[cfg.backbone](cfg, n_in)

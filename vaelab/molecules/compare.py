@@ -87,7 +87,8 @@ class MoleculeCompareConfig:
 
 
 def _seq_name(name: str) -> str:
-    return name if name.startswith("seq-") else f"seq-{name}"
+    """The model of ``name`` on token sequences: the same name (seq-* are aliases of the v1 names)."""
+    return name
 
 
 def _timer() -> tuple[float, float]:
@@ -237,7 +238,7 @@ def _train_config(cfg: MoleculeCompareConfig, data: Any, seed: int) -> TrainConf
 
 
 def _model_config(cfg: MoleculeCompareConfig, data: Any, name: str) -> Any:
-    from vaelab.models import SEQ_MODELS, model_config
+    from vaelab.models import ALL_MODELS as SEQ_MODELS, model_config
 
     sname = _seq_name(name)
     return model_config(sname, tokenizer=data.tokenizer.name, vocab=tuple(data.tokenizer.vocab.itos),
@@ -298,13 +299,13 @@ def run_compare(cfg: MoleculeCompareConfig, out: str | Path, overwrite: bool = F
     from vaelab.checkpoint import versions
     from vaelab.compare import prepare_run_folder, resolve_workers, unit_executor
     from vaelab.executor import Unit
-    from vaelab.models import SEQ_MODELS
+    from vaelab.models import ALL_MODELS as SEQ_MODELS
     from vaelab.molecules.report import write_figures, write_report
     from vaelab.train import resolve_device
 
     for m in cfg.models:
         if _seq_name(m) not in SEQ_MODELS:
-            raise ConfigError(f"unknown molecule model {m!r}; choose from ae, vae, beta-vae, rae.")
+            raise ConfigError(f"unknown molecule model {m!r}; choose from ae, dae, vae, beta-vae, iwae, rae.")
     out = Path(out)
     device = resolve_device(cfg.device)
     prepare_run_folder(out, cfg, resume, overwrite)

@@ -1,6 +1,6 @@
 """Moving between molecules and the latent space of a sequence model: encode, decode, neighbours, interpolate.
 
-Every function takes a trained sequence model (vaelab.models.seq) and works in batches. Decoding a
+Every function takes a trained sequence model (the gru backbone of vaelab.models) and works in batches. Decoding a
 code is greedy (deterministic: the molecule a code *means*) unless a temperature > 0 is given.
 """
 from __future__ import annotations
@@ -45,7 +45,7 @@ def load_molecule_model(path: str | Path, device: str = "cpu") -> MoleculeModel:
     ck = load_model(path, device=device)
     if not getattr(ck.model, "is_sequence", False):
         raise CheckpointError(f"{path} holds an image model ({ck.model.cfg.model}); encode/decode/neighbours take "
-                              "a molecule model (seq-ae, seq-vae, seq-beta-vae, seq-rae), e.g. one written by "
+                              "a molecule model (a model of token sequences), e.g. one written by "
                               "`vaelab compare --dataset moses` under runs/<name>/models/.")
     return MoleculeModel(ck.model, tokenizer_of(ck.model), ck.config, ck.path)
 
@@ -96,7 +96,7 @@ def decode_codes(model: torch.nn.Module, tokenizer, z: Tensor, temperature: floa
     gen = torch.Generator().manual_seed(seed)
     out: list[str] = []
     for i in range(0, z.shape[0], batch_size):
-        ids = model.decode(z[i:i + batch_size].to(device), temperature=temperature, generator=gen)
+        ids = model.generate(z[i:i + batch_size].to(device), temperature=temperature, generator=gen)
         out += tokenizer.decode(ids.cpu())
     return out
 

@@ -1,0 +1,192 @@
+"""The priors of vaelab.models.priors against known answers: KL vs Monte Carlo, normalisation on grids, moments,
+the uniform posterior's boundaries, the VampPrior's definition, IW-NLL(K=1) == ELBO, checkpoints, bad input."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch.distributions import Kumaraswamy, Laplace, Normal, kl_divergence
+
+from vaelab.checkpoint import load_model, save_model
+from vaelab.config import ModelConfig
+from vaelab.errors import ConfigError
+from vaelab.models import build_model, model_config
+from vaelab.models.priors import GaussianPrior, LaplacePrior, MixturePrior, UniformPrior
+
+PRIORS = ("gaussian", "uniform", "laplace", "mog", "vamp")
+
+
+def _params(seed: int = 0, b: int = 4, d: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, d, generator=g, dtype=torch.float64), 0.5 * torch.randn(b, d, generator=g, dtype=torch.float64)
+
+
+def _vae(prior: str, n_latent: int = 3, **kw):
+    torch.manual_seed(0)
+    return build_model(model_config("vae", n_latent=n_latent, hidden=(16,), prior=prior, prior_components=3, **kw))
+
+
+@pytest.mark.parametrize("prior", [GaussianPrior(3), UniformPrior(3), LaplacePrior(3)], ids=lambda p: p.name)
+def test_closed_form_kl_matches_monte_carlo(prior):
+    a, b = prior.params(*_params())
+    eps = torch.randn(200_000, *a.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    z = prior.rsample(a, b, eps)                                  # (S, B, D)
+    mc = (prior.log_q(z, a, b) - prior.log_prob(z)).mean(0)       # (B,)
+    torch.testing.assert_close(prior.kl(a, b, z[0]), mc, atol=0.03, rtol=0.01)
+    torch.testing.assert_close(prior.kl_per_dim(a, b).sum(-1), prior.kl(a, b, z[0]))
+
+
+def test_closed_form_kls_equal_torch_references():
+    mu, lv = _params()
+    torch.testing.assert_close(GaussianPrior(3).kl(mu, lv, mu), kl_divergence(Normal(mu, (0.5 * lv).exp()),
+                                                                               Normal(0.0, 1.0)).sum(-1))
+    torch.testing.assert_close(LaplacePrior(3).kl(mu, lv, mu), kl_divergence(Laplace(mu, lv.exp()),
+                                                                              Laplace(0.0, 1.0)).sum(-1))
+    # KL(q || U(0, 1)) = -H[q]
+    torch.testing.assert_close(UniformPrior(3).kl(mu, lv, mu), -Kumaraswamy(mu.exp(), lv.exp()).entropy().sum(-1))
+
+
+def test_posterior_samples_follow_the_posterior():
+    a, b = _params(2, b=2, d=2)
+    eps = torch.randn(400_000, 2, 2, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    for prior, ref in ((UniformPrior(2), Kumaraswamy(a.exp(), b.exp())), (LaplacePrior(2), Laplace(a, b.exp()))):
+        z = prior.rsample(a, b, eps)
+        torch.testing.assert_close(z.mean(0), ref.mean, atol=0.01, rtol=0.01)
+        torch.testing.assert_close(z.var(0), ref.variance, atol=0.01, rtol=0.02)
+        # log_q is the posterior's density
+        torch.testing.assert_close(prior.log_q(z[:5], a, b), ref.log_prob(z[:5]).sum(-1))
+
+
+def test_mog_log_prob_is_the_mixture_density():
+    torch.manual_seed(0)
+    p = MixturePrior(2, 3)
+    with torch.no_grad():
+        p.log_scales.normal_(0, 0.3)
+        p.logits.normal_()
+    z = torch.randn(7, 2)
+    ref = torch.distributions.MixtureSameFamily(
+        torch.distributions.Categorical(logits=p.logits),
+        torch.distributions.Independent(Normal(p.means, p.log_scales.exp()), 1))
+    torch.testing.assert_close(p.log_prob(z), ref.log_prob(z))
+
+
+@pytest.mark.parametrize("prior", PRIORS)
+@pytest.mark.parametrize("d", [1, 2])
+def test_log_prob_integrates_to_one(prior, d):
+    m = _vae(prior, n_latent=d, input_shape=(1, 4, 4))
+    lo, hi, n = (0.0, 1.0, 2001 if d == 1 else 401) if prior == "uniform" else (-9.0, 9.0, 4001 if d == 1 else 601)
+    t = torch.linspace(lo, hi, n, dtype=torch.float64)
+    if prior == "uniform":
+        t = t[1:-1]                                               # the open interval (0, 1)
+    grid = t[:, None] if d == 1 else torch.cartesian_prod(t, t)   # (G, d)
+    with torch.no_grad():
+        dens = m.double().prior.log_prob(grid).exp()
+    cell = ((hi - lo) / (n - 1)) ** d
+    assert float(dens.sum() * cell) == pytest.approx(1.0, abs=0.01)
+
+
+@pytest.mark.parametrize("prior", PRIORS)
+def test_prior_samples_match_its_moments(prior):
+    m = _vae(prior, n_latent=2)
+    with torch.no_grad():
+        z = m.prior.sample(200_000, generator=torch.Generator().manual_seed(0)).double()
+    if prior in ("gaussian", "uniform", "laplace"):
+        mean, var = {"gaussian": (0.0, 1.0), "uniform": (0.5, 1 / 12), "laplace": (0.0, 2.0)}[prior]
+        torch.testing.assert_close(z.mean(0), torch.full((2,), mean, dtype=torch.float64), atol=0.01, rtol=0)
+        torch.testing.assert_close(z.var(0), torch.full((2,), var, dtype=torch.float64), atol=0.02, rtol=0.02)
+    else:                                                         # a mixture: E[z] = sum_k pi_k m_k
+        with torch.no_grad():
+            means, logvars, log_pi = m.prior._components()
+        w = log_pi.exp().double()[:, None]
+        torch.testing.assert_close(z.mean(0), (w * means.double()).sum(0), atol=0.02, rtol=0)
+        second = (w * (logvars.double().exp() + means.double() ** 2)).sum(0)
+        torch.testing.assert_close((z ** 2).mean(0), second, atol=0.03, rtol=0.02)
+    if prior == "uniform":
+        assert ((z > 0) & (z < 1)).all()
+
+
+def test_uniform_posterior_stays_inside_and_has_finite_gradients_at_the_boundaries():
+    p = UniformPrior(3)
+    raw_a = torch.tensor([[-50.0, 0.0, 50.0]] * 3, requires_grad=True)   # past the clamps on both sides
+    raw_b = torch.tensor([[50.0, 0.0, -50.0]] * 3, requires_grad=True)
+    eps = torch.tensor([[-40.0, 0.0, 40.0], [-8.0, 8.0, 1e-3], [0.0, -40.0, 40.0]])   # u = Phi(eps) at 0 and 1
+    a, b = p.params(raw_a, raw_b)
+    z = p.rsample(a, b, eps)
+    assert ((z > 0) & (z < 1)).all()
+    loss = (p.log_q(z, a, b) - p.log_prob(z)).sum() + p.kl(a, b, z).sum() + z.sum()
+    assert torch.isfinite(loss)
+    loss.backward()
+    assert torch.isfinite(raw_a.grad).all() and torch.isfinite(raw_b.grad).all()
+    # inside the clamps the sample has a gradient in both parameters
+    a2 = torch.zeros(1, 3, requires_grad=True)
+    p.rsample(a2, a2, torch.randn(1, 3)).sum().backward()
+    assert (a2.grad != 0).all()
+
+
+def test_vamp_prior_with_one_pseudo_input_at_a_data_point_is_that_points_posterior(digits):
+    torch.manual_seed(0)
+    m = build_model(model_config("vae", input_shape=digits.shape, n_latent=3, hidden=(16,), prior="vamp",
+                                 prior_components=1))
+    x = digits.x_test[:1].clamp(0.001, 0.999)                      # inside hardtanh's identity range
+    with torch.no_grad():
+        m.prior.pseudo_inputs.copy_(x)
+        z = torch.randn(10, 3)
+        q = m.encode(x)
+        torch.testing.assert_close(m.prior.log_prob(z), q.log_prob(z).sum(-1))
+
+
+@pytest.mark.parametrize("prior", PRIORS)
+def test_iw_nll_with_k1_equals_the_elbo(prior, digits):
+    """A K = 1 importance weight is a one-sample ELBO; over many samples its mean is the ELBO with the prior's KL."""
+    torch.manual_seed(0)
+    m = build_model(model_config("vae", input_shape=digits.shape, n_latent=3, hidden=(16,), prior=prior,
+                                 prior_components=3))
+    x = digits.x_test[:8]
+    with torch.no_grad():
+        a, b = m.posterior(x)
+        eps = torch.randn(3000, *a.shape, generator=torch.Generator().manual_seed(1))
+        lw = m.log_weights(x, k=3000, eps=eps)                    # (K, B)
+        z = m.prior.rsample(a, b, eps)
+        recon = m.recon_nll(m.decode(z), x)                       # (K, B)
+        # exact per sample: log w = -(recon + log q - log p)
+        torch.testing.assert_close(lw, -(recon + m.prior.log_q(z, a, b) - m.prior.log_prob(z)), rtol=1e-5, atol=1e-4)
+        if m.prior.kl_per_dim(a, b) is not None:                  # closed form: the mean is recon + analytic KL
+            torch.testing.assert_close(lw.mean(0), -(recon.mean(0) + m.prior.kl(a, b, z[0])), atol=0.05, rtol=0.003)
+
+
+@pytest.mark.parametrize("prior", PRIORS)
+def test_every_prior_trains_and_its_checkpoint_records_it(prior, digits, tmp_path):
+    m = _vae(prior, input_shape=digits.shape)
+    opt = torch.optim.Adam(m.parameters(), lr=1e-3)
+    for _ in range(3):
+        lt = m.loss(digits.x_train[:64])
+        opt.zero_grad()
+        lt.total.backward()
+        opt.step()
+        assert torch.isfinite(lt.total)
+    save_model(tmp_path / prior, m)
+    ck = load_model(tmp_path / prior)
+    assert ck.model.cfg.prior == prior
+    z = m.prior.sample(5, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(ck.model.prior.log_prob(z), m.eval().prior.log_prob(z))
+
+
+def test_bad_prior_options_get_one_clear_message_each():
+    with pytest.raises(ConfigError, match="unknown prior 'cauchy'; choose one of gaussian, uniform"):
+        ModelConfig(prior="cauchy")
+    with pytest.raises(ConfigError, match="deterministic"):
+        build_model(model_config("ae", prior="uniform"))
+    with pytest.raises(ConfigError, match="deterministic"):
+        build_model(model_config("rae", prior="mog"))
+    for prior in ("mog", "vamp"):
+        with pytest.raises(ConfigError, match=f"the {prior} prior needs at least one component"):
+            ModelConfig(prior=prior, prior_components=0)
+    with pytest.raises(ConfigError, match="free bits"):
+        build_model(model_config("vae", prior="mog", free_bits=0.1))
+    with pytest.raises(ConfigError, match="discrete"):
+        build_model(model_config("vae", vocab=("<pad>", "<bos>", "<eos>", "<unk>", "C"), prior="vamp"))
+    with pytest.raises(ConfigError, match="cvae"):
+        build_model(model_config("cvae", n_classes=3, prior="vamp"))
+    assert math.isfinite(float(_vae("uniform").loss(torch.rand(4, 1, 8, 8)).total.detach()))
