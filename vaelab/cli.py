@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from vaelab import score                       # imports no torch: its commands do, when run
 from vaelab.errors import ConfigError, VaelabError
 from vaelab.molecules import cli as mol_cli   # imports no RDKit: the commands do, when run
 
@@ -373,6 +374,8 @@ COMMANDS: dict[str, tuple[Callable, Callable, str]] = {
                                            "folder with report.html"),
     "report": (report_args, report_cmd, "re-render a run folder's report.html from its metrics.json and figures"),
     "explore": (explore_args, explore_cmd, "open an interactive page that walks the latent spaces of a run's models"),
+    "score": (score.score_args, score.score_cmd, "per-image anomaly scores of every model in a run for new data, "
+                                                 "thresholded at a false-positive rate on the validation split"),
     "compare-molecules": (mol_cli.compare_args, mol_cli.compare_cmd, "molecules: train sequence AE/VAE on MOSES "
                           "SELFIES, measure them (MOSES metrics), write a run folder (also: compare --dataset moses)"),
     "encode": (mol_cli.encode_args, mol_cli.encode_cmd, "molecules: SMILES -> latent codes of a molecule model"),

@@ -103,6 +103,8 @@ class CompareConfig:
     executor: str = "local"                     # local (in-process / worker processes) or ray
     ray_address: str | None = "auto"            # --executor ray: auto or HOST:PORT of the cluster's head
     ray_shared_dir: str | None = None           # --executor ray: a folder every node sees (else files travel back)
+    inliers: tuple[int, ...] | None = None      # train on these labels; the other test classes are the anomalies
+    ood_dataset: str | None = None              # an outside data set to detect (resized to the data's image size)
 
     def __post_init__(self) -> None:
         from vaelab.models import MODELS
@@ -126,6 +128,9 @@ class CompareConfig:
             raise ConfigError(f"unknown --executor {self.executor!r}; choose local or ray.")
         if self.n_threads < 0:
             raise ConfigError(f"--threads must be >= 0 (0 = automatic), got {self.n_threads}.")
+        if self.inliers and self.classes:
+            raise ConfigError("--inliers and --classes both choose the training classes; pass one of them "
+                              "(--inliers also makes the other test classes the anomalies).")
         if self.n_samples is not None and self.n_samples < 10:
             raise ConfigError(f"the number of generated samples must be >= 10, got {self.n_samples}.")
 
@@ -143,7 +148,7 @@ class CompareConfig:
         unknown = sorted(set(d) - names)
         if unknown:
             raise ConfigError(f"CompareConfig has unknown fields {unknown} (written by another vaelab version?).")
-        tuples = ("classes", "models", "hidden", "channels")
+        tuples = ("classes", "models", "hidden", "channels", "inliers")
         return cls(**{k: (tuple(v) if k in tuples and v is not None else v) for k, v in d.items()})
 
 
@@ -170,9 +175,20 @@ def train_cfg(cfg: CompareConfig, seed: int):
                        kl_schedule=cfg.kl_schedule, kl_warmup_steps=cfg.kl_warmup_steps)
 
 
+def training_classes(cfg: CompareConfig) -> list[int] | None:
+    """The labels the models train on: --inliers or --classes (None = all)."""
+    kept = cfg.inliers or cfg.classes
+    return list(kept) if kept else None
+
+
+def use_test_time(cfg: CompareConfig) -> bool:
+    """The test-time section runs with --inliers, --ood-dataset or --classes (the founding question's set-up)."""
+    return bool(cfg.inliers or cfg.ood_dataset or cfg.classes)
+
+
 def data_meta(cfg: CompareConfig) -> dict[str, Any]:
     return {"spec": cfg.dataset, "data_dir": cfg.data_dir, "split_seed": cfg.split_seed,
-            "val_fraction": cfg.val_fraction, "classes": list(cfg.classes) if cfg.classes else None,
+            "val_fraction": cfg.val_fraction, "classes": training_classes(cfg),
             "max_train": cfg.max_train}
 
 
@@ -318,7 +334,7 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
     out = Path(out)
     timings: dict[str, float] = {}
     data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, seed=cfg.split_seed, val_fraction=cfg.val_fraction,
-                        classes=list(cfg.classes) if cfg.classes else None, max_train=cfg.max_train)
+                        classes=training_classes(cfg), max_train=cfg.max_train)
     rcfg = cfg.resolved(data.shape)
     if "cvae" in rcfg.models and not data.has_labels:
         raise ConfigError(f"cvae needs labels and {data.name} has none; drop it from --models.")
@@ -326,6 +342,15 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
         raise ConfigError(f"batch size {rcfg.batch_size} is larger than the {data.x_train.shape[0]} training images; "
                           "pass a smaller --batch-size.")
     device = _device(rcfg)          # a bad --device fails here, before anything is written
+    sets: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    if use_test_time(rcfg):         # the anomalies (held-out classes, --ood-dataset): bad ones fail before training
+        from vaelab import test_time
+
+        sets = test_time.anomaly_sets(data, spec=rcfg.dataset, data_dir=rcfg.data_dir, split_seed=rcfg.split_seed,
+                                      val_fraction=rcfg.val_fraction, inliers=rcfg.inliers,
+                                      ood_dataset=rcfg.ood_dataset, seed=rcfg.seed)
+    t_sets = time.perf_counter() - t0
     prepare_run_folder(out, cfg, resume, overwrite)
     n_threads = torch.get_num_threads()
     limits = contextlib.ExitStack()
@@ -338,7 +363,7 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
 
         torch.set_num_threads(threads)
         limits.enter_context(threadpool_limits(threads))
-    timings["data"] = time.perf_counter() - t_start
+    timings["data"] = time.perf_counter() - t_start - t_sets
     try:
         t0 = time.perf_counter()
         judge = load_or_train_judge(data, seed=0, progress=progress, device=str(device))
@@ -374,7 +399,9 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
                 for phase, key in ((f"train:{name}", "train_wall_seconds"), (f"evaluate:{name}", "eval_seconds")):
                     timings[phase] = timings.get(phase, 0.0) + float(rec.get(key) or 0.0)
                 if s == seeds[0] and rec["status"] == "ok":
-                    kept[name] = MODELS[name]      # the class: what the kl_schedule block asks of a model
+                    # the test-time measures need the trained model; the kl_schedule block only its class
+                    kept[name] = (_load_trained(rec["train"]["folder"], device) if use_test_time(rcfg)
+                                  else MODELS[name])
                     curves[name] = rec["train"].pop("history", None)
                 else:
                     rec.get("train", {}).pop("history", None)
@@ -391,6 +418,17 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
                     curves[pname] = rec["train"].pop("history", None)
                 pairs[pname] = rec
 
+        test_time_doc = None
+        if use_test_time(rcfg) and kept:
+            t0 = time.perf_counter()
+            from vaelab import test_time
+
+            test_time_doc, tt_arrays = test_time.measure(kept, data, sets, judge=judge, seed=rcfg.seed,
+                                                         progress=progress)
+            # its two figures are drawn with the others (draw_run, from arrays/test_time.npz): timed under "figures"
+            save_arrays(arrays_path(out, test_time.ARRAYS_NAME), tt_arrays)
+            timings["test_time"] = t_sets + time.perf_counter() - t0
+
         doc: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -405,6 +443,7 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
             "models": models_doc,
             "pairs_2d": pairs,
             "kl_schedule": _kl_schedule_block(rcfg, kept, curves),
+            "test_time": test_time_doc,
         }
         doc["training_curves"] = curves
         t0 = time.perf_counter()
@@ -633,6 +672,13 @@ def data_bytes(data: Any) -> int:
     return sum(int(t.numel()) * t.element_size() for t in (data.x_train, data.x_val, data.x_test) if t is not None)
 
 
+def _load_trained(folder: str | Path, device: torch.device) -> torch.nn.Module:
+    """A unit's trained model (best weights), read back from its folder."""
+    from vaelab import checkpoint as ckpt
+
+    return ckpt.load_model(folder, device=device).model
+
+
 def _more_versions() -> dict[str, str]:
     import platform
 
@@ -679,6 +725,12 @@ def add_compare_args(p: argparse.ArgumentParser) -> None:
                         "only lose to thread hand-off), else torch's default. Use 1 on a machine shared with other jobs")
     p.add_argument("--no-pair", action="store_true",
                    help="skip the 2-D-latent AE/VAE pair (no manifold grid or holes map)")
+    p.add_argument("--inliers", default=None,
+                   help="train on these labels only, e.g. 0,1,2,3,4; the test images of the other classes are the "
+                        "anomalies of the report's test-time section (anomaly detection and uncertainty)")
+    p.add_argument("--ood-dataset", default=None, metavar="SPEC",
+                   help="an outside data set for the test-time section (digits, fashion-mnist, idx:FOLDER, npz:FILE): "
+                        "its test split, resized to the training images' size, is detected as anomalies")
     add_data_args(p)
     add_model_args(p)
     add_train_args(p)
@@ -703,6 +755,11 @@ def config_from_args(args: argparse.Namespace) -> CompareConfig:
     from vaelab.config import parse_ints
 
     classes = parse_classes(args.classes)
+    try:
+        inliers = parse_classes(args.inliers)
+    except ConfigError:
+        raise ConfigError(f"--inliers takes at least two comma-separated integer labels, e.g. 0,1,2,3,4; got "
+                          f"{args.inliers!r}.") from None
     return CompareConfig(
         dataset=args.dataset, data_dir=args.data_dir, classes=tuple(classes) if classes else None,
         max_train=args.max_train, val_fraction=args.val_fraction, split_seed=args.split_seed,
@@ -713,7 +770,8 @@ def config_from_args(args: argparse.Namespace) -> CompareConfig:
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
         patience=args.patience, kl_schedule=args.kl_schedule, kl_warmup_steps=args.kl_warmup_steps,
         seed=args.seed, n_seeds=args.seeds, device=args.device, n_samples=args.n_samples, iw_k=args.iw_k,
-        use_pair_2d=not args.no_pair, n_threads=args.threads, n_workers=args.workers, executor=args.executor,
+        use_pair_2d=not args.no_pair, n_threads=args.threads, inliers=tuple(inliers) if inliers else None,
+        ood_dataset=args.ood_dataset, n_workers=args.workers, executor=args.executor,
         ray_address=args.ray_address, ray_shared_dir=args.ray_shared_dir)
 
 
@@ -723,6 +781,8 @@ def default_out(cfg: CompareConfig) -> Path:
     name = f"compare-{_slug(cfg.dataset)}"
     if cfg.classes:
         name += "-classes-" + "-".join(map(str, cfg.classes))
+    if cfg.inliers:
+        name += "-inliers-" + "-".join(map(str, cfg.inliers))
     return Path("runs") / name
 
 

@@ -19,27 +19,61 @@ def _xy(z: ArrayLike, y: ArrayLike, name: str) -> tuple[np.ndarray, np.ndarray]:
     return z, y
 
 
-def linear_probe_accuracy(z_train: ArrayLike, y_train: ArrayLike, z_test: ArrayLike, y_test: ArrayLike,
-                          seed: int = 0) -> float:
-    """Test accuracy of a multinomial logistic regression fitted on standardised train codes.
+def linear_probe_predictions(z_train: ArrayLike, y_train: ArrayLike, z_test: ArrayLike,
+                             seed: int = 0) -> np.ndarray:
+    """Labels predicted for the test codes by a multinomial logistic regression on standardised train codes.
 
     Standardisation (train mean/std) makes the probe blind to the codes' scale, which differs
     between an AE and a VAE. L2 penalty C=1 (sklearn default), lbfgs, max_iter=5000.
 
     Args:
-        z_train: (N, D) codes, y_train: (N,) int labels; z_test: (M, D), y_test: (M,).
+        z_train: (N, D) codes, y_train: (N,) int labels; z_test: (M, D).
     Returns:
-        accuracy in [0, 1].
+        (M,) int64 predicted labels.
     """
     z_train, y_train = _xy(z_train, y_train, "z_train")
-    z_test, y_test = _xy(z_test, y_test, "z_test")
+    z_test = as_matrix(z_test, "z_test")
     from sklearn.linear_model import LogisticRegression   # sklearn is imported where used: `vaelab train` needs
     from sklearn.preprocessing import StandardScaler       # none of it (it cost 1.5 s of every process start)
 
     scaler = StandardScaler().fit(z_train)
     clf = LogisticRegression(max_iter=5000, random_state=seed)
     clf.fit(scaler.transform(z_train), y_train)
-    return float(np.mean(clf.predict(scaler.transform(z_test)) == y_test))
+    return clf.predict(scaler.transform(z_test)).astype(np.int64)
+
+
+def linear_probe_accuracy(z_train: ArrayLike, y_train: ArrayLike, z_test: ArrayLike, y_test: ArrayLike,
+                          seed: int = 0) -> float:
+    """Test accuracy of the linear probe of ``linear_probe_predictions``.
+
+    Args:
+        z_train: (N, D) codes, y_train: (N,) int labels; z_test: (M, D), y_test: (M,).
+    Returns:
+        accuracy in [0, 1].
+    """
+    z_test, y_test = _xy(z_test, y_test, "z_test")
+    return float(np.mean(linear_probe_predictions(z_train, y_train, z_test, seed=seed) == y_test))
+
+
+def nearest_centroid_distance(z_train: ArrayLike, y_train: ArrayLike, z_test: ArrayLike) -> np.ndarray:
+    """Euclidean distance of each test code to the nearest class centroid of the (standardised) train codes.
+
+    A deterministic model's stand-in for "how unsure is the model about this image": far from every
+    class centre = unsure. Standardised with the train codes' mean/std, like the linear probe.
+
+    Args:
+        z_train: (N, D) codes, y_train: (N,) int labels; z_test: (M, D).
+    Returns:
+        (M,) float64 distances.
+    """
+    z_train, y_train = _xy(z_train, y_train, "z_train")
+    z_test = as_matrix(z_test, "z_test")
+    m, s = z_train.mean(0), z_train.std(0)
+    s = np.where(s > 0, s, 1.0)
+    zt, zq = (z_train - m) / s, (z_test - m) / s
+    centroids = np.stack([zt[y_train == c].mean(0) for c in np.unique(y_train)])          # (C, D)
+    d2 = (zq**2).sum(1)[:, None] - 2 * zq @ centroids.T + (centroids**2).sum(1)[None, :]  # (M, C)
+    return np.sqrt(np.maximum(d2.min(1), 0.0))
 
 
 def knn_accuracy(z_train: ArrayLike, y_train: ArrayLike, z_test: ArrayLike, y_test: ArrayLike,

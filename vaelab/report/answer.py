@@ -214,6 +214,13 @@ def make_answer(doc: dict[str, Any]) -> dict[str, Any]:
         points.insert(0, {"topic": "judge", "text": txt})
         short.append(txt)
 
+    if doc.get("test_time"):
+        from vaelab.report.test_time import answer as test_time_answer
+
+        tt = test_time_answer(doc["test_time"])
+        points += [{"topic": "test time", "text": t} for t in tt]
+        short += tt[:1]
+
     intro = f"On {ds.get('name')}" + (f" ({' vs '.join(map(str, names))})" if is_two else "")
     text = (f"{intro}, {VAE} vs {AE}. " + " ".join(short)) if short else f"{intro}: no comparable numbers (see the table)."
     return {"question": question, "short": text, "points": points, "baseline": ae, "contender": vae}

@@ -345,6 +345,10 @@ def plan(doc: dict[str, Any], arrays: dict[str, Arrays]) -> list[tuple[str, Call
         out.append(("manifold_2d", lambda p: fig_manifold_2d(p, pair)))
         if all("grid_prior" in pair_docs[n] for n in pair):
             out.append(("holes_map", lambda p: fig_holes_map(p, pair, pair_docs)))
+    if doc.get("test_time"):       # the test-time section (vaelab.report.test_time), from arrays/test_time.npz
+        from vaelab.report import test_time
+
+        out += test_time.plan(doc["test_time"], arrays.get("test_time") or {})
     curves = doc.get("training_curves") or {}
     if any(curves.values()):
         out.append(("training_curves", lambda p: fig_training_curves(p, curves)))
@@ -358,9 +362,11 @@ def draw_all(fig_dir: str | Path, doc: dict[str, Any], arrays: dict[str, Arrays]
     """Draw every figure of ``plan`` into ``fig_dir``; return the report's list ``[{"file", "title", "caption"}]``."""
     fig_dir = Path(fig_dir)
     out = []
+    from vaelab.report.test_time import FIGURES as TEST_TIME_FIGURES
+
     for name, draw in plan(doc, arrays):
         draw(fig_dir / f"{name}.png")
-        title, caption = FIGURES[name]
+        title, caption = FIGURES[name] if name in FIGURES else TEST_TIME_FIGURES[name]
         out.append({"file": f"{name}.png", "title": title, "caption": caption})
     return out
 

@@ -72,6 +72,20 @@ IMAGES_SECTION = """<h1>What does a VAE buy over an autoencoder? — {{ ds.name 
 {% if likelihood_notes %}<p class="muted">Likelihood: {{ likelihood_notes|join(' ') }}</p>{% endif %}
 {% for n, m in failed.items() %}<p class="failed">{{ n }} failed: {{ m.error }}</p>{% endfor %}
 
+{% if test_time %}<h2 id="test-time">At test time: anomalies and uncertainty for new images</h2>
+<p class="muted">Every score is higher for more anomalous images; AUROC/AUPRC ↑, FPR at 95 % TPR ↓, each with its 95 % bootstrap interval (stratified, paired across scores, {{ test_time.block.n_boot }} resamples); {{ test_time.block.n_inliers }} in-distribution test images; IW bound and −ELBO with K = {{ test_time.block.k }}. ★: the best AUROC of the set.</p>
+{% for set_name, rs in test_time.rows.detection.items() %}<h3>{{ set_name }} ({{ test_time.block.sets[set_name].n }} images: {{ test_time.block.sets[set_name].source }})</h3>
+<table class="test-time"><tr><th>model</th><th>score</th><th>AUROC ↑</th><th>AUPRC ↑</th><th>FPR at 95 % TPR ↓</th></tr>
+{% for r in rs %}<tr><td>{{ r.model }}</td><td>{{ r.label }}</td><td class="{{ 'best' if r.is_best else '' }}">{{ r.auroc }}{% if r.is_best %} ★{% endif %}</td><td>{{ r.auprc }}</td><td>{{ r.fpr95 }}</td></tr>
+{% endfor %}</table>{% endfor %}
+{% if test_time.rows.uncertainty %}<h3>Does the model know when it is unsure? (inlier test split)</h3>
+<table class="test-time"><tr><th>model</th><th>uncertainty</th><th>AUROC for a linear-probe error ↑</th><th>Spearman ρ with the judge's entropy</th><th>ρ with the reconstruction error</th><th>probe error rate</th></tr>
+{% for r in test_time.rows.uncertainty %}<tr><td>{{ r.model }}</td><td>{{ r.measure }}</td><td>{{ r.probe_error }}</td><td>{{ r.entropy }}</td><td>{{ r.recon }}</td><td>{{ r.error_rate }}</td></tr>
+{% endfor %}</table>{% endif %}
+<ul>{% for t in test_time.answer %}<li>{{ t }}</li>{% endfor %}</ul>
+{% for n in test_time.block.notes %}<p class="muted">{{ n }}</p>{% endfor %}
+{% endif %}
+
 <h2 id="figures">Figures</h2>
 {% for f in figures %}<figure id="fig-{{ f.file[:-4] }}"><h3>{{ f.title }}</h3>
 {% if f.uri %}<img src="{{ f.uri }}" alt="{{ f.title }}">{% else %}<p class="failed">figure {{ f.file }} is missing from figures/.</p>{% endif %}
@@ -177,7 +191,18 @@ def _images_context(doc: dict[str, Any], fig_dir: Path) -> dict[str, Any]:
         names=names, rows=rows, n_seeds=len(doc.get("config", {}).get("seeds", [0])),
         reference=doc.get("reference") or {}, likelihood_notes=lik_notes,
         failed={n: m for n, m in doc.get("models", {}).items() if m.get("status") != "ok" or m.get("error")},
-        figures=figures, protocol=_protocol(doc), all_models=doc.get("models", {}), fmt=_fmt, g=get)
+        figures=figures, protocol=_protocol(doc), all_models=doc.get("models", {}), fmt=_fmt, g=get,
+        test_time=_test_time(doc))
+
+
+def _test_time(doc: dict[str, Any]) -> dict[str, Any] | None:
+    """The test-time section's rows and sentences (vaelab.report.test_time), or None when the run has none."""
+    block = doc.get("test_time")
+    if not block:
+        return None
+    from vaelab.report import test_time
+
+    return {"block": block, "rows": test_time.rows(block), "answer": test_time.answer(block)}
 
 
 def _molecules_context(doc: dict[str, Any], fig_dir: Path) -> dict[str, Any]:

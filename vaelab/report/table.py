@@ -159,6 +159,10 @@ def markdown_report(doc: dict[str, Any]) -> str:
     answer = doc.get("answer") or {}
     lines += ["", "Best value per row in bold. FD is the Fréchet distance in the judge classifier's features, not FID.",
               "", f"**Answer.** {answer.get('short', '')}", ""]
+    if doc.get("test_time"):
+        from vaelab.report.test_time import markdown as test_time_markdown
+
+        lines += ["## At test time: anomalies and uncertainty", "", test_time_markdown(doc["test_time"])]
     v = doc.get("versions", {})
     lines += ["Versions: " + ", ".join(f"{k} {val}" for k, val in v.items() if k != "platform"), ""]
     return "\n".join(lines)
