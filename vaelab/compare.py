@@ -565,7 +565,7 @@ def _unit_key(name: str, seed: int) -> str:
 
 
 def _inputs_key(cfg: CompareConfig) -> str:
-    return json.dumps([data_meta(cfg), cfg.device])
+    return json.dumps([data_meta(cfg), training_classes(cfg), cfg.device])
 
 
 def image_units(cfg: CompareConfig, out: Path, seeds: list[int], resume: bool, progress: bool,
@@ -610,7 +610,7 @@ def run_image_unit(spec: dict[str, Any]) -> dict[str, Any]:
         from vaelab.judge import load_or_train_judge
 
         data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, seed=cfg.split_seed, val_fraction=cfg.val_fraction,
-                            classes=list(cfg.classes) if cfg.classes else None, max_train=cfg.max_train)
+                            classes=training_classes(cfg), max_train=cfg.max_train)   # as compare() loads it
         judge = load_or_train_judge(data, seed=0, progress=False, device=str(_device(cfg)))
         _WORKER_INPUTS.clear()
         _WORKER_INPUTS[key] = (data, judge)
