@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from vaelab.config import (AUTO, MAX_SEED, MODEL_NAMES, SIZE_DEFAULTS, CompareConfig, DataSpec, EvalConfig,
+from vaelab.config import (AUTO, MAX_SEED, MODEL_NAMES, SIZE_DEFAULTS, CompareConfig, DataSpec, EvalConfig, ExecutorConfig,
                            ModelConfig, SampleConfig, ScoreConfig, SweepConfig, TrainConfig, config_diff,
                            refuse_resume_differences)
 from vaelab.errors import ConfigError, OutputError, VaelabError
@@ -54,7 +54,8 @@ def compare_config(args: argparse.Namespace) -> CompareConfig:
     """The CompareConfig of `vaelab compare`: the held configs from their options; what was not given stays open."""
     g = {s: given(args, s) for s in SECTIONS}
     auto = tuple(a for a in AUTO if a.split(".")[1] not in g[a.split(".")[0]])
-    return CompareConfig(**{s: cls(**g[s]) for s, cls in SECTIONS.items()}, **given(args, "compare"), auto=auto)
+    return CompareConfig(**{s: cls(**g[s]) for s, cls in SECTIONS.items()}, **given(args, "compare"), auto=auto,
+                         executor=build(args, ExecutorConfig, "executor"))
 
 
 def _slug(text: str) -> str:
@@ -256,6 +257,7 @@ def sweep_args(p: argparse.ArgumentParser) -> None:
     add_options(p, TrainConfig, "train", title="training",
                 defaults={"kl_schedule": "default linear for a sweep, so that short sweeps do not collapse",
                           "kl_warmup_steps": f"default {SWEEP_TRAIN_DEFAULTS['kl_warmup_steps']} for a sweep"})
+    add_options(p, ExecutorConfig, "executor", title="where the units run")
     _quiet(p)
 
 
@@ -268,15 +270,20 @@ def sweep_train_config(args: argparse.Namespace) -> TrainConfig:
 
 def sweep_cmd(args: argparse.Namespace) -> int:
     from vaelab import lock
+    from vaelab.compare import resolve_workers, unit_executor
     from vaelab.sweep import sweep
+    from vaelab.train import resolve_device
 
     scfg, spec, tcfg = build(args, SweepConfig, "sweep"), data_spec(args), sweep_train_config(args)
     data = load_data(spec)
     mcfg = model_config_for("beta-vae", args, data.shape, beta=1.0)
     out = Path(args.out or f"runs/sweep-{_slug(spec.dataset)}")
+    ecfg = build(args, ExecutorConfig, "executor")
+    n_workers = resolve_workers(ecfg.n_workers, len(scfg.betas) + int(scfg.include_ae), resolve_device(tcfg.device), 0)
+    executor = unit_executor(ecfg, n_workers, 1, not args.quiet, out, [])
     with lock.hold(out, "sweep"):
         result = sweep(data, scfg.betas, mcfg, tcfg, out, include_ae=scfg.include_ae, overwrite=args.overwrite,
-                       progress=not args.quiet, data_meta=spec.meta())
+                       progress=not args.quiet, data_meta=spec.meta(), executor=executor)
     print(f"{'beta':>6} {'rate R':>9} {'distortion D':>13} {'D + R':>9}   ({result['kind']}; nats per image, test)")
     for pt in result["points"]:
         print(f"{pt['beta']:>6g} {pt['rate']:>9.2f} {pt['distortion']:>13.2f} {pt['neg_elbo']:>9.2f}")
@@ -301,12 +308,13 @@ def compare_args(p: argparse.ArgumentParser) -> None:
     notes["model"]["k"] = "default 1; 5 for iwae"
     add_options(p, CompareConfig, "compare", title="comparison")
     _run_args(p, "run folder (default runs/compare-DATASET[-classes-A-B])",
-              "continue the run in --out: finished models are reused, unfinished ones resume; only --threads and "
-              "--quiet may differ from the run being resumed")
+              "continue the run in --out: finished models are reused, unfinished ones resume; only --threads, the "
+              "executor options and --quiet may differ from the run being resumed")
     add_options(p, DataSpec, "data", defaults=notes["data"])
     add_options(p, ModelConfig, "model", defaults=notes["model"])
     add_options(p, TrainConfig, "train", title="training", defaults=notes["train"])
     add_options(p, EvalConfig, "eval", title="evaluation", defaults=notes["eval"])
+    add_options(p, ExecutorConfig, "executor", title="where the units run")
     _quiet(p)
 
 

@@ -26,20 +26,24 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
 
-from vaelab.config import (DEFAULT_MODELS, SIZE_DEFAULTS, CompareConfig, ModelConfig, TrainConfig, config_diff,
-                           refuse_resume_differences, size_class)
+from vaelab.config import (DEFAULT_MODELS, EXECUTOR_RESUME_FREE, SIZE_DEFAULTS, CompareConfig, ModelConfig,
+                           TrainConfig, config_diff, refuse_resume_differences, size_class)
 from vaelab.callable_module import make_callable
 from vaelab.errors import ConfigError, OutputError, VaelabError
 from vaelab.lock import LOCK_NAME
+
+if TYPE_CHECKING:
+    from vaelab.executor import Unit
 
 __all__ = ["compare", "CompareConfig", "DEFAULT_MODELS", "SIZE_DEFAULTS", "size_class", "aggregate"]
 
@@ -47,7 +51,8 @@ SCHEMA_VERSION = 1
 PAIR_MODELS = {"ae-2d": "ae", "vae-2d": "vae"}
 RUN_CONFIG_NAME = "run_config.json"
 # options a resumed run may change, because they cannot change a result (besides --quiet, which is not recorded)
-RESUME_FREE = {"n_threads": "--threads cannot change the result, it only sets how many CPU threads compute it"}
+RESUME_FREE = {"n_threads": "--threads cannot change the result, it only sets how many CPU threads compute it",
+               **EXECUTOR_RESUME_FREE}
 OWNED = ("report.html", "metrics.json", "figures", "arrays", "models", RUN_CONFIG_NAME)
 FAILURES = (VaelabError,)
 
@@ -92,10 +97,13 @@ def data_meta(cfg: CompareConfig) -> dict[str, Any]:
 
 
 # -- the run folder ----------------------------------------------------------------------------
-def _prepare_out(out: Path, cfg: CompareConfig, rcfg: CompareConfig, shape: tuple[int, ...], resume: bool,
-                 overwrite: bool) -> None:
+def prepare_run_folder(out: Path, written: dict[str, Any], resume: bool, overwrite: bool,
+                       differences: Callable[[dict[str, Any]], list[tuple[str, Any, Any]]],
+                       free: dict[str, str]) -> None:
     """Refuse an existing run folder unless told to overwrite or resume it; a resumed run must have the same
-    options (every difference is listed; those that cannot change a result, ``RESUME_FREE``, are noted)."""
+    options: ``differences(old run_config.json)`` lists them (``config_diff``), every one is named, and those
+    that cannot change a result (``free``) are only noted. ``written`` becomes out/run_config.json.
+    Any domain's comparison (images, molecules) uses it."""
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out} exists and is not a folder; choose another --out.")
     used = out.exists() and any(p.name != LOCK_NAME for p in out.iterdir())   # our own lock file is not a run
@@ -104,11 +112,11 @@ def _prepare_out(out: Path, cfg: CompareConfig, rcfg: CompareConfig, shape: tupl
                           "continue it (finished models are reused), or choose another --out.")
     if used and resume and not overwrite and (out / RUN_CONFIG_NAME).exists():
         try:
-            old = CompareConfig.from_dict(json.loads((out / RUN_CONFIG_NAME).read_text(encoding="utf-8")))
+            diffs = differences(json.loads((out / RUN_CONFIG_NAME).read_text(encoding="utf-8")))
         except (ValueError, VaelabError) as e:
             raise OutputError(f"cannot --resume {out}: its {RUN_CONFIG_NAME} is unreadable or from another vaelab "
                               f"version ({e}). Use --overwrite or another --out.") from None
-        refuse_resume_differences(out, config_diff(old.resolved(shape).to_dict(), rcfg.to_dict()), RESUME_FREE)
+        refuse_resume_differences(out, diffs, free)
     if used and overwrite:
         for name in OWNED:
             p = out / name
@@ -122,12 +130,15 @@ def _prepare_out(out: Path, cfg: CompareConfig, rcfg: CompareConfig, shape: tupl
         raise OutputError(f"cannot create {out}: {e.strerror or e}. Choose a writable --out.") from None
     from vaelab.io import atomic_write_json
 
-    atomic_write_json(out / RUN_CONFIG_NAME, cfg.to_dict())
+    atomic_write_json(out / RUN_CONFIG_NAME, written)
 
 
-def _train_one(name: str, mcfg: Any, tcfg: TrainConfig, data: Any, folder: Path, cfg: CompareConfig, resume: bool,
-               progress: bool) -> tuple[Any, dict[str, Any]]:
-    """Train (or, with resume, reuse/continue) one model. Returns (model, training summary)."""
+def train_or_reuse(mcfg: Any, tcfg: TrainConfig, data: Any, folder: Path, *, device: torch.device,
+                   meta: dict[str, Any], resume: bool, progress: bool) -> tuple[Any, dict[str, Any]]:
+    """Train (or, with resume, reuse a finished / continue an unfinished) model of any domain.
+
+    Returns (model, training summary); ``meta`` is written under "data" in the model's config.json.
+    """
     from vaelab import checkpoint as ckpt
     from vaelab.io import read_jsonl
     from vaelab.metrics import collapse
@@ -139,14 +150,14 @@ def _train_one(name: str, mcfg: Any, tcfg: TrainConfig, data: Any, folder: Path,
         st = (conf.get("training") or {}).get("status")
         if st in ("completed", "early-stopped") and conf.get("model") == json.loads(json.dumps(mcfg.to_dict())) \
                 and conf.get("train") == tcfg.to_dict():
-            loaded = ckpt.load_model(folder, device=_device(cfg))
+            loaded = ckpt.load_model(folder, device=device)
             history = read_jsonl(folder / LOG_NAME)
             tr = conf["training"]
             return loaded.model, {"status": st, "best_epoch": tr.get("best_epoch"), "epochs_done": tr.get("epochs_done"),
                                   "seconds": sum(r.get("seconds", 0.0) for r in history), "reused": True,
                                   "history": _curves(history), "test_loss": conf.get("test", {})}
     run = fit_with_retries(mcfg, data, tcfg, folder, on_nan=tcfg.on_nan, max_retries=tcfg.max_retries, resume=resume,
-                           overwrite=not resume, progress=progress, data_meta=data_meta(cfg),
+                           overwrite=not resume, progress=progress, data_meta=meta,
                            on_epoch=collapse.record_epoch)
     collapse.warn_history(mcfg.model, run.history)
     return run.model, {"status": run.status, "best_epoch": run.best_epoch,
@@ -213,13 +224,15 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
     """
     from vaelab.checkpoint import versions
     from vaelab.data import load_dataset
-    from vaelab.evaluate import FIGURE_ARRAYS, evaluate, reference_rows
+    from vaelab.evaluate import reference_rows
     from vaelab.io import atomic_write_json, strict_json
     from vaelab.judge import load_or_train_judge
     from vaelab.report.answer import make_answer
     from vaelab.report.html import write_report
-    from vaelab.verdict import (REPLICATES, collapse_reason, combine_seed_intervals, comparison_pairs,
-                                paired_differences, sampler_differences, save_figure_arrays)
+    from vaelab.measure.store import load_arrays
+    from vaelab.models import MODELS
+    from vaelab.verdict import (collapse_reason, combine_seed_intervals, comparison_pairs, paired_differences,
+                                sampler_differences)
 
     t_start = time.perf_counter()
     out = Path(out)
@@ -238,7 +251,9 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
                                       split_seed=rcfg.data.split_seed, val_fraction=rcfg.data.val_fraction,
                                       inliers=rcfg.inliers, ood_dataset=rcfg.ood_dataset, seed=rcfg.train.seed)
     t_sets = time.perf_counter() - t0
-    _prepare_out(out, cfg, rcfg, data.shape, resume, overwrite)
+    prepare_run_folder(out, cfg.to_dict(), resume, overwrite, free=RESUME_FREE,
+                       differences=lambda old: config_diff(CompareConfig.from_dict(old).resolved(data.shape).to_dict(),
+                                                           rcfg.to_dict()))
     from vaelab.train import capped_batch_size
 
     batch_size, batch_note = capped_batch_size(rcfg.train.batch_size, data.x_train.shape[0])
@@ -272,24 +287,29 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
         shutil.rmtree(out / ARRAYS_DIR, ignore_errors=True)
         save_arrays(arrays_path(out, DATA_NAME), data_views(data, rcfg.train.seed))
         seeds = [rcfg.train.seed + i for i in range(rcfg.n_seeds)]
+        executor, n_workers = _executor(rcfg, data, judge, out, progress, threads, device)
+        # in-process units draw their own bars (training, evaluation); worker units get the executor's bars
+        units = image_units(rcfg, out, seeds, resume, progress and n_workers == 1 and rcfg.executor.executor == "local",
+                            threads)
+        _WORKER_INPUTS.clear()
+        _WORKER_INPUTS[_inputs_key(rcfg)] = (data, judge)     # an in-process unit uses them as they are
+        t0 = time.perf_counter()
+        results = executor.run(units)
+        timings["units_wall"] = time.perf_counter() - t0
         per_seed: dict[str, list[dict[str, Any]]] = {m: [] for m in rcfg.models}
-        kept: dict[str, Any] = {}          # the first seed's trained models, for the figures
+        kept: dict[str, Any] = {}          # the first seed's trained models (test time) or their classes
         replicates: dict[str, Any] = {}    # the first seed's bootstrap replicates: paired differences
-        figure_arrays: dict[str, Any] = {}
         curves: dict[str, Any] = {}
         for s in seeds:
             for name in rcfg.models:
-                folder = out / "models" / name if rcfg.n_seeds == 1 else out / "models" / name / f"seed-{s}"
-                rec = _run_model(name, rcfg, data, s, folder, judge, resume, progress, evaluate,
-                                 arrays_path(out, name) if s == seeds[0] else None)
+                rec = results[_unit_key(name, s)]
+                rec.pop("unit_seconds", None)
                 for phase, key in ((f"train:{name}", "train_wall_seconds"), (f"evaluate:{name}", "eval_seconds")):
                     timings[phase] = timings.get(phase, 0.0) + float(rec.get(key) or 0.0)
-                model = rec.pop("_model", None)
-                private = {k: rec.pop(k, None) for k in (REPLICATES, FIGURE_ARRAYS)}
                 if s == seeds[0] and rec["status"] == "ok":
-                    replicates[name], figure_arrays[name] = private[REPLICATES], private[FIGURE_ARRAYS]
-                if s == seeds[0] and model is not None:
-                    kept[name] = model
+                    replicates[name] = load_arrays(_replicates_path(out, name))
+                    kept[name] = (_load_trained(rec["train"]["folder"], device) if use_test_time(rcfg)
+                                  else MODELS[name])
                     curves[name] = rec["train"].pop("history", None)
                 else:
                     rec.get("train", {}).pop("history", None)
@@ -303,14 +323,16 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
         ivs = {n: e.get("intervals") or {} for n, e in models_doc.items()}
         differences = {**paired_differences(replicates, ivs, comparison_pairs(list(replicates))),
                        **sampler_differences(replicates, ivs)}
-        save_figure_arrays(out, figure_arrays)
+        shutil.rmtree(_replicates_dir(out), ignore_errors=True)     # read: not part of the run folder
 
         pairs: dict[str, Any] = {}
-        pair_models: dict[str, Any] = {}
         if rcfg.use_pair_2d:
-            t0 = time.perf_counter()
-            pairs, pair_models = _train_pair(rcfg, data, out, judge, resume, progress, curves)
-            timings["pairs_2d"] = time.perf_counter() - t0
+            for pname in PAIR_MODELS:
+                rec = results[pname]
+                timings["pairs_2d"] = timings.get("pairs_2d", 0.0) + float(rec.pop("unit_seconds", 0.0))
+                if rec["status"] == "ok":
+                    curves[pname] = rec["train"].pop("history", None)
+                pairs[pname] = rec
 
         test_time_doc = None
         if use_test_time(rcfg) and kept:
@@ -328,7 +350,7 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "command": command,
             "dataset": data.summary(),
-            "config": {**rcfg.to_dict(), "seeds": seeds, "size_class": size_class(data.shape),
+            "config": {**rcfg.to_dict(), "seeds": seeds, "size_class": size_class(data.shape), "workers": n_workers,
                        "device": str(device), "torch_threads": torch.get_num_threads(),
                        **({"batch_note": batch_note} if batch_note else {})},
             "versions": versions() | _more_versions(),
@@ -397,7 +419,8 @@ def _run_model(name: str, cfg: CompareConfig, data: Any, seed: int, folder: Path
     try:
         t0 = time.perf_counter()
         mcfg = model_cfg(cfg, name, data)
-        model, train_info = _train_one(name, mcfg, train_cfg(cfg, seed), data, folder, cfg, resume, progress)
+        model, train_info = train_or_reuse(mcfg, train_cfg(cfg, seed), data, folder, device=_device(cfg),
+                                           meta=data_meta(cfg), resume=resume, progress=progress)
         rec["train"] = {**train_info, "n_params": n_params(model), "folder": str(folder)}
         rec["train_wall_seconds"] = time.perf_counter() - t0     # with set-up and checkpoint writes
     except FAILURES as e:
@@ -433,37 +456,175 @@ def _combine(recs: list[dict[str, Any]]) -> dict[str, Any]:
     return entry
 
 
-def _train_pair(cfg: CompareConfig, data: Any, out: Path, judge: Any, resume: bool, progress: bool,
-                curves: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The 2-D-latent AE and VAE: trained like the others, scored by the judge over latent grids."""
-    from vaelab.measure.store import arrays_path, save_arrays
+def _pair_unit(pname: str, cfg: CompareConfig, data: Any, folder: Path, judge: Any, resume: bool,
+               progress: bool, outputs: dict[str, str]) -> dict[str, Any]:
+    """One model of the 2-D-latent AE/VAE pair: trained like the others, scored by the judge over latent grids;
+    the arrays of its manifold grid and holes map go to ``outputs`` ("arrays", "holes")."""
+    from vaelab.measure.store import save_arrays
     from vaelab.measure.views import pair_views
 
-    docs: dict[str, Any] = {}
-    models: dict[str, Any] = {}
-    for pname, mname in PAIR_MODELS.items():
-        rec: dict[str, Any] = {"model": mname, "n_latent": 2, "status": "ok", "error": None}
-        try:
-            mcfg = model_cfg(cfg, mname, data, n_latent=2)
-            model, info = _train_one(pname, mcfg, cfg.train, data, out / "models" / pname, cfg,
-                                     resume, progress)
-        except FAILURES as e:
-            docs[pname] = {**rec, "status": "failed", "error": f"training: {e}"}
-            continue
-        curves[pname] = info.pop("history", None)
-        rec["train"] = {**info, "n_params": n_params(model)}
-        models[pname] = model
-        grids, arrays = pair_views(model, data, judge)
-        rec.update(grids)
-        save_arrays(arrays_path(out, pname), arrays)
-        if judge is not None:          # holes measured: q(z) against p(z) on the prior grid, realism of its decodes
-            from vaelab.measure.grid import latent_grid
-            from vaelab.verdict import pair_holes
+    mname = PAIR_MODELS[pname]
+    rec: dict[str, Any] = {"model": mname, "n_latent": 2, "status": "ok", "error": None}
+    try:
+        mcfg = model_cfg(cfg, mname, data, n_latent=2)
+        model, info = train_or_reuse(mcfg, cfg.train, data, folder, device=_device(cfg), meta=data_meta(cfg),
+                                     resume=resume, progress=progress)
+    except FAILURES as e:
+        return {**rec, "status": "failed", "error": f"training: {e}"}
+    rec["train"] = {**info, "n_params": n_params(model)}     # its "history" goes to the curves
+    grids, arrays = pair_views(model, data, judge)
+    rec.update(grids)
+    save_arrays(Path(outputs["arrays"]), arrays)
+    if judge is not None:          # holes measured: q(z) against p(z) on the prior grid, realism of its decodes
+        from vaelab.measure.grid import latent_grid
+        from vaelab.verdict import pair_holes
 
-            rec["holes"] = pair_holes(model, data, judge, latent_grid("prior"), cfg.train.seed,
-                                      out / "arrays" / f"holes-{pname}.npz")
-        docs[pname] = rec
-    return docs, models
+        rec["holes"] = pair_holes(model, data, judge, latent_grid("prior"), cfg.train.seed, Path(outputs["holes"]))
+    return rec
+
+
+# -- units: what an executor runs (vaelab.executor) ---------------------------------------------
+_WORKER_INPUTS: dict[str, tuple[Any, Any]] = {}    # (data, judge) per data spec, loaded once per process
+REPLICATES_DIR = ".replicates"      # RUN/arrays/.replicates/<model>.npz: a unit's bootstrap replicates, read by
+                                    # compare for the paired differences, then removed
+
+
+def _unit_key(name: str, seed: int) -> str:
+    return f"{name}/seed-{seed}"
+
+
+def _inputs_key(cfg: CompareConfig) -> str:
+    return json.dumps([data_meta(cfg), cfg.train.device])
+
+
+def _replicates_dir(out: Path) -> Path:
+    from vaelab.measure.store import ARRAYS_DIR
+
+    return out / ARRAYS_DIR / REPLICATES_DIR
+
+
+def _replicates_path(out: Path, name: str) -> Path:
+    return _replicates_dir(out) / f"{name}.npz"
+
+
+def image_units(cfg: CompareConfig, out: Path, seeds: list[int], resume: bool, progress: bool,
+                n_threads: int) -> list[Unit]:
+    """seeds x models (+ the 2-D pair): each an independent unit seeded by its own (model, seed).
+
+    A unit writes its model folder and, for the first seed and the pair, the files its figures and the
+    paired differences are drawn from (``outputs``: files an executor brings back from a Ray node).
+    """
+    from vaelab.executor import Unit
+    from vaelab.measure.store import ARRAYS_DIR, arrays_path
+
+    base = {"config": cfg.to_dict(), "resume": resume, "progress": progress, "n_threads": n_threads}
+    gpu = 1.0 if _device(cfg).type == "cuda" else 0.0
+    units = []
+    for s in seeds:
+        for name in cfg.models:
+            folder = out / "models" / name if cfg.n_seeds == 1 else out / "models" / name / f"seed-{s}"
+            outputs = {"arrays": str(arrays_path(out, name)), "replicates": str(_replicates_path(out, name)),
+                       "novelty": str(out / ARRAYS_DIR / f"novelty-{name}.npz")} if s == seeds[0] else {}
+            units.append(Unit(_unit_key(name, s), "vaelab.compare:run_image_unit",
+                              {**base, "kind": "model", "name": name, "seed": s, "folder": str(folder),
+                               "outputs": outputs},
+                              n_epochs=cfg.train.epochs, n_cpus=max(1, n_threads), n_gpus=gpu))
+    if cfg.use_pair_2d:
+        for pname in PAIR_MODELS:
+            units.append(Unit(pname, "vaelab.compare:run_image_unit",
+                              {**base, "kind": "pair", "name": pname, "seed": cfg.train.seed,
+                               "folder": str(out / "models" / pname),
+                               "outputs": {"arrays": str(arrays_path(out, pname)),
+                                           "holes": str(out / ARRAYS_DIR / f"holes-{pname}.npz")}},
+                              n_epochs=cfg.train.epochs, n_cpus=max(1, n_threads), n_gpus=gpu))
+    return units
+
+
+def run_image_unit(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run one unit of ``image_units`` (in any process): train or reuse, evaluate; its JSON record."""
+    from vaelab.evaluate import FIGURE_ARRAYS, evaluate
+    from vaelab.io import strict_json
+    from vaelab.measure.store import save_arrays
+    from vaelab.verdict import REPLICATES
+
+    cfg = CompareConfig.from_dict(spec["config"])
+    key = _inputs_key(cfg)
+    if key not in _WORKER_INPUTS:          # a worker process: load the data and the judge as compare() did
+        from vaelab.data import load_dataset
+        from vaelab.judge import load_or_train_judge
+
+        data = load_dataset(cfg.data.dataset, **{**cfg.data.load_kwargs(), "classes": training_classes(cfg)})
+        judge = load_or_train_judge(data, seed=0, progress=False, device=str(_device(cfg)))
+        _WORKER_INPUTS.clear()
+        _WORKER_INPUTS[key] = (data, judge)
+    data, judge = _WORKER_INPUTS[key]
+    folder, resume, progress = Path(spec["folder"]), bool(spec["resume"]), bool(spec["progress"])
+    outputs = spec.get("outputs") or {}
+    t0 = time.perf_counter()
+    if spec["kind"] == "pair":
+        rec = _pair_unit(spec["name"], cfg, data, folder, judge, resume, progress, outputs)
+    else:
+        rec = _run_model(spec["name"], cfg, data, int(spec["seed"]), folder, judge, resume, progress, evaluate,
+                         Path(outputs["arrays"]) if outputs else None)
+        rec.pop("_model", None)
+        replicates, novelty = rec.pop(REPLICATES, None), rec.pop(FIGURE_ARRAYS, None)
+        if outputs and rec["status"] == "ok":
+            save_arrays(Path(outputs["replicates"]), replicates or {})
+            if novelty:
+                save_arrays(Path(outputs["novelty"]), novelty)
+    rec["unit_seconds"] = time.perf_counter() - t0
+    return strict_json(rec)
+
+
+def _executor(cfg: CompareConfig, data: Any, judge: Any, out: Path, progress: bool, n_threads: int,
+              device: torch.device) -> tuple[Any, int]:
+    """The image comparison's executor and its worker count (large images share the cores among workers)."""
+    n_units = cfg.n_seeds * len(cfg.models) + (len(PAIR_MODELS) if cfg.use_pair_2d else 0)
+    n_workers = resolve_workers(cfg.executor.n_workers, n_units, device, data_bytes(data))
+    if n_workers > 1 and size_class(data.shape) == "large" and not cfg.n_threads:
+        n_threads = max(1, _cores() // n_workers)
+    cache = [f"judge/{judge.fingerprint}"] if judge is not None else []
+    return unit_executor(cfg.executor, n_workers, n_threads, progress, out, cache), n_workers
+
+
+def resolve_workers(requested: int, n_units: int, device: torch.device, n_data_bytes: int) -> int:
+    """``--workers``: 0 = the cores, capped by memory (a worker holds ~0.6 GB + 6x the data); one on a GPU."""
+    from vaelab.executor import default_workers as by_memory
+
+    n = requested or (1 if device.type == "cuda" else by_memory(600 * 2**20 + 6 * n_data_bytes))
+    return max(1, min(n, n_units))
+
+
+def unit_executor(ecfg: Any, n_workers: int, n_threads: int, progress: bool, out: Path,
+                  cache_dirs: list[str]) -> Any:
+    """The executor of ``ecfg`` (an ExecutorConfig) for any domain's units.
+
+    A unit whose worker died is run again with resume on: it continues from its last epoch checkpoint.
+    """
+    from vaelab.executor import make_executor
+
+    def again(u: Unit) -> Unit:
+        return dataclasses.replace(u, spec={**u.spec, "resume": True})
+
+    return make_executor(ecfg.executor, n_workers=n_workers, n_threads=n_threads or 1, progress=progress,
+                         ray_address=ecfg.ray_address, shared_dir=ecfg.ray_shared_dir, cache_dirs=cache_dirs,
+                         run_root=str(out), on_retry=again)
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def data_bytes(data: Any) -> int:
+    """Bytes of a dataset's train/val/test tensors."""
+    return sum(int(t.numel()) * t.element_size() for t in (data.x_train, data.x_val, data.x_test) if t is not None)
+
+
+def _load_trained(folder: str | Path, device: torch.device) -> torch.nn.Module:
+    """A unit's trained model (best weights), read back from its folder."""
+    from vaelab import checkpoint as ckpt
+
+    return ckpt.load_model(folder, device=device).model
 
 
 def _more_versions() -> dict[str, str]:

@@ -385,6 +385,48 @@ class SweepConfig:
         object.__setattr__(self, "betas", tuple(sorted(self.betas)))
 
 
+EXECUTORS = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    """Where the independent units of a comparison (one model, one seed) run (vaelab.executor).
+
+    None of these can change a number: a unit is seeded by its own (model, seed) and results are
+    assembled by name, so ``--resume`` may change them.
+    """
+
+    n_workers: int = opt(1, "units (one model for one seed) trained and evaluated at once in worker processes; 1 = "
+                            "one after the other in this process; 0 = the number of cores, capped by memory. The "
+                            "numbers do not depend on it", flag="--workers", lo=0, hi=4096)
+    executor: str = opt("local", "local (this machine: --workers processes) or ray (each unit a Ray task on the "
+                                 "cluster of --ray-address; pip install 'vaelab[cluster]'; docs/distributed.md)",
+                        choices=EXECUTORS)
+    ray_address: str = opt("auto", "--executor ray: the cluster to join, auto (RAY_ADDRESS or the local cluster) or "
+                                   "HOST:PORT", metavar="ADDRESS")
+    ray_shared_dir: str | None = opt(None, "--executor ray: a folder every node reads and writes (e.g. NFS); units "
+                                           "write their model folders there and the driver copies them into --out. "
+                                           "Default: the files travel back with each task's result", metavar="DIR")
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        if self.executor not in EXECUTORS:
+            raise ConfigError(f"unknown --executor {self.executor!r}; choose from {', '.join(EXECUTORS)}.")
+        _check_ranges(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ExecutorConfig:
+        return dataclass_from_dict(cls, d)
+
+
+# what --resume may change, because it cannot change a result (besides --quiet, which is not recorded)
+EXECUTOR_RESUME_FREE = {f"executor.{f.name}": "where and how many units run at once cannot change a result"
+                        for f in dataclasses.fields(ExecutorConfig)}
+
+
 MOLECULE_MODELS = ("ae", "dae", "vae", "beta-vae", "iwae", "rae")
 TOKENIZERS = ("selfies", "smiles")
 
@@ -428,8 +470,13 @@ class MoleculeCompareConfig:
     n_neighbours: int = opt(20, "smoothness: decodes per molecule and sigma", lo=1, hi=100_000)
     seed: int = opt(0, "seed of data subset, splits, training and sampling", lo=0, hi=MAX_SEED)
     device: str = opt("auto", "auto (CUDA when available), cpu, cuda or cuda:N")
+    n_seeds: int = opt(1, "repeat every model with this many seeds (--seed, --seed+1, ...): mean and sd of every "
+                          "number", flag="--seeds", lo=1, hi=10_000)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.executor, ExecutorConfig):
+            raise ConfigError(f"MoleculeCompareConfig.executor must be an ExecutorConfig, got {self.executor!r}.")
         _check_types(self)
         object.__setattr__(self, "models", tuple(self.models))
         object.__setattr__(self, "sigmas", tuple(self.sigmas))
@@ -438,7 +485,15 @@ class MoleculeCompareConfig:
         _check_ranges(self)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return _jsonable(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> MoleculeCompareConfig:
+        if not isinstance(d, dict):
+            raise ConfigError(f"MoleculeCompareConfig must be a JSON object, got {type(d).__name__}.")
+        d = dict(d)
+        ex = ExecutorConfig.from_dict(d.pop("executor", None) or {})
+        return dataclass_from_dict(cls, {**d, "executor": ex})
 
 
 # The one table of size defaults: images with at most SMALL_PIXELS pixels (the embedded 8x8 digits) are "small".
@@ -476,6 +531,7 @@ class CompareConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     models: tuple[str, ...] = opt(DEFAULT_MODELS, "comma-separated models to compare", choices=MODEL_NAMES)
     n_seeds: int = opt(1, "repeat everything with this many seeds (--seed, --seed+1, ...) and report mean ± sd of "
                           "every number", flag="--seeds", lo=1, hi=10_000)
@@ -492,7 +548,8 @@ class CompareConfig:
     auto: tuple[str, ...] = opt(AUTO, cli=False)     # fields still open (see the class docstring)
 
     def __post_init__(self) -> None:
-        for name, cls in (("data", DataSpec), ("model", ModelConfig), ("train", TrainConfig), ("eval", EvalConfig)):
+        for name, cls in (("data", DataSpec), ("model", ModelConfig), ("train", TrainConfig), ("eval", EvalConfig),
+                          ("executor", ExecutorConfig)):
             if not isinstance(getattr(self, name), cls):
                 raise ConfigError(f"CompareConfig.{name} must be a {cls.__name__}, got {getattr(self, name)!r}.")
         _check_types(self)
@@ -539,7 +596,8 @@ class CompareConfig:
         """Nested JSON: {"data": {...}, "model": {...}, "train": {...}, "eval": {...}, "models": [...], ...};
         an open (``auto``) field is null."""
         d = {"data": self.data.to_dict(), "model": _jsonable(self.model.to_dict()), "train": self.train.to_dict(),
-             "eval": self.eval.to_dict(), "models": list(self.models), "n_seeds": self.n_seeds,
+             "eval": self.eval.to_dict(), "executor": self.executor.to_dict(), "models": list(self.models),
+             "n_seeds": self.n_seeds,
              "n_threads": self.n_threads, "use_pair_2d": self.use_pair_2d,
              "inliers": list(self.inliers) if self.inliers else None, "ood_dataset": self.ood_dataset}
         for dotted in self.auto:
@@ -551,7 +609,8 @@ class CompareConfig:
     def from_dict(cls, d: dict[str, Any]) -> CompareConfig:
         if not isinstance(d, dict):
             raise ConfigError(f"CompareConfig must be a JSON object, got {type(d).__name__}.")
-        subs = {"data": DataSpec, "model": ModelConfig, "train": TrainConfig, "eval": EvalConfig}
+        subs = {"data": DataSpec, "model": ModelConfig, "train": TrainConfig, "eval": EvalConfig,
+                "executor": ExecutorConfig}
         names = {f.name for f in dataclasses.fields(cls)} - {"auto"}
         unknown = sorted(set(d) - names)
         if unknown:

@@ -9,9 +9,9 @@ import json
 import sys
 from pathlib import Path
 
-from vaelab.config import MAX_SEED, MoleculeCompareConfig
+from vaelab.config import MAX_SEED, ExecutorConfig, MoleculeCompareConfig
 from vaelab.errors import ConfigError, DataError
-from vaelab.options import add_options, bounded, given
+from vaelab.options import add_options, bounded, build, given
 
 MOLECULE_DATASETS = ("moses",)
 
@@ -51,14 +51,19 @@ ALL_IS_ZERO = ("subset", "n_test", "n_ref")      # None (= all) in the config is
 
 def compare_args(p: argparse.ArgumentParser) -> None:
     add_options(p, MoleculeCompareConfig, "mol", title="molecule comparison")
+    add_options(p, ExecutorConfig, "executor", title="where the units run")
     p.add_argument("--out", default=None, help="run folder (default runs/molecules-DATASET)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder's results")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out: finished models are reused, unfinished ones resume from their last "
+                        "epoch; only the executor options may differ from the run being resumed")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def compare_config(args: argparse.Namespace) -> MoleculeCompareConfig:
     g = given(args, "mol")
-    return MoleculeCompareConfig(**{k: (None if k in ALL_IS_ZERO and v == 0 else v) for k, v in g.items()})
+    return MoleculeCompareConfig(**{k: (None if k in ALL_IS_ZERO and v == 0 else v) for k, v in g.items()},
+                                 executor=build(args, ExecutorConfig, "executor"))
 
 
 def compare_cmd(args: argparse.Namespace) -> int:
@@ -74,7 +79,7 @@ def compare_cmd(args: argparse.Namespace) -> int:
     from vaelab import lock
 
     with lock.hold(out, "compare"):
-        doc = run_compare(cfg, out, overwrite=args.overwrite, progress=not args.quiet)
+        doc = run_compare(cfg, out, overwrite=args.overwrite, progress=not args.quiet, resume=args.resume)
     print(markdown_table(doc))
     print(f"\nwrote {out}/report.html and {out}/metrics.json ({doc['timings']['total']['wall_s']} s)")
     return 0
