@@ -20,14 +20,15 @@ import pytest
 import vaelab
 from vaelab import cli
 from vaelab.config import (CompareConfig, DataSpec, EvalConfig, ModelConfig, MoleculeCompareConfig, SampleConfig,
-                           ScoreConfig, SweepConfig, TrainConfig, flag_of, options_summary)
+                           ExecutorConfig, ScoreConfig, SweepConfig, TrainConfig, flag_of, options_summary)
 from vaelab.options import cli_fields
 
 ROOT = Path(__file__).resolve().parents[1]
 POSITIONALS = {"train": ["vae"], "evaluate": ["CKPT", "--out", "x.json"], "sample": ["CKPT", "--out", "x.png"],
                "compare": [], "sweep": [], "compare-molecules": [], "score": ["RUN", "--dataset", "digits", "--out", "s.csv"]}
 CLASSES = {"data": DataSpec, "model": ModelConfig, "train": TrainConfig, "eval": EvalConfig, "compare": CompareConfig,
-           "sample": SampleConfig, "sweep": SweepConfig, "mol": MoleculeCompareConfig, "score": ScoreConfig}
+           "sample": SampleConfig, "sweep": SweepConfig, "mol": MoleculeCompareConfig, "score": ScoreConfig,
+           "executor": ExecutorConfig}
 # options that need a companion to be valid, and values where "default + 1" is not one
 COMPANIONS = {"kl_cycle_steps": ["--kl-schedule", "cyclical", "--kl-warmup-steps", "10"],
               "kl_schedule": ["--kl-warmup-steps", "10"], "learn_sigma": ["--likelihood", "gaussian"]}
@@ -35,7 +36,8 @@ VALUES = {"dataset": "npz:x.npz", "data_dir": "/data/elsewhere", "classes": (3, 
           "corruption": "masking:0.25", "dequantize": 256, "models": ("ae", "rae"), "samplers": ("gmm",),
           "betas": (0.5, 2.0), "kl_cycle_steps": 30, "hidden": (48, 24), "channels": (8, 16), "label": 1,
           "max_train": 300, "sampler": "gmm", "sigmas": (0.2, 2.0), "beta": 2.0, "subset": 500,
-          "image_size": 16, "image_channels": 3, "inliers": (0, 1, 2), "ood_dataset": "fashion-mnist"}
+          "image_size": 16, "image_channels": 3, "inliers": (0, 1, 2), "ood_dataset": "fashion-mnist",
+          "ray_address": "10.0.0.1:6379", "ray_shared_dir": "/shared/runs"}
 
 
 def _subparser(command: str) -> argparse.ArgumentParser:
@@ -80,7 +82,7 @@ def _used_configs(command: str, args: argparse.Namespace) -> dict[str, object]:
                 "model": cli.model_config_for("vae", args, DATA.shape, DATA.n_classes)}
     if command == "sweep":
         return {"data": cli.data_spec(args), "train": cli.build(args, TrainConfig, "train"),
-                "sweep": cli.build(args, SweepConfig, "sweep"),
+                "sweep": cli.build(args, SweepConfig, "sweep"), "executor": cli.build(args, ExecutorConfig, "executor"),
                 "model": cli.model_config_for("beta-vae", args, DATA.shape, beta=1.0)}
     if command == "compare":
         from vaelab.compare import model_cfg, train_cfg
@@ -88,11 +90,12 @@ def _used_configs(command: str, args: argparse.Namespace) -> dict[str, object]:
         cfg = cli.compare_config(args).resolved(DATA.shape)
         # the configs of the units compare trains: beta is beta-vae's, k matters for iwae
         name = {"beta": "beta-vae", "k": "iwae"}
-        return {"data": cfg.data, "eval": cfg.eval, "compare": cfg,
+        return {"data": cfg.data, "eval": cfg.eval, "compare": cfg, "executor": cfg.executor,
                 "train": train_cfg(cfg, cfg.train.seed),
                 "model": lambda field: model_cfg(cfg, name.get(field, "vae"), DATA)}
     if command == "compare-molecules":
-        return {"mol": cli.mol_cli.compare_config(args)}
+        mol = cli.mol_cli.compare_config(args)
+        return {"mol": mol, "executor": mol.executor}
     if command == "score":
         return {"score": cli.build(args, ScoreConfig, "score")}
     return {"eval": cli.build(args, EvalConfig, "eval"), "sample": cli.build(args, SampleConfig, "sample")}

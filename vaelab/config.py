@@ -332,7 +332,7 @@ class EvalConfig:
 class SampleConfig:
     """`vaelab sample`: which samples to decode from a trained model."""
 
-    n: int = opt(64, "number of samples", lo=1, hi=1_000_000)
+    n: int = opt(64, "number of samples (a .npy --out streams any number in blocks)", lo=1, hi=MAX_COUNT)
     sampler: str = opt("prior", "prior: decode z ~ N(0, I); gmm: decode z from a 10-component Gaussian mixture fitted "
                                 "to the model's training codes (ex-post density, Ghosh et al. 2020)", metavar="SAMPLER")
     label: int | None = opt(None, "cvae: decode every sample with this label (default: cycle through the classes)",

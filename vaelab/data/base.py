@@ -87,7 +87,7 @@ class RawData:
     digest: str              # sha256 over the raw arrays as read
 
 
-def digest(*arrays: np.ndarray | None) -> str:
+def arrays_digest(*arrays: np.ndarray | None) -> str:
     """sha256 over dtype, shape and bytes of each array (None counts as a marker)."""
     h = hashlib.sha256()
     for a in arrays:

@@ -5,7 +5,7 @@ import functools
 
 import numpy as np
 
-from vaelab.data.base import digest, RawData
+from vaelab.data.base import arrays_digest, RawData
 
 
 @functools.lru_cache(maxsize=1)
@@ -17,4 +17,4 @@ def digits_raw() -> RawData:
     x = (bunch.images / 16.0).reshape(-1, 1, 8, 8)  # (1797, 1, 8, 8) float64, 0..16 -> [0, 1]
     y = bunch.target.astype(np.int64)
     return RawData("digits", f"scikit-learn {sk_version} load_digits (embedded)", x, y, None, None,
-                10, tuple(str(i) for i in range(10)), digest(bunch.images, y))
+                10, tuple(str(i) for i in range(10)), arrays_digest(bunch.images, y))

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from vaelab import budget
-from vaelab.data.base import check_count, digest, RawData
+from vaelab.data.base import check_count, arrays_digest, RawData
 from vaelab.errors import ConfigError, DataError
 from vaelab.io import atomic_path, cache_root
 
@@ -244,7 +244,7 @@ def folder_raw(path: str, image_size: int | None = None, channels: int | None = 
     if skipped:
         source += f"; skipped {len(skipped)} unreadable file(s): " + ", ".join(
             os.path.relpath(s, root) for s in skipped[:20]) + (" ..." if len(skipped) > 20 else "")
-    digest = digest(x, y, x_test, y_test)
+    digest = arrays_digest(x, y, x_test, y_test)
     arrays = {"x": x, **({"y": y} if y is not None else {}), **({"x_test": x_test} if x_test is not None else {}),
               **({"y_test": y_test} if y_test is not None else {}),
               "meta": np.array(json.dumps({"source": source, "class_names": names, "digest": digest,

@@ -13,7 +13,7 @@ from typing import BinaryIO
 import numpy as np
 
 from vaelab import budget
-from vaelab.data.base import check_count, check_label_range, digest, RawData
+from vaelab.data.base import check_count, check_label_range, arrays_digest, RawData
 from vaelab.errors import DataError
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
@@ -135,7 +135,7 @@ def _read_idx_file(path: str, is_labels: bool) -> np.ndarray:
 @functools.lru_cache(maxsize=8)
 def _read_idx_cached(path: str, is_labels: bool, _key: tuple) -> tuple[np.ndarray, str]:
     arr = _read_idx_file(path, is_labels)
-    return arr, digest(arr)
+    return arr, arrays_digest(arr)
 
 
 def _read_idx(path: str, is_labels: bool) -> tuple[np.ndarray, str]:
@@ -151,7 +151,7 @@ def _read_idx(path: str, is_labels: bool) -> tuple[np.ndarray, str]:
     key = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
     if time.time() - st.st_mtime < _RACY_SECONDS:
         arr = _read_idx_file(path, is_labels)
-        return arr, digest(arr)
+        return arr, arrays_digest(arr)
     return _read_idx_cached(path, is_labels, key)
 
 

@@ -11,7 +11,7 @@ import zlib
 import numpy as np
 
 from vaelab import budget
-from vaelab.data.base import check_count, check_label_range, digest, RawData
+from vaelab.data.base import check_count, check_label_range, arrays_digest, RawData
 from vaelab.errors import DataError
 
 _CHUNK = 1 << 20          # bytes per read of a member
@@ -173,5 +173,5 @@ def npz_raw(path: str) -> RawData:
                             "class (at most one class per image).")
         names = tuple(str(s) for s in cn)
         n_classes = len(names)
-    return RawData(f"npz:{path}", path, x, y, x_test, y_test, n_classes, names, digest(x, y, x_test, y_test))
+    return RawData(f"npz:{path}", path, x, y, x_test, y_test, n_classes, names, arrays_digest(x, y, x_test, y_test))
 
