@@ -18,7 +18,7 @@ from vaelab.executor import ExecutorError, InProcess, LocalProcesses, Unit, pack
 SKIP = {"timings", "folder", "reused", "train_wall_seconds", "eval_seconds", "seconds"}
 
 
-def numbers(doc, sections=("models", "reference", "pairs_2d")):
+def numbers(doc, sections=("models", "reference", "pairs_2d", "differences")):
     """Every value of ``sections`` as {path: value}, timings and paths left out."""
     out = {}
 

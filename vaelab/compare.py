@@ -295,7 +295,10 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
         _WORKER_INPUTS[_inputs_key(rcfg)] = (data, judge)     # an in-process unit uses them as they are
         t0 = time.perf_counter()
         results = executor.run(units)
-        timings["units_wall"] = time.perf_counter() - t0
+        # the phases of timings add up to the total; what each unit took (in parallel with others when
+        # --workers > 1) is in unit_timings
+        timings["units"] = time.perf_counter() - t0
+        unit_timings: dict[str, float] = {}
         per_seed: dict[str, list[dict[str, Any]]] = {m: [] for m in rcfg.models}
         kept: dict[str, Any] = {}          # the first seed's trained models (test time) or their classes
         replicates: dict[str, Any] = {}    # the first seed's bootstrap replicates: paired differences
@@ -305,7 +308,7 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
                 rec = results[_unit_key(name, s)]
                 rec.pop("unit_seconds", None)
                 for phase, key in ((f"train:{name}", "train_wall_seconds"), (f"evaluate:{name}", "eval_seconds")):
-                    timings[phase] = timings.get(phase, 0.0) + float(rec.get(key) or 0.0)
+                    unit_timings[phase] = unit_timings.get(phase, 0.0) + float(rec.get(key) or 0.0)
                 if s == seeds[0] and rec["status"] == "ok":
                     replicates[name] = load_arrays(_replicates_path(out, name))
                     kept[name] = (_load_trained(rec["train"]["folder"], device) if use_test_time(rcfg)
@@ -329,7 +332,7 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
         if rcfg.use_pair_2d:
             for pname in PAIR_MODELS:
                 rec = results[pname]
-                timings["pairs_2d"] = timings.get("pairs_2d", 0.0) + float(rec.pop("unit_seconds", 0.0))
+                unit_timings["pairs_2d"] = unit_timings.get("pairs_2d", 0.0) + float(rec.pop("unit_seconds", 0.0))
                 if rec["status"] == "ok":
                     curves[pname] = rec["train"].pop("history", None)
                 pairs[pname] = rec
@@ -364,6 +367,7 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
             "test_time": test_time_doc,
         }
         doc["training_curves"] = curves
+        doc["unit_timings"] = unit_timings
         t0 = time.perf_counter()
         from vaelab.report.figures import draw_run
 
