@@ -72,6 +72,7 @@ IMAGES_SECTION = """<h1>What does a VAE buy over an autoencoder? — {{ ds.name 
 </table>
 {% if reference %}<p class="muted">Reference rows (same sample count and metrics): {% for k, r in reference.items() %}{{ k.replace('_', ' ') }}: FD {{ fmt(r.fd) }}, precision {{ fmt(r.precision, '.3f') }}, recall {{ fmt(r.recall, '.3f') }}{% if not loop.last %}; {% endif %}{% endfor %}.</p>{% endif %}
 {% if likelihood_notes %}<p class="muted">Likelihood: {{ likelihood_notes|join(' ') }}</p>{% endif %}
+{% if vectors_note %}<p class="muted" id="vectors-note">{{ vectors_note }}</p>{% endif %}
 {% for line in collapse_notes %}<p class="failed">{{ line }}</p>{% endfor %}
 {% for n, m in failed.items() %}<p class="failed">{{ n }} failed: {{ m.error }}</p>{% endfor %}
 
@@ -213,7 +214,17 @@ def _images_context(doc: dict[str, Any], fig_dir: Path) -> dict[str, Any]:
         reference=doc.get("reference") or {}, likelihood_notes=lik_notes,
         failed={n: m for n, m in doc.get("models", {}).items() if m.get("status") != "ok" or m.get("error")},
         figures=figures, protocol=_protocol(doc), all_models=doc.get("models", {}), fmt=_fmt, g=get,
-        test_time=_test_time(doc))
+        test_time=_test_time(doc), vectors_note=VECTORS_NOTE if ds.get("domain") == "vectors" else "")
+
+
+VECTORS_NOTE = (
+    "Tabular data: each example is a vector of standardised features (training-split mean and std, saved in every "
+    "checkpoint). The likelihood to use is a Gaussian with a learned per-feature sigma: a Bernoulli is a distribution "
+    "on {0, 1} (and the continuous Bernoulli one on [0, 1]), while standardised features are unbounded reals, so "
+    "their cross-entropy is not a likelihood of them. Reconstruction and denoising are RMSE (standardised units; the "
+    "per-feature figure is in the file's units); BCE, PSNR, salt-and-pepper noise and the image figures (grids, "
+    "manifold, holes map) apply to pixels in [0, 1] and are left out. The generation metrics use the judge's "
+    "features (an MLP classifier on the vectors); the noise reference row is N(0, I).")
 
 
 def _test_time(doc: dict[str, Any]) -> dict[str, Any] | None:
