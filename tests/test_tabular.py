@@ -179,15 +179,16 @@ def test_likelihood_kind_of_vectors():
 def test_compare_on_a_generated_table_end_to_end(tmp_path, monkeypatch):
     """The library's compare on vectors: trains, evaluates with vector metrics, omits image figures, redraws."""
     monkeypatch.setenv("VAELAB_CACHE", str(tmp_path / "cache"))
-    from vaelab.compare import CompareConfig, compare
+    from vaelab.compare import compare
+    from vaelab.config import CompareConfig, DataSpec, EvalConfig, ModelConfig, TrainConfig
     from vaelab.report.html import write_report
 
     x, y = make_table(n=300, d=5)
     np.savez(tmp_path / "t.npz", x=x, y=y)
     torch.set_num_threads(1)
-    cfg = CompareConfig(dataset=f"npz:{tmp_path / 't.npz'}", models=("ae", "vae"), likelihood="gaussian", epochs=4,
-                        n_samples=200, iw_k=4, n_interp_pairs=20, hidden=(32, 16), n_latent=3,
-                        use_pair_2d=False)
+    cfg = CompareConfig(data=DataSpec(dataset=f"npz:{tmp_path / 't.npz'}"), models=("ae", "vae"),
+                        model=ModelConfig(likelihood="gaussian", hidden=(32, 16), n_latent=3), train=TrainConfig(epochs=4),
+                        eval=EvalConfig(n_samples=200, iw_k=4, n_interp_pairs=20), use_pair_2d=False)
     doc = compare(cfg, tmp_path / "run", progress=False)
     assert doc["dataset"]["domain"] == "vectors" and len(doc["dataset"]["standardization"]["std"]) == 5
     for name in ("ae", "vae"):
