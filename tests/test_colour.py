@@ -89,13 +89,15 @@ def _is_colour_png(path: Path) -> bool:
 def test_compare_on_a_colour_folder(tmp_path, monkeypatch, flat):
     """64x64 RGB images through compare with the 4x4 conv backbone: colour judge, colour figures, report."""
     monkeypatch.setenv("VAELAB_CACHE", str(tmp_path / "cache"))
-    from vaelab.compare import CompareConfig, compare
+    from vaelab.config import CompareConfig, DataSpec, EvalConfig, ModelConfig, TrainConfig
+    from vaelab.compare import compare
 
     torch.set_num_threads(1)
     root = colour_folder(tmp_path / "imgs", n_per_class=8, flat=flat)
-    cfg = CompareConfig(dataset=f"folder:{root}", models=("ae", "vae"), backbone="conv",
-                        channels=conv_channels((3, 64, 64)), hidden=(64,), n_latent=4, epochs=2, n_samples=40,
-                        iw_k=2, n_interp_pairs=10, use_pair_2d=False)
+    cfg = CompareConfig(data=DataSpec(dataset=f"folder:{root}"), models=("ae", "vae"),
+                        model=ModelConfig(backbone="conv", channels=conv_channels((3, 64, 64)), hidden=(64,), n_latent=4),
+                        train=TrainConfig(epochs=2), eval=EvalConfig(n_samples=40, iw_k=2, n_interp_pairs=10),
+                        use_pair_2d=False)
     doc = compare(cfg, tmp_path / "run", progress=False)
     assert doc["dataset"]["shape"] == [3, 64, 64] and "RGB 64x64" in doc["dataset"]["source"]
     assert all(m["status"] == "ok" for m in doc["models"].values()), doc["models"]

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from vaelab.data import corrupt, corruptions_for, load_dataset, standardize
-from vaelab.data.csv import _csv_raw
+from vaelab.data.csv import csv_raw
 from vaelab.errors import ConfigError, DataError
 
 
@@ -35,7 +35,7 @@ def write_csv(path: Path, x: np.ndarray, y: np.ndarray | None = None, labels=("l
 
 def test_csv_reads_every_value_and_the_label_column(tmp_path):
     x, y = make_table()
-    raw = _csv_raw(str(write_csv(tmp_path / "t.csv", x, y)), "kind")
+    raw = csv_raw(str(write_csv(tmp_path / "t.csv", x, y)), "kind")
     assert raw.x.shape == (240, 1, 1, 4) and np.array_equal(raw.x[:, 0, 0], x)      # repr(float) round-trips exactly
     assert raw.class_names == ("high", "low", "mid")                                 # sorted names
     assert np.array_equal(raw.y, np.array([{"low": 1, "mid": 2, "high": 0}[("low", "mid", "high")[c]] for c in y]))
@@ -44,10 +44,10 @@ def test_csv_reads_every_value_and_the_label_column(tmp_path):
 
 def test_semicolon_tab_and_numeric_labels(tmp_path):
     x, y = make_table(n=30)
-    raw = _csv_raw(str(write_csv(tmp_path / "t.tsv", x, y, labels=("10", "2", "2.0"), sep="\t")), "kind")
+    raw = csv_raw(str(write_csv(tmp_path / "t.tsv", x, y, labels=("10", "2", "2.0"), sep="\t")), "kind")
     assert raw.x.shape == (30, 1, 1, 4)
     assert raw.class_names == ("2", "10")                       # numeric order; "2" and "2.0" are one class
-    raw = _csv_raw(str(write_csv(tmp_path / "s.csv", x, None, sep=";")))
+    raw = csv_raw(str(write_csv(tmp_path / "s.csv", x, None, sep=";")))
     assert raw.y is None and raw.x.shape == (30, 1, 1, 4)
 
 
@@ -179,15 +179,16 @@ def test_likelihood_kind_of_vectors():
 def test_compare_on_a_generated_table_end_to_end(tmp_path, monkeypatch):
     """The library's compare on vectors: trains, evaluates with vector metrics, omits image figures, redraws."""
     monkeypatch.setenv("VAELAB_CACHE", str(tmp_path / "cache"))
-    from vaelab.compare import CompareConfig, compare
+    from vaelab.compare import compare
+    from vaelab.config import CompareConfig, DataSpec, EvalConfig, ModelConfig, TrainConfig
     from vaelab.report.html import write_report
 
     x, y = make_table(n=300, d=5)
     np.savez(tmp_path / "t.npz", x=x, y=y)
     torch.set_num_threads(1)
-    cfg = CompareConfig(dataset=f"npz:{tmp_path / 't.npz'}", models=("ae", "vae"), likelihood="gaussian", epochs=4,
-                        n_samples=200, iw_k=4, n_interp_pairs=20, hidden=(32, 16), n_latent=3,
-                        use_pair_2d=False, inliers=(0, 1))
+    cfg = CompareConfig(data=DataSpec(dataset=f"npz:{tmp_path / 't.npz'}"), models=("ae", "vae"),
+                        model=ModelConfig(likelihood="gaussian", hidden=(32, 16), n_latent=3), train=TrainConfig(epochs=4),
+                        eval=EvalConfig(n_samples=200, iw_k=4, n_interp_pairs=20), use_pair_2d=False, inliers=(0, 1))
     doc = compare(cfg, tmp_path / "run", progress=False)
     det = doc["test_time"]["detection"]["held-out classes"]                # class 2 is the anomaly: scores per model
     assert set(det["vae"]) >= {"recon_error", "neg_elbo", "iw_nll"} and "complexity_corrected" not in det["vae"]
@@ -223,7 +224,7 @@ def test_score_new_rows_with_the_training_standardisation(tmp_path, monkeypatch)
     from vaelab.config import TrainConfig
     from vaelab.models import model_config
     from vaelab.sampling import reload_dataset
-    from vaelab.score import _load_split, applicable_scores, score_run
+    from vaelab.score import rows_to_score, applicable_scores, score_run
     from vaelab.train import fit
 
     torch.set_num_threads(1)
@@ -238,7 +239,7 @@ def test_score_new_rows_with_the_training_standardisation(tmp_path, monkeypatch)
     assert reload_dataset({"data": saved}).fingerprint == data.fingerprint        # reloads with its label column
     new = x[:40] * 2.0 + 5.0                                                      # other units: other own statistics
     new_spec = f"csv:{write_csv(tmp_path / 'new.csv', new, y[:40])}"
-    xs, ys, _, _ = _load_split(new_spec, None, "all", saved)
+    xs, ys, _, _ = rows_to_score(new_spec, None, "all", saved)
     want = standardize(new[:, None, None, :], data.standardization)
     got = np.sort(xs.numpy().reshape(len(xs), -1), axis=0)
     assert np.allclose(got, np.sort(want.reshape(40, -1), axis=0), atol=1e-5) and ys is not None

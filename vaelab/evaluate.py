@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from vaelab.callable_module import make_callable
 from vaelab import metrics as M
 from vaelab.data import CORRUPTIONS, corrupt, corruptions_for
 from vaelab.errors import ConfigError
@@ -561,3 +562,6 @@ def print_summary(doc: dict[str, Any]) -> None:
     con.print(t)
     for note in m.get("notes", []):
         con.print(f"note: {note}")
+
+
+make_callable(__name__, "evaluate")   # vaelab.evaluate(model, data) is this function (vaelab/__init__.py)

@@ -26,7 +26,7 @@ label when there are labels, and drawn in a fixed order (test, then val, then ``
 the same seed gives identical tensors and ``classes``/``max_train`` only ever take subsets of the
 splits one gets without them.
 
-Layout: ``base`` (Dataset, the unsplit ``_Raw`` arrays), one module per source (``digits``, ``idx``,
+Layout: ``base`` (Dataset, the unsplit ``RawData`` arrays), one module per source (``digits``, ``idx``,
 ``npz``, ``folder``, ``csv``), ``splits`` (seeded splits, class filtering, tensors), ``sources`` (spec -> Dataset,
 ``list_datasets``) and ``corruptions``. Import the public names from ``vaelab.data``.
 """

@@ -99,7 +99,7 @@ class Dataset:
 
 
 @dataclass(frozen=True)
-class _Raw:
+class RawData:
     """Validated, unsplit arrays from one source. x: (N, C, H, W) any real dtype; y: (N,) int64."""
 
     name: str
@@ -114,7 +114,7 @@ class _Raw:
     feature_names: tuple[str, ...] = ()   # vectors (x of shape (N, 1, 1, D)): the columns' names
 
 
-def _digest(*arrays: np.ndarray | None) -> str:
+def arrays_digest(*arrays: np.ndarray | None) -> str:
     """sha256 over dtype, shape and bytes of each array (None counts as a marker)."""
     h = hashlib.sha256()
     for a in arrays:
@@ -128,14 +128,14 @@ def _digest(*arrays: np.ndarray | None) -> str:
 
 
 
-def _check_count(x: np.ndarray, what: str) -> None:
+def check_count(x: np.ndarray, what: str) -> None:
     if x.shape[0] < 2:
         raise DataError(f"{what} has {x.shape[0]} image(s); vaelab needs at least 2 (and many more to learn "
                         "anything). Use a larger dataset.")
 
 
 
-def _check_label_range(labels: dict[str, np.ndarray | None], n_images: int, where: str) -> None:
+def check_label_range(labels: dict[str, np.ndarray | None], n_images: int, where: str) -> None:
     """Refuse a label value that would size a table wider than the data: n_classes = max label + 1 <= n_images.
 
     One-hot tables, the cvae's label head and per-class metrics are all sized by the largest label, so

@@ -23,7 +23,7 @@ import os
 import numpy as np
 
 from vaelab import budget
-from vaelab.data.base import _check_count, _check_label_range, _digest, _Raw
+from vaelab.data.base import check_count, check_label_range, arrays_digest, RawData
 from vaelab.errors import ConfigError, DataError
 
 MISSING = ("", "na", "nan", "n/a", "null", "none", "?")
@@ -53,7 +53,7 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _csv_raw(path: str, label_column: str | None = None) -> _Raw:
+def csv_raw(path: str, label_column: str | None = None) -> RawData:
     """Read ``path`` as (N, 1, 1, D) float64 features, labels from ``label_column`` (None: unlabelled)."""
     if label_column is not None and (not isinstance(label_column, str) or not label_column.strip()):
         raise ConfigError(f"--label-column takes a column name of the CSV header, got {label_column!r}.")
@@ -130,7 +130,7 @@ def _csv_raw(path: str, label_column: str | None = None) -> _Raw:
             what = "a missing value" if math.isnan(col[r]) else f"an infinite value ({col[r]:g})"
             raise DataError(f"{path}: column {names[j]!r} has {what} at row {r + 1}. Fill or drop those rows, or drop "
                             "the column.")
-    _check_count(x, f"{path}: the table")
+    check_count(x, f"{path}: the table")
     lo, hi = x.min(0), x.max(0)
     const = np.flatnonzero(lo == hi)
     if len(const):
@@ -140,11 +140,11 @@ def _csv_raw(path: str, label_column: str | None = None) -> _Raw:
     y, classes = None, ()
     if i_label is not None:
         y, classes = _labels(labels)
-        _check_label_range({label_column: y}, len(x), path)
+        check_label_range({label_column: y}, len(x), path)
     x = x[:, None, None, :]                                  # (N, D) -> (N, 1, 1, D): a vector domain
-    return _Raw(f"csv:{path}", f"{path}: {len(x)} rows x {d} numeric columns"
+    return RawData(f"csv:{path}", f"{path}: {len(x)} rows x {d} numeric columns"
                 + (f"; labels from column {label_column!r} ({len(classes)} classes)" if y is not None else "; unlabelled"),
-                x, y, None, None, len(classes), classes, _digest(x, y), feature_names=tuple(names))
+                x, y, None, None, len(classes), classes, arrays_digest(x, y), feature_names=tuple(names))
 
 
 def _check_cell(text: str, column: str, row_no: int, line_no: int, path: str, label_column: str | None) -> None:

@@ -13,7 +13,7 @@ import zlib
 import numpy as np
 
 from vaelab import budget
-from vaelab.data.base import _check_count, _check_label_range, _digest, _Raw
+from vaelab.data.base import check_count, check_label_range, arrays_digest, RawData
 from vaelab.errors import DataError
 
 _CHUNK = 1 << 20          # bytes per read of a member
@@ -32,7 +32,7 @@ def _npz_images(a: np.ndarray, key: str, path: str) -> np.ndarray:
                         "(N, C, H, W) with C 1 or 3. Reshape it, e.g. x.reshape(-1, 28, 28).")
     if 0 in a.shape[1:]:
         raise DataError(f"{path}: {key} has shape {a.shape}, images with no pixels. Save real images.")
-    _check_count(a, f"{path}: {key}")
+    check_count(a, f"{path}: {key}")
     if a.dtype == np.bool_:
         return a
     if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
@@ -58,7 +58,7 @@ def _npz_vectors(a: np.ndarray, key: str, path: str) -> np.ndarray:
         raise DataError(f"{path}: {key} has dtype {a.dtype}; feature vectors must be numbers (int or float).")
     if a.shape[1] == 0:
         raise DataError(f"{path}: {key} has shape {a.shape}, vectors with no features. Save real features.")
-    _check_count(a, f"{path}: {key}")
+    check_count(a, f"{path}: {key}")
     a = a.astype(np.float64)
     bad = ~np.isfinite(a)
     if bad.any():
@@ -127,7 +127,7 @@ def _read_member(zf: zipfile.ZipFile, name: str, path: str) -> np.ndarray:
     return flat.reshape(shape)
 
 
-def _npz_raw(path: str) -> _Raw:
+def npz_raw(path: str) -> RawData:
     if not os.path.isfile(path):
         raise DataError(f"npz file {path} does not exist. Check the path given as --dataset npz:FILE.")
     if os.path.getsize(path) == 0:
@@ -180,7 +180,7 @@ def _npz_raw(path: str) -> _Raw:
         if y is not None:
             y_test = _npz_labels(arrays["y_test"], "y_test", len(x_test), path)
     n_images = len(x) + (0 if x_test is None else len(x_test))
-    _check_label_range({"y": y, "y_test": y_test}, n_images, path)
+    check_label_range({"y": y, "y_test": y_test}, n_images, path)
     n_classes = 0 if y is None else int(max(y.max(), y_test.max() if y_test is not None else 0)) + 1
     names: tuple[str, ...] = tuple(str(i) for i in range(n_classes))
     if "class_names" in arrays and y is not None:
@@ -201,6 +201,6 @@ def _npz_raw(path: str) -> _Raw:
             raise DataError(f"{path}: feature_names must be a 1-D string array with one name per feature ({d}), "
                             f"got dtype {fn.dtype}, shape {fn.shape}.")
         features = tuple(str(s) for s in fn) if fn is not None else tuple(f"x{j}" for j in range(d))
-    return _Raw(f"npz:{path}", path, x, y, x_test, y_test, n_classes, names, _digest(x, y, x_test, y_test),
+    return RawData(f"npz:{path}", path, x, y, x_test, y_test, n_classes, names, arrays_digest(x, y, x_test, y_test),
                 feature_names=features)
 

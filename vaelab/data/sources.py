@@ -10,20 +10,20 @@ import numpy as np
 import torch
 
 from vaelab import budget
-from vaelab.data.base import Dataset, _Raw, is_vector_shape
-from vaelab.data.csv import _csv_raw
-from vaelab.data.digits import _digits_raw
-from vaelab.data.folder import _folder_raw
-from vaelab.data.idx import FASHION_MNIST_DIR, _fashion_raw, _find_idx_files, _idx_raw
-from vaelab.data.npz import _npz_raw
-from vaelab.data.splits import TEST_FRACTION, _check_classes, _n_hold, _split, _to_x
+from vaelab.data.base import Dataset, RawData, is_vector_shape
+from vaelab.data.csv import csv_raw
+from vaelab.data.digits import digits_raw
+from vaelab.data.folder import folder_raw
+from vaelab.data.idx import FASHION_MNIST_DIR, fashion_raw, find_idx_files, idx_raw
+from vaelab.data.npz import npz_raw
+from vaelab.data.splits import TEST_FRACTION, check_classes, n_hold, split_indices, to_x
 from vaelab.errors import ConfigError, DataError
 
 SPEC_FORMS = ("digits", "fashion-mnist", "idx:FOLDER", "npz:FILE", "folder:PATH", "csv:FILE")
 
 
 def _raw_for_spec(spec: str, data_dir: str | None, images: dict | None = None,
-                  label_column: str | None = None) -> _Raw:
+                  label_column: str | None = None) -> RawData:
     text = spec.strip()
     low = text.lower()
     if label_column is not None and not low.startswith("csv:"):
@@ -37,9 +37,9 @@ def _raw_for_spec(spec: str, data_dir: str | None, images: dict | None = None,
     forms = ("valid forms: " + ", ".join(SPEC_FORMS) +
              " (e.g. --dataset idx:~/mnist or --dataset npz:images.npz); run `vaelab datasets` to see what is available.")
     if low == "digits":
-        return _digits_raw()
+        return digits_raw()
     if low in ("fashion-mnist", "fashion_mnist", "fashionmnist"):
-        return _fashion_raw(data_dir)
+        return fashion_raw(data_dir)
     for prefix in ("idx:", "npz:", "folder:", "csv:"):
         if low.startswith(prefix):
             path = text[len(prefix):].strip()
@@ -47,14 +47,14 @@ def _raw_for_spec(spec: str, data_dir: str | None, images: dict | None = None,
                 raise DataError(f"dataset spec {spec!r} has no path after {prefix!r}; {forms}")
             path = os.path.abspath(os.path.expanduser(path))
             if prefix == "npz:":
-                return _npz_raw(path)
+                return npz_raw(path)
             if prefix == "csv:":
-                return _csv_raw(path, label_column)
+                return csv_raw(path, label_column)
             if prefix == "folder:":
-                return _folder_raw(path, **images)
+                return folder_raw(path, **images)
             hint = ("Give a folder holding train-images-idx3-ubyte, train-labels-idx1-ubyte, "
                     "t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (each optionally .gz).")
-            return _idx_raw(path, f"idx:{path}", path, hint, None)
+            return idx_raw(path, f"idx:{path}", path, hint, None)
     hint = " MNIST is not bundled: download its IDX files and use idx:FOLDER." if low == "mnist" else ""
     raise DataError(f"unknown dataset {spec!r}.{hint} {forms[0].upper()}{forms[1:]}")
 
@@ -104,7 +104,7 @@ def load_dataset(spec: str, *, data_dir: str | None = None, seed: int = 0, val_f
 
     # test, then val, then max_train: each draw only depends on the ones before it.
     if raw.x_test is None:
-        train_idx, test_idx = _split(len(raw.x), raw.y, _n_hold(len(raw.x), TEST_FRACTION), rng)
+        train_idx, test_idx = split_indices(len(raw.x), raw.y, n_hold(len(raw.x), TEST_FRACTION), rng)
         x_pool, y_pool = raw.x, raw.y
         x_test = raw.x[test_idx]
         y_test = None if raw.y is None else raw.y[test_idx]
@@ -112,7 +112,7 @@ def load_dataset(spec: str, *, data_dir: str | None = None, seed: int = 0, val_f
         train_idx = np.arange(len(raw.x))
         x_pool, y_pool, x_test, y_test = raw.x, raw.y, raw.x_test, raw.y_test
     y_rest = None if y_pool is None else y_pool[train_idx]
-    keep, hold = _split(len(train_idx), y_rest, _n_hold(len(train_idx), val_fraction), rng)
+    keep, hold = split_indices(len(train_idx), y_rest, n_hold(len(train_idx), val_fraction), rng)
     idx = {"train": train_idx[keep], "val": train_idx[hold]}
     xs = {"train": x_pool[idx["train"]], "val": x_pool[idx["val"]], "test": x_test}
     ys = {"train": None if y_pool is None else y_pool[idx["train"]],
@@ -120,7 +120,7 @@ def load_dataset(spec: str, *, data_dir: str | None = None, seed: int = 0, val_f
 
     n_classes, names = raw.n_classes, raw.class_names
     if classes is not None:
-        kept = _check_classes(classes, raw, ys["train"])
+        kept = check_classes(classes, raw, ys["train"])
         relabel = np.full(max(raw.n_classes, max(kept) + 1), -1, dtype=np.int64)
         relabel[kept] = np.arange(len(kept))
         for split in xs:
@@ -128,7 +128,7 @@ def load_dataset(spec: str, *, data_dir: str | None = None, seed: int = 0, val_f
             xs[split], ys[split] = xs[split][mask], relabel[ys[split][mask]]
         n_classes, names = len(kept), tuple(raw.class_names[c] for c in kept)
     if max_train is not None and max_train < len(xs["train"]):
-        _, sub = _split(len(xs["train"]), ys["train"], int(max_train), rng)
+        _, sub = split_indices(len(xs["train"]), ys["train"], int(max_train), rng)
         xs["train"] = xs["train"][sub]
         ys["train"] = None if ys["train"] is None else ys["train"][sub]
     for split in ("train", "test"):
@@ -146,9 +146,9 @@ def load_dataset(spec: str, *, data_dir: str | None = None, seed: int = 0, val_f
     fingerprint = hashlib.sha256(f"{raw.digest};{options}".encode()).hexdigest()[:16]
     to_y = (lambda a: None) if raw.y is None else (lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64)))
     return Dataset(name=raw.name,
-                   x_train=_to_x(xs["train"]), y_train=to_y(ys["train"]),
-                   x_val=_to_x(xs["val"]), y_val=to_y(ys["val"]),
-                   x_test=_to_x(xs["test"]), y_test=to_y(ys["test"]),
+                   x_train=to_x(xs["train"]), y_train=to_y(ys["train"]),
+                   x_val=to_x(xs["val"]), y_val=to_y(ys["val"]),
+                   x_test=to_x(xs["test"]), y_test=to_y(ys["test"]),
                    n_classes=n_classes if raw.y is not None else 0,
                    class_names=names if raw.y is not None else (),
                    source=raw.source, fingerprint=fingerprint, feature_names=raw.feature_names,
@@ -186,7 +186,7 @@ def list_datasets(data_dir: str | None = None) -> list[dict]:
     out = [{"name": "digits", "available": True, "source": "scikit-learn load_digits (embedded)",
             "detail": "1797 images 1x8x8, 10 classes; seeded split 20% test, then val_fraction of the rest. Default."}]
     folder = os.path.abspath(os.path.expanduser(data_dir)) if data_dir else FASHION_MNIST_DIR
-    found, missing = _find_idx_files(folder) if os.path.isdir(folder) else ({}, ["folder"])
+    found, missing = find_idx_files(folder) if os.path.isdir(folder) else ({}, ["folder"])
     if not missing:
         size = sum(os.path.getsize(p) for p in found.values())
         detail = f"60000 train + 10000 test images 1x28x28, 10 classes; files {size / 1e6:.1f} MB in {folder}"

@@ -2,7 +2,7 @@
 
 The page is vaelab's one report template (``vaelab.report.html``, jinja2 with autoescape; its molecules
 section), rendered from metrics.json and the PNGs in figures/ only (embedded as data URIs), so it can be
-re-rendered without retraining: ``write_report(run_folder, json.load(metrics.json))``. The tables here
+re-rendered without retraining: ``vaelab.report.html.write_molecule_report(run_folder, metrics)``. The tables here
 are plain text cells: the template escapes them.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
-from vaelab.io import atomic_path, atomic_write_text
+from vaelab.io import atomic_path
 
 # (label in the table, key in a sampler's MOSES row, higher is better?)
 MOSES_ROWS = (("Valid", "valid", True), ("Unique@1k", "unique@1000", True), ("Unique@n", "unique@n", True),
@@ -136,11 +136,3 @@ def latent_table(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     rows.append(["test loss (nats / molecule)"] + [_fmt(r["test_loss"].get("loss")) for r in ok.values()])
     rows.append(["training wall time (s)"] + [_fmt(r["timings"]["train"]["wall_s"]) for r in ok.values()])
     return header, rows
-
-
-def write_report(run: Path, doc: dict[str, Any]) -> Path:
-    """Render report.html (self-contained) from metrics.json's content and figures/*.png."""
-    from vaelab.report.html import render
-
-    atomic_write_text(run / "report.html", render({**doc, "kind": "molecules"}, run / "figures"))
-    return run / "report.html"

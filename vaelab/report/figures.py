@@ -18,7 +18,8 @@ from typing import Any, Callable
 import numpy as np
 
 from vaelab.imaging import make_grid
-from vaelab.io import atomic_path
+from vaelab.report.png import pyplot as _plt
+from vaelab.report.png import save_png
 from vaelab.measure.grid import CONFIDENT
 
 FIGURES: dict[str, tuple[str, str]] = {
@@ -89,23 +90,6 @@ Arrays = dict[str, np.ndarray]
 
 
 # -- helpers -----------------------------------------------------------------------------------
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save_png(fig: Any, path: str | Path, dpi: int = 100) -> Path:
-    """Write ``fig`` as a PNG atomically and close it."""
-    plt = _plt()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
-    return path
 
 
 def _show(ax: Any, grid: np.ndarray) -> None:

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from vaelab.config import flat_config, options_summary
 from vaelab.errors import ConfigError, OutputError
 from vaelab.io import atomic_write_text
 from vaelab.report.answer import make_answer
@@ -139,7 +140,7 @@ def _fmt(v: Any, spec: str = ".2f") -> str:
 
 
 def _protocol(doc: dict[str, Any]) -> list[tuple[str, str]]:
-    ds, c = doc.get("dataset", {}), doc.get("config", {})
+    ds, c = doc.get("dataset", {}), flat_config(doc.get("config"))
     judge = doc.get("judge") or {}
     classes = ", ".join(map(str, ds.get("class_names") or [])) or "none (unlabelled)"
     seeds = c.get("seeds") or [c.get("seed", 0)]
@@ -184,6 +185,9 @@ def _protocol(doc: dict[str, Any]) -> list[tuple[str, str]]:
                               "none (the data have no labels): judge-based metrics are n/a"),
         ("2-D pair", "an AE and a VAE with a 2-D latent, trained under the same protocol, for the manifold grid and the "
                      "holes map" if doc.get("pairs_2d") else "not trained (--no-pair)"),
+        ("options", "every option that differs from its default: "
+                    + options_summary(doc.get("config")) if isinstance((doc.get("config") or {}).get("model"), dict)
+                    else "not recorded (a run of an older vaelab)"),
         ("device", f"{c.get('device')}, {c.get('torch_threads')} torch thread(s)"),
         ("time", ", ".join(f"{k} {v:.0f} s" for k, v in (doc.get("timings") or {}).items() if isinstance(v, (int, float)))),
     ]
@@ -260,13 +264,19 @@ def render(doc: dict[str, Any], fig_dir: str | Path) -> str:
     return env.get_template("page.html").render(doc=doc, section=f"{kind}.html", **CONTEXTS[kind](doc, Path(fig_dir)))
 
 
+def write_molecule_report(run: Path, doc: dict[str, Any]) -> Path:
+    """Render a molecule run's report.html (self-contained) from metrics.json's content and figures/*.png."""
+    atomic_write_text(run / "report.html", render({**doc, "kind": "molecules"}, run / "figures"))
+    return run / "report.html"
+
+
 def _molecule_report(run: Path, doc: dict[str, Any], args: argparse.Namespace) -> int:
     """`vaelab report` of a `compare --dataset moses` run: its own page and table (needs the molecule extra)."""
     from vaelab.molecules import report as mol
 
     if args.out:
         raise ConfigError("--out is not supported for molecule runs: their report.html is re-rendered in place.")
-    path = mol.write_report(run, doc)
+    path = write_molecule_report(run, doc)
     table = mol.markdown_table(doc)
     print(table)
     print(f"wrote {path}")
@@ -330,14 +340,6 @@ def _redraw_figures(run: Path, doc: dict[str, Any]) -> None:
 
 
 # -- `vaelab report` ---------------------------------------------------------------------------
-def report_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run", metavar="RUN", help="a run folder written by `vaelab compare` (holds metrics.json, figures/)")
-    p.add_argument("--out", default=None, help="HTML file to write (default RUN/report.html, replaced)")
-    p.add_argument("--markdown", default=None, metavar="FILE.md",
-                   help="also write the headline table and the answer as Markdown (e.g. for docs/); replaced if it "
-                        "exists")
-
-
 def report_cmd(args: argparse.Namespace) -> int:
     from vaelab.report.table import headline_table, wide_console
 

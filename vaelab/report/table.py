@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from vaelab.config import flat_config
+
 # (section, label, path in a model's dict, better: "min" | "max" | None, format)
 ROWS: list[tuple[str, str, tuple[str, ...], str | None, str]] = [
     ("Reconstruction", "BCE, mean z (nats/image)", ("reconstruction", "mean_z", "bce"), "min", ".2f"),
@@ -191,7 +193,7 @@ def wide_console() -> Any:
 def markdown_report(doc: dict[str, Any]) -> str:
     """The run's headline table (best value per row in bold) and its answer as Markdown, e.g. for docs/."""
     names, rows = table_rows(doc)
-    ds, c, t = doc.get("dataset", {}), doc.get("config", {}), doc.get("timings", {})
+    ds, c, t = doc.get("dataset", {}), flat_config(doc.get("config")), doc.get("timings", {})
     lines = [f"# vaelab compare: {ds.get('name')}", ""]
     if doc.get("command"):
         lines += ["```", doc["command"], "```", ""]
