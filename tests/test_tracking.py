@@ -95,3 +95,63 @@ def test_a_model_folder_after_the_fact(tmp_path):
     assert [m.value for m in client.get_metric_history(t.run_id, "val.loss")] == pytest.approx(
         [r["val"]["loss"] for r in log])
     assert got.data.metrics["reconstruction.mean_z.psnr"] == 14.0 and got.data.params["model.model"] == "ae"
+
+
+def _cli(argv: list[str], cwd) -> int:
+    import os
+
+    from vaelab.cli import main
+
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        return main(argv)
+    finally:
+        os.chdir(old)
+
+
+def test_mlflow_option_without_mlflow_is_refused_before_training(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "mlflow", None)
+    code = _cli(["train", "vae", "--epochs", "1", "--hidden", "8", "--latent-dim", "2", "--quiet", "--mlflow"], tmp_path)
+    err = capsys.readouterr().err
+    assert code == 2 and "pip install 'vaelab[tracking]'" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()                         # nothing trained, nothing written
+
+
+@pytest.mark.slow
+def test_compare_csv_with_mlflow_end_to_end(tmp_path, monkeypatch):
+    """`vaelab compare --dataset csv:FILE --label-column kind --mlflow`: the comparison's run, one nested run per
+    model with its per-epoch terms and final metrics, and the report, read back from the local store."""
+    mlflow = pytest.importorskip("mlflow")
+    import numpy as np
+
+    from test_tabular import make_table, write_csv
+
+    monkeypatch.setenv("VAELAB_CACHE", str(tmp_path / "cache"))
+    x, y = make_table(n=240, d=4)
+    write_csv(tmp_path / "t.csv", x, y)
+    code = _cli(["compare", "--dataset", "csv:t.csv", "--label-column", "kind", "--models", "ae,vae", "--epochs", "3",
+                 "--hidden", "16", "--latent-dim", "2", "--n-samples", "100", "--iw-k", "2", "--n-interp-pairs", "10",
+                 "--no-pair", "--threads", "1", "--quiet", "--mlflow"], tmp_path)
+    assert code == 0
+    run = tmp_path / "runs" / "compare-t"
+    doc = json.loads((run / "metrics.json").read_text())
+    assert doc["dataset"]["label_column"] == "kind" and doc["dataset"]["class_names"] == ["high", "low", "mid"]
+    vae_cfg = json.loads((run / "models" / "vae" / "config.json").read_text())["model"]
+    assert vae_cfg["likelihood"] == "gaussian" and vae_cfg["learn_sigma"] is True       # the tables' default
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("vaelab")
+    runs = client.search_runs([exp.experiment_id])
+    parent = [r for r in runs if r.info.run_name == "compare-t"][0]
+    children = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
+    assert set(children) == {"ae", "vae"}
+    assert parent.data.params["config.data.label_column"] == "kind"
+    vae = children["vae"]
+    assert vae.data.metrics["reconstruction.mean_z.rmse"] == pytest.approx(
+        doc["models"]["vae"]["reconstruction"]["mean_z"]["rmse"])
+    assert vae.data.metrics["likelihood.iw_nll"] == pytest.approx(doc["models"]["vae"]["likelihood"]["iw_nll"])
+    assert [m.step for m in client.get_metric_history(vae.info.run_id, "train.loss")] == [1, 2, 3]
+    top = {f.path for f in client.list_artifacts(parent.info.run_id)}
+    assert {"report.html", "metrics.json", "figures"} <= top
+    assert "model/weights.safetensors" in {f.path for f in client.list_artifacts(vae.info.run_id, "model")}
+    assert np.isfinite(vae.data.metrics["denoising_rmse.masking"])

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from vaelab.config import (AUTO, MAX_SEED, MODEL_NAMES, SIZE_DEFAULTS, CompareConfig, DataSpec, EvalConfig, ExecutorConfig,
+                           data_defaults,
                            ModelConfig, SampleConfig, ScoreConfig, SweepConfig, TrainConfig, config_diff,
                            refuse_resume_differences)
 from vaelab.errors import ConfigError, OutputError, VaelabError
@@ -46,8 +47,10 @@ def model_config_for(name: str, args: argparse.Namespace, shape: tuple[int, ...]
 
     if name not in MODELS:
         raise ConfigError(f"unknown model {name!r}; choose from {', '.join(MODELS)}.")
+    g = given(args, "model")
+    shaped = data_defaults(tuple(shape), g.get("backbone", ModelConfig.backbone), g)   # vectors: gaussian, ...
     return model_config(name, input_shape=tuple(shape), n_classes=n_classes if MODELS[name].is_conditional else 0,
-                        **{**given(args, "model"), **fixed})
+                        **{**shaped, **g, **fixed})
 
 
 def compare_config(args: argparse.Namespace) -> CompareConfig:
@@ -78,6 +81,24 @@ def _run_args(p: argparse.ArgumentParser, what: str, resume: str | None = None) 
         p.add_argument("--resume", action="store_true", help=resume)
 
 
+def _mlflow(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mlflow", nargs="?", const="", default=None, metavar="URI",
+                   help="also log the finished run to MLflow (vaelab.tracking): the config as parameters, per-epoch loss "
+                        "terms, the final metrics, figures, report and model folders; one run per model nested under "
+                        "the comparison's. URI: a tracking URI or a .db file; without one a local SQLite store "
+                        "mlflow.db beside the run folder (runs/mlflow.db for the default --out; `mlflow ui "
+                        "--backend-store-uri sqlite:///runs/mlflow.db` shows it). Needs pip install 'vaelab[tracking]'")
+
+
+def _check_mlflow(args: argparse.Namespace, out: Path) -> None:
+    """Refuse --mlflow before any training when MLflow is missing or the URI is malformed."""
+    if getattr(args, "mlflow", None) is not None:
+        from vaelab import tracking
+
+        tracking.require_mlflow()
+        tracking.resolve_uri(args.mlflow or None, out.parent)
+
+
 def _quiet(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars (cannot change a result)")
 
@@ -91,6 +112,7 @@ def train_args(p: argparse.ArgumentParser) -> None:
     add_options(p, DataSpec, "data")
     add_options(p, ModelConfig, "model", defaults={"beta": "default 1; 4 for beta-vae", "k": "default 1; 5 for iwae"})
     add_options(p, TrainConfig, "train", title="training")
+    _mlflow(p)
     _quiet(p)
 
 
@@ -126,6 +148,7 @@ def train_cmd(args: argparse.Namespace) -> int:
     data = load_data(spec)
     mcfg = model_config_for(args.model, args, data.shape, data.n_classes)
     out = Path(args.out or f"runs/{args.model}-{_slug(spec.dataset)}")
+    _check_mlflow(args, out)
     if args.resume and not args.overwrite:
         check_train_resume(out, mcfg, tcfg, spec)
     with lock.hold(out, "train"):
@@ -137,6 +160,12 @@ def train_cmd(args: argparse.Namespace) -> int:
 
     if is_main():           # under torchrun only rank 0 reports (and writes)
         _print_run(run, data)
+        if args.mlflow is not None:
+            from vaelab import tracking
+
+            t = tracking.log_model_dir(None, out, out.name, uri=args.mlflow or None, root=out.parent,
+                                       metrics={"test": run.test})
+            print(f"MLflow: run {t.run_id} in {t.uri}")
     return 0
 
 
@@ -258,6 +287,7 @@ def sweep_args(p: argparse.ArgumentParser) -> None:
                 defaults={"kl_schedule": "default linear for a sweep, so that short sweeps do not collapse",
                           "kl_warmup_steps": f"default {SWEEP_TRAIN_DEFAULTS['kl_warmup_steps']} for a sweep"})
     add_options(p, ExecutorConfig, "executor", title="where the units run")
+    _mlflow(p)
     _quiet(p)
 
 
@@ -278,6 +308,7 @@ def sweep_cmd(args: argparse.Namespace) -> int:
     data = load_data(spec)
     mcfg = model_config_for("beta-vae", args, data.shape, beta=1.0)
     out = Path(args.out or f"runs/sweep-{_slug(spec.dataset)}")
+    _check_mlflow(args, out)
     ecfg = build(args, ExecutorConfig, "executor")
     n_workers = resolve_workers(ecfg.n_workers, len(scfg.betas) + int(scfg.include_ae), resolve_device(tcfg.device), 0)
     executor = unit_executor(ecfg, n_workers, 1, not args.quiet, out, [])
@@ -290,7 +321,16 @@ def sweep_cmd(args: argparse.Namespace) -> int:
     if result["ae"]:
         print(f"{'AE':>6} {'inf':>9} {result['ae']['distortion']:>13.2f}")
     print(f"wrote {out / 'sweep.json'} and {out / 'rate_distortion.png'}")
+    _log_mlflow(args, out)
     return 0
+
+
+def _log_mlflow(args: argparse.Namespace, out: Path) -> None:
+    if getattr(args, "mlflow", None) is not None:
+        from vaelab import tracking
+
+        t = tracking.log_run(out, args.mlflow or None, root=out.parent)
+        print(f"MLflow: run {t.run_id} (one nested run per model) in {t.uri}")
 
 
 # -- compare ---------------------------------------------------------------------------------------
@@ -315,6 +355,7 @@ def compare_args(p: argparse.ArgumentParser) -> None:
     add_options(p, TrainConfig, "train", title="training", defaults=notes["train"])
     add_options(p, EvalConfig, "eval", title="evaluation", defaults=notes["eval"])
     add_options(p, ExecutorConfig, "executor", title="where the units run")
+    _mlflow(p)
     _quiet(p)
 
 
@@ -324,6 +365,7 @@ def compare_cmd(args: argparse.Namespace) -> int:
 
     cfg = compare_config(args)
     out = Path(args.out) if args.out else default_out(cfg)
+    _check_mlflow(args, out)
     command = "vaelab " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["compare"] else None
     from vaelab import lock
 
@@ -336,6 +378,7 @@ def compare_cmd(args: argparse.Namespace) -> int:
             con.print(f"[red]{name} failed[/red]: {m.get('error')}")
     con.print(f"\n[bold]Answer[/bold]: {doc['answer']['short']}\n")
     con.print(f"Report: {out / 'report.html'}   ({doc['timings']['total']:.0f} s in all)")
+    _log_mlflow(args, out)
     return 0
 
 

@@ -80,7 +80,9 @@ class DataSpec:
     """Which data and which split. ``load_kwargs()`` are the arguments of ``vaelab.load_dataset``."""
 
     dataset: str = opt("digits", "digits (embedded), fashion-mnist, idx:FOLDER (MNIST-format IDX files, "
-                                 "gz or raw) or npz:FILE (array x of (N,H,W) or (N,C,H,W) images, optional y labels)")
+                                 "gz or raw), npz:FILE (array x of (N,H,W) or (N,C,H,W) images, or (N,D) feature "
+                                 "vectors; optional y labels), folder:PATH (image files, one sub-folder per class) or "
+                                 "csv:FILE (a table of numeric features with a header row)")
     data_dir: str | None = opt(None, "folder with the Fashion-MNIST IDX files (default "
                                      "/usr/share/datasets/fashion-mnist, from the Debian package dataset-fashion-mnist)")
     classes: tuple[int, ...] | None = opt(None, "keep only these labels, e.g. 3,5 (relabelled 0..k-1 in this order)",
@@ -95,6 +97,8 @@ class DataSpec:
                                            "else RGB", lo=1, hi=3)
     skip_unreadable: bool = opt(False, "folder: only: skip damaged or non-image files (listed in the data's source) "
                                        "instead of refusing them")
+    label_column: str | None = opt(None, "csv: only: the column holding the class labels (numbers or names); every "
+                                         "other column is a numeric feature", metavar="NAME")
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -113,7 +117,7 @@ class DataSpec:
         """Keyword arguments of ``vaelab.data.load_dataset(spec.dataset, **kwargs)``."""
         return {"data_dir": self.data_dir, "seed": self.split_seed, "val_fraction": self.val_fraction,
                 "classes": list(self.classes) if self.classes else None, "max_train": self.max_train,
-                **self.image_options()}
+                **self.image_options(), "label_column": self.label_column}
 
     def image_options(self) -> dict[str, Any]:
         """The folder: options (vaelab.data.folder)."""
@@ -124,7 +128,8 @@ class DataSpec:
         """How to reload exactly this data later (config.json's "data" block: `sample --sampler gmm`, `evaluate`)."""
         return {"spec": self.dataset, "data_dir": self.data_dir, "split_seed": self.split_seed,
                 "val_fraction": self.val_fraction, "classes": list(self.classes) if self.classes else None,
-                "max_train": self.max_train, **{k: v for k, v in self.image_options().items() if v}}
+                "max_train": self.max_train, **{k: v for k, v in self.image_options().items() if v},
+                **({"label_column": self.label_column} if self.label_column else {})}
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(dataclasses.asdict(self))
@@ -506,7 +511,44 @@ SIZE_DEFAULTS: dict[str, dict[str, Any]] = {
               "eval.n_samples": 10_000, "eval.iw_k": 100, "eval.n_interp_pairs": 1000},
 }
 NAME_DEFAULTED = ("model.beta", "model.k")     # vaelab.models.MODEL_DEFAULTS: beta-vae's beta, iwae's k
-AUTO = tuple(SIZE_DEFAULTS["small"]) + NAME_DEFAULTED
+DATA_DEFAULTED = ("model.likelihood", "model.learn_sigma", "model.channels")   # data_defaults: by the data's shape
+AUTO = tuple(SIZE_DEFAULTS["small"]) + NAME_DEFAULTED + DATA_DEFAULTED
+CONV_AUTO_MIN_SIDE = 32        # images at least this large get conv_channels (two stages would leave >= 8x8)
+
+
+def is_vector_shape(shape: Any) -> bool:
+    """Whether a (C, H, W) shape holds feature vectors (1, 1, D) (tables: csv:FILE, a 2-D npz x), not images,
+    which are at least 2x2: vectors travel through the one pipeline as (N, 1, 1, D)."""
+    shape = tuple(shape)
+    return len(shape) == 3 and int(shape[0]) == 1 and int(shape[1]) == 1
+
+
+def conv_channels(input_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Channels of stride-2 conv stages that take (C, H, W) images down to at most 4x4, doubling from 32 (max 256).
+
+    64x64x3 (CelebA-style) -> (32, 64, 128, 256): 64 -> 32 -> 16 -> 8 -> 4, so the dense layer sees
+    256 x 4 x 4 = 4,096 features instead of the 16,384 of two stages; 28x28 -> (32, 64, 128); 8x8 -> (32,).
+    """
+    _, h, w = (int(v) for v in input_shape)
+    n, side = 0, min(h, w)
+    while side > 4:
+        side, n = (side + 1) // 2, n + 1
+    return tuple(min(32 * 2 ** i, 256) for i in range(max(n, 1)))
+
+
+def data_defaults(shape: tuple[int, ...], backbone: str, given: Any = ()) -> dict[str, Any]:
+    """The ModelConfig fields the data's shape decides, for the names not in ``given`` (the user's choices):
+
+    - feature vectors (1, 1, D): ``likelihood="gaussian"``, ``learn_sigma=True`` (a learned sigma per feature;
+      the Bernoulli family is a distribution on [0, 1] and standardised features are unbounded);
+    - the conv backbone on images of at least 32x32: ``channels=conv_channels(shape)`` (down to 4x4).
+    """
+    out: dict[str, Any] = {}
+    if is_vector_shape(shape):
+        out.update(likelihood="gaussian", learn_sigma=True)
+    elif backbone == "conv" and len(shape) == 3 and min(shape[1:]) >= CONV_AUTO_MIN_SIDE:
+        out["channels"] = conv_channels(shape)
+    return {k: v for k, v in out.items() if k not in set(given)}
 
 
 def size_class(shape: tuple[int, ...]) -> str:
@@ -589,8 +631,12 @@ class CompareConfig:
                 parts.setdefault(section, {})[name] = v
         if len(shape) == 3:
             parts.setdefault("model", {})["input_shape"] = tuple(shape)
+            open_fields = {a.split(".")[1] for a in self.auto if a in DATA_DEFAULTED}
+            shut = {f for f in ("likelihood", "learn_sigma", "channels") if f not in open_fields}
+            parts["model"].update(data_defaults(shape, self.model.backbone, shut))
         new = {s: dataclasses.replace(getattr(self, s), **kw) for s, kw in parts.items()}
-        return dataclasses.replace(self, **new, auto=tuple(a for a in self.auto if a not in table))
+        return dataclasses.replace(self, **new, auto=tuple(a for a in self.auto if a not in table
+                                                           and a not in DATA_DEFAULTED))
 
     def to_dict(self) -> dict[str, Any]:
         """Nested JSON: {"data": {...}, "model": {...}, "train": {...}, "eval": {...}, "models": [...], ...};

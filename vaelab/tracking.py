@@ -270,26 +270,38 @@ def log_model_dir(parent: Tracker | None, model_dir: str | os.PathLike, name: st
 
 def log_run(run_dir: str | os.PathLike, uri: str | None = None, *, root: str | os.PathLike | None = None,
             experiment: str = DEFAULT_EXPERIMENT) -> Tracker:
-    """A finished comparison (or sweep) folder as MLflow runs: the comparison's run (its config as parameters,
-    the reference rows and timings as metrics, report.html, metrics.json and figures/ as artifacts) with one
-    nested run per model folder under ``models/`` (see :func:`log_model_dir`, metrics from metrics.json).
+    """A finished comparison or sweep folder as MLflow runs: the parent run (the config as parameters, the
+    reference rows and timings as metrics, report.html / metrics.json / figures/, or sweep.json and its plot, as
+    artifacts) with one nested run per model folder under ``models/`` (``models/<name>[/seed-<s>]``; see
+    :func:`log_model_dir`; its metrics from metrics.json, or a sweep's rate-distortion point).
 
     Args:
-        run_dir: the run folder `vaelab compare` wrote; uri: as :func:`resolve_uri` (None: the local store under
-            ``root``, default the run folder's parent, e.g. runs/).
-    Returns the comparison's (ended) Tracker; ``tracker.run_id`` finds it with ``MlflowClient.get_run``.
+        run_dir: the folder `vaelab compare` or `vaelab sweep` wrote; uri: as :func:`resolve_uri` (None: the local
+            store under ``root``, default the run folder's parent, e.g. runs/).
+    Returns the parent's (ended) Tracker; ``tracker.run_id`` finds it with ``MlflowClient.get_run``.
     """
     run = Path(run_dir)
     doc = _read_json(run / "metrics.json")
+    sweep = _read_json(run / "sweep.json") if not doc else {}
     root = Path(root) if root is not None else run.absolute().parent
-    t = start_run(uri, run.name, config={"config": doc.get("config") or {}, "dataset": doc.get("dataset") or {}},
-                  experiment=experiment, root=root, tags={"vaelab.run_dir": str(run.absolute())})
+    if sweep:
+        config = {k: sweep.get(k) or {} for k in ("model_config", "train_config", "dataset")}
+        per_model = {p["model"].removeprefix("models/"): p for p in sweep.get("points") or []}
+        if sweep.get("ae"):
+            per_model["ae"] = sweep["ae"]
+    else:
+        config = {"config": doc.get("config") or {}, "dataset": doc.get("dataset") or {}}
+        per_model = doc.get("models") or {}
+    t = start_run(uri, run.name, config=config, experiment=experiment, root=root,
+                  tags={"vaelab.run_dir": str(run.absolute()), "vaelab.kind": "sweep" if sweep else "compare"})
     try:
         t.log_metrics({"reference": doc.get("reference") or {}, "timings": doc.get("timings") or {}})
-        models = doc.get("models") or {}
-        for folder in sorted(p for p in (run / "models").glob("*") if (p / "config.json").is_file()):
-            log_model_dir(t, folder, folder.name, metrics=models.get(folder.name) or {})
-        log_files(t, [(run / "report.html", None), (run / "metrics.json", None), (run / "figures", "figures")])
+        models = run / "models"
+        for cfg in sorted(models.rglob("config.json")) if models.is_dir() else []:
+            name = "/".join(cfg.parent.relative_to(models).parts)
+            log_model_dir(t, cfg.parent, name, metrics=per_model.get(name) or per_model.get(name.split("/")[0]) or {})
+        log_files(t, [(run / "report.html", None), (run / "metrics.json", None), (run / "figures", "figures"),
+                      (run / "sweep.json", None), (run / "rate_distortion.png", None)])
     except BaseException:
         t.end("FAILED")
         raise

@@ -3,21 +3,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from torch import Tensor
 
+from vaelab.config import is_vector_shape
 from vaelab.errors import DataError
-
-
-def is_vector_shape(shape: Sequence[int]) -> bool:
-    """Whether a (C, H, W) shape holds feature vectors (1, 1, D), not images (which are at least 2x2).
-
-    Tabular data (csv:FILE, an npz with a 2-D x) travel through the one pipeline as (N, 1, 1, D) so that every
-    (C, H, W) helper keeps working; this is the one test that tells the two domains apart.
-    """
-    return len(shape) == 3 and int(shape[0]) == 1 and int(shape[1]) == 1
 
 
 @dataclass(frozen=True, eq=False)

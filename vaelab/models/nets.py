@@ -15,8 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from vaelab.config import ModelConfig
-from vaelab.data.base import is_vector_shape
+from vaelab.config import ModelConfig, conv_channels, is_vector_shape  # noqa: F401 - conv_channels re-exported
 from vaelab.errors import ConfigError
 from vaelab.models.seq import BOS, EOS, PAD, UNK, SeqModelConfig
 
@@ -80,24 +79,6 @@ class MLPDecoder(nn.Module):
 
     def forward(self, z: Tensor) -> Tensor:
         return self.net(z)
-
-
-CONV_FINAL_SIDE = 4        # conv_channels down-samples until the feature map is at most 4x4
-CONV_BASE_CHANNELS = 32
-CONV_MAX_CHANNELS = 256
-
-
-def conv_channels(input_shape: tuple[int, int, int]) -> tuple[int, ...]:
-    """Channels of stride-2 stages that take (C, H, W) images down to at most 4x4, doubling from 32 (max 256).
-
-    64x64x3 (CelebA-style) -> (32, 64, 128, 256): 64 -> 32 -> 16 -> 8 -> 4, so the dense layer sees
-    256 x 4 x 4 = 4,096 features instead of the 65,536 of two stages; 28x28 -> (32, 64, 128); 8x8 -> (32,).
-    """
-    _, h, w = (int(v) for v in input_shape)
-    n, side = 0, min(h, w)
-    while side > CONV_FINAL_SIDE:
-        side, n = (side + 1) // 2, n + 1
-    return tuple(min(CONV_BASE_CHANNELS * 2 ** i, CONV_MAX_CHANNELS) for i in range(max(n, 1)))
 
 
 def _conv_sizes(h: int, w: int, n_stages: int) -> list[tuple[int, int]]:
