@@ -48,7 +48,7 @@ def model_config_for(name: str, args: argparse.Namespace, shape: tuple[int, ...]
     if name not in MODELS:
         raise ConfigError(f"unknown model {name!r}; choose from {', '.join(MODELS)}.")
     g = given(args, "model")
-    shaped = data_defaults(tuple(shape), g.get("backbone", ModelConfig.backbone), g)   # vectors: gaussian, ...
+    shaped = data_defaults(tuple(shape), g.get("backbone", ModelConfig.backbone), g, g.get("likelihood"))
     return model_config(name, input_shape=tuple(shape), n_classes=n_classes if MODELS[name].is_conditional else 0,
                         **{**shaped, **g, **fixed})
 

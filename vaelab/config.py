@@ -536,19 +536,26 @@ def conv_channels(input_shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(min(32 * 2 ** i, 256) for i in range(max(n, 1)))
 
 
-def data_defaults(shape: tuple[int, ...], backbone: str, given: Any = ()) -> dict[str, Any]:
+def data_defaults(shape: tuple[int, ...], backbone: str, given: Any = (), likelihood: str | None = None
+                  ) -> dict[str, Any]:
     """The ModelConfig fields the data's shape decides, for the names not in ``given`` (the user's choices):
 
-    - feature vectors (1, 1, D): ``likelihood="gaussian"``, ``learn_sigma=True`` (a learned sigma per feature;
-      the Bernoulli family is a distribution on [0, 1] and standardised features are unbounded);
+    - feature vectors (1, 1, D): ``likelihood="gaussian"`` and, with the Gaussian and no ``sigma`` given,
+      ``learn_sigma=True`` (a learned sigma per feature; the Bernoulli family is a distribution on [0, 1] and
+      standardised features are unbounded: a Bernoulli the user asks for is refused later, not replaced);
     - the conv backbone on images of at least 32x32: ``channels=conv_channels(shape)`` (down to 4x4).
+    ``likelihood``: the one in force when ``likelihood`` is given.
     """
+    given = set(given)
     out: dict[str, Any] = {}
     if is_vector_shape(shape):
-        out.update(likelihood="gaussian", learn_sigma=True)
+        chosen = likelihood if "likelihood" in given else "gaussian"
+        out["likelihood"] = "gaussian"
+        if chosen == "gaussian" and "sigma" not in given:
+            out["learn_sigma"] = True
     elif backbone == "conv" and len(shape) == 3 and min(shape[1:]) >= CONV_AUTO_MIN_SIDE:
         out["channels"] = conv_channels(shape)
-    return {k: v for k, v in out.items() if k not in set(given)}
+    return {k: v for k, v in out.items() if k not in given}
 
 
 def size_class(shape: tuple[int, ...]) -> str:
@@ -633,7 +640,9 @@ class CompareConfig:
             parts.setdefault("model", {})["input_shape"] = tuple(shape)
             open_fields = {a.split(".")[1] for a in self.auto if a in DATA_DEFAULTED}
             shut = {f for f in ("likelihood", "learn_sigma", "channels") if f not in open_fields}
-            parts["model"].update(data_defaults(shape, self.model.backbone, shut))
+            if self.model.sigma != _field(ModelConfig, "sigma").default:
+                shut.add("sigma")                          # a fixed sigma the caller chose stays fixed
+            parts["model"].update(data_defaults(shape, self.model.backbone, shut, self.model.likelihood))
         new = {s: dataclasses.replace(getattr(self, s), **kw) for s, kw in parts.items()}
         return dataclasses.replace(self, **new, auto=tuple(a for a in self.auto if a not in table
                                                            and a not in DATA_DEFAULTED))
