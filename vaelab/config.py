@@ -514,7 +514,8 @@ SIZE_DEFAULTS: dict[str, dict[str, Any]] = {
     "large": {"train.epochs": 20, "train.batch_size": 128, "model.hidden": (512, 256), "model.n_latent": 16,
               "eval.n_samples": 10_000, "eval.iw_k": 100, "eval.n_interp_pairs": 1000},
 }
-NAME_DEFAULTED = ("model.beta", "model.k")     # vaelab.models.MODEL_DEFAULTS: beta-vae's beta, iwae's k
+NAME_DEFAULTED = ("model.beta", "model.k", "model.free_bits")   # vaelab.models.MODEL_DEFAULTS: beta-vae's beta and
+                                                                 # free bits, iwae's k
 AUTO = tuple(SIZE_DEFAULTS["small"]) + NAME_DEFAULTED
 
 
