@@ -229,7 +229,7 @@ def sampler_differences(reps: dict[str, dict[str, np.ndarray]], intervals: dict[
 def comparison_pairs(names: list[str]) -> list[tuple[str, str]]:
     """The (a, b) pairs whose differences metrics.json stores: every model against ae and against vae."""
     pairs = []
-    for a in ("ae", "vae"):
+    for a in ("ae", "vae", "vae-gaussian"):      # vae-gaussian: the reference of a --priors comparison
         if a in names:
             pairs += [(a, b) for b in names if b != a and (b, a) not in pairs]
     return pairs
