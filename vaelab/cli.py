@@ -256,7 +256,7 @@ def datasets_cmd(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from vaelab.data import list_datasets
+    from vaelab.data.catalog import list_datasets
 
     t = Table(title="datasets vaelab can read (nothing is downloaded)")
     for col in ("name", "available", "read from", "detail"):

@@ -419,7 +419,7 @@ def _kl_schedule_block(cfg: CompareConfig, models: dict[str, Any], curves: dict[
 
 
 def _run_model(name: str, cfg: CompareConfig, data: Any, seed: int, folder: Path, judge: Any, resume: bool,
-               progress: bool, evaluate: Any, arrays: Path | None = None) -> dict[str, Any]:
+               progress: bool, evaluate: Any, outputs: dict[str, str] | None = None) -> dict[str, Any]:
     """Train and evaluate one model for one seed; failures become a record, never an exception.
 
     ``arrays``: where evaluate saves the arrays of the model's figures (the first seed's), or None."""
@@ -438,7 +438,8 @@ def _run_model(name: str, cfg: CompareConfig, data: Any, seed: int, folder: Path
         e = cfg.eval
         res = evaluate(model, data, judge=judge, n_samples=e.n_samples, iw_k=e.iw_k, samplers=e.samplers,
                        n_interp_pairs=e.n_interp_pairs, seed=seed, progress=progress, name=name,
-                       arrays_path=arrays)
+                       arrays_path=(outputs or {}).get("arrays"), replicates_path=(outputs or {}).get("replicates"),
+                       novelty_path=(outputs or {}).get("novelty"))
         rec["eval_seconds"] = time.perf_counter() - t0
     except (VaelabError, ValueError) as e:
         return {**rec, "status": "failed", "error": f"evaluation: {e}"}
@@ -550,10 +551,8 @@ def image_units(cfg: CompareConfig, out: Path, seeds: list[int], resume: bool, p
 
 def run_image_unit(spec: dict[str, Any]) -> dict[str, Any]:
     """Run one unit of ``image_units`` (in any process): train or reuse, evaluate; its JSON record."""
-    from vaelab.evaluate import FIGURE_ARRAYS, evaluate
+    from vaelab.evaluate import evaluate
     from vaelab.io import strict_json
-    from vaelab.measure.store import save_arrays
-    from vaelab.verdict import REPLICATES
 
     cfg = CompareConfig.from_dict(spec["config"])
     key = _inputs_key(cfg)
@@ -573,13 +572,8 @@ def run_image_unit(spec: dict[str, Any]) -> dict[str, Any]:
         rec = _pair_unit(spec["name"], cfg, data, folder, judge, resume, progress, outputs)
     else:
         rec = _run_model(spec["name"], cfg, data, int(spec["seed"]), folder, judge, resume, progress, evaluate,
-                         Path(outputs["arrays"]) if outputs else None)
+                         outputs)
         rec.pop("_model", None)
-        replicates, novelty = rec.pop(REPLICATES, None), rec.pop(FIGURE_ARRAYS, None)
-        if outputs and rec["status"] == "ok":
-            save_arrays(Path(outputs["replicates"]), replicates or {})
-            if novelty:
-                save_arrays(Path(outputs["novelty"]), novelty)
     rec["unit_seconds"] = time.perf_counter() - t0
     return strict_json(rec)
 

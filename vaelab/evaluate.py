@@ -48,7 +48,6 @@ PR_K = 3
 KNN_K = 5
 COLLAPSE_FRACTION = 0.01
 SAMPLERS = ("prior", "gmm")
-FIGURE_ARRAYS = "_figure_arrays"   # key of the arrays the novelty figure is drawn from (saved, never JSON)
 
 
 # -- small helpers -------------------------------------------------------------------------------
@@ -327,7 +326,8 @@ def _denoising(model: torch.nn.Module, data: Any, seed: int, per_image: dict | N
 # -- the entry point -----------------------------------------------------------------------------
 def evaluate(model: torch.nn.Module, data: Any, *, judge: Any = None, n_samples: int = 10_000, iw_k: int = 100,
              samplers: Sequence[str] = SAMPLERS, n_interp_pairs: int = 1000, seed: int = 0, progress: bool = True,
-             name: str | None = None, arrays_path: str | Path | None = None) -> dict[str, Any]:
+             name: str | None = None, arrays_path: str | Path | None = None,
+             replicates_path: str | Path | None = None, novelty_path: str | Path | None = None) -> dict[str, Any]:
     """All metrics of one trained model on ``data`` (DESIGN.md "Metric definitions").
 
     Args:
@@ -340,6 +340,9 @@ def evaluate(model: torch.nn.Module, data: Any, *, judge: Any = None, n_samples:
         arrays_path: where to save the arrays the report's figures are drawn from (an .npz,
             ``vaelab.measure.views.model_views``: reconstructions, samples, ...), after every metric
             (their draws have their own generators: the metrics are the same with or without it); None: not saved.
+        replicates_path: an .npz for the bootstrap replicates of every interval ({metric key: (B,)}), from
+            which a comparison computes paired differences across models; novelty_path: an .npz for the
+            images of the novelty figure (nearest training images of generated samples). None: not saved.
     Returns:
         a JSON-able dict: model, is_stochastic, n_latent, reconstruction, likelihood, generation,
         interpolation, latent, collapse, denoising, timings, notes (see module docstring / DESIGN.md).
@@ -493,10 +496,14 @@ def evaluate(model: torch.nn.Module, data: Any, *, judge: Any = None, n_samples:
     res["timings"] = phases.timings
     res["notes"] = notes
     res["intervals"] = intervals
-    res = strict_json(res)
-    # not JSON: the bootstrap replicates (paired differences across models) and the novelty figure's images
-    res[REPLICATES], res[FIGURE_ARRAYS] = replicates, figure_arrays
-    return res
+    # not JSON, so in files: the bootstrap replicates (paired differences across models) and the novelty images
+    from vaelab.measure.store import save_arrays
+
+    if replicates_path is not None:
+        save_arrays(replicates_path, replicates)
+    if novelty_path is not None and figure_arrays:
+        save_arrays(novelty_path, figure_arrays)
+    return strict_json(res)
 
 
 # -- the `vaelab evaluate` command -----------------------------------------------------------------
@@ -526,9 +533,6 @@ def evaluate_checkpoint(ckpt: str, out: str, *, n_samples: int = 10_000, iw_k: i
     t0 = time.perf_counter()
     result = evaluate(ck.model, data, judge=judge, n_samples=n_samples, iw_k=iw_k, samplers=samplers,
                       seed=seed, progress=progress)
-    from vaelab.verdict import REPLICATES
-
-    result.pop(REPLICATES), result.pop(FIGURE_ARRAYS)
     reference = reference_rows(data, judge, n_samples=n_samples, seed=seed)
     doc = {"schema_version": 1, "checkpoint": str(ck.path), "dataset": data.summary(),
            "judge": None if judge is None else {"test_accuracy": judge.test_accuracy,

@@ -95,7 +95,7 @@ def _reference_moments(real: np.ndarray, seed: int, n_boot: int) -> list[tuple[n
 
 def fd_interval(feats: np.ndarray, real: np.ndarray, seed: int, n_boot: int = N_BOOT_FD
                 ) -> tuple[dict, np.ndarray]:
-    """FD (judge features) with a percentile bootstrap over both the samples and the reference.
+    """FD (judge features) with a bootstrap interval over both the samples and the reference, centred on the value.
 
     Replicate b: FD between the Gaussian fits of the b-th resample of the samples and of the reference
     (resampling = multinomial counts as weights, the same moments as refitting on the resampled rows). The
@@ -112,8 +112,9 @@ def fd_interval(feats: np.ndarray, real: np.ndarray, seed: int, n_boot: int = N_
         m_s, c_s = _weighted_moments(feats, w)
         reps[b] = gaussian_frechet_distance(m_r, c_r, m_s, c_s, sqrt_cov1=a_r)
     method = (f"percentile bootstrap over {len(feats)} samples and {len(real)} reference images (both resampled), "
-              f"B={n_boot}, seed {seed}")
-    iv = I.percentile_interval(frechet_distance(feats, real), reps, method=method, n=len(feats) + len(real))
+              f"B={n_boot}, seed {seed}, centred on the value (resampled FDs are shifted upwards)")
+    iv = I.centred_interval(frechet_distance(feats, real), reps, method=method, n=len(feats) + len(real),
+                          lower_bound=0.0)
     return iv.to_dict(), reps
 
 
