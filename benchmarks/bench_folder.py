@@ -66,18 +66,19 @@ def main() -> int:
         rows = {}
         for phase in ("decode", "cache"):
             _reset_hwm()
-            t = time.perf_counter()
+            t, cpu = time.perf_counter(), time.process_time()          # process CPU: every decoding thread
             d = load_dataset(f"folder:{root}")
-            rows[phase] = {"seconds": time.perf_counter() - t, "peak_rss_mb": _hwm() / 1e6}
+            rows[phase] = {"seconds": time.perf_counter() - t, "cpu_seconds": time.process_time() - cpu,
+                           "peak_rss_mb": _hwm() / 1e6}
         load_after = os.getloadavg()
     doc = {"n_images": args.n, "size": args.size, "classes": args.classes, "png_mb": size_mb,
            "write_seconds": t_write, "dataset": d.summary(), **rows, "cpu_count": os.cpu_count(),
            "loadavg_1min_before": load_before[0], "loadavg_1min_after": load_after[0]}
     print(f"{args.n} PNGs of {args.size}x{args.size} RGB ({size_mb:.1f} MB) on {os.cpu_count()} CPUs, "
           f"load average {load_before[0]:.1f} -> {load_after[0]:.1f}")
-    print(f"{'phase':<8} {'seconds':>8} {'peak RSS (MB)':>14}")
+    print(f"{'phase':<8} {'seconds':>8} {'CPU s':>8} {'peak RSS (MB)':>14}")
     for phase, r in rows.items():
-        print(f"{phase:<8} {r['seconds']:>8.2f} {r['peak_rss_mb']:>14.0f}")
+        print(f"{phase:<8} {r['seconds']:>8.2f} {r['cpu_seconds']:>8.2f} {r['peak_rss_mb']:>14.0f}")
     out = ROOT / "benchmarks" / "results" / "folder.json"
     from vaelab.io import atomic_write_json
 
