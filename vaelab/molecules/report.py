@@ -57,6 +57,33 @@ def _curves_png(path: Path, histories: dict[str, list]) -> None:
     plt.close(fig)
 
 
+def _reconstruction_png(path: Path, histories: dict[str, list]) -> bool:
+    """Token accuracy and exact reconstruction of validation molecules per epoch (ReconstructionRecorder);
+    False (no figure) when no history recorded them."""
+    if not any("recon_exact" in r for h in histories.values() for r in h):
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
+    for name, h in histories.items():
+        rows = [r for r in h if "recon_exact" in r]
+        ep = [r["epoch"] for r in rows]
+        ax[0].plot(ep, [r["token_accuracy"] for r in rows], marker="o", label=name)
+        ax[1].plot(ep, [r["recon_exact"] for r in rows], marker="o", label=name)
+    n = next(r.get("recon_n") for h in histories.values() for r in h if "recon_exact" in r)
+    ax[0].set(xlabel="epoch", ylabel="token accuracy (teacher forced)", ylim=(0, 1))
+    ax[1].set(xlabel="epoch", ylabel=f"exact reconstruction (greedy, {n} val molecules)", ylim=(0, 1))
+    ax[0].legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return True
+
+
 def write_figures(folder: Path, examples: dict[str, Any], histories: dict[str, list]) -> dict[str, str]:
     """One PNG per panel and model; returns {figure name: file name}."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -86,6 +113,9 @@ def write_figures(folder: Path, examples: dict[str, Any], histories: dict[str, l
     if histories:
         _curves_png(folder / "training-curves.png", histories)
         figs["training curves"] = "training-curves.png"
+        if _reconstruction_png(folder / "reconstruction-curves.png", histories):
+            figs["reconstruction per epoch: token accuracy and exact greedy reconstruction (validation)"] = \
+                "reconstruction-curves.png"
     return figs
 
 
@@ -129,6 +159,9 @@ def latent_table(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     rows = [["reconstruction accuracy (test, greedy)"] + [_fmt(r["reconstruction_accuracy"]) for r in ok.values()]]
     rows += [[f"property probe R² {p}"] + [_fmt(r["property_r2"].get(p)) for r in ok.values()]
              for p in ("logP", "QED", "SA", "MW")]
+    heads = sorted({p for r in ok.values() for p in r.get("property_head_r2", {})})
+    rows += [[f"property head R² {p} (joint)"] + [_fmt(r.get("property_head_r2", {}).get(p)) for r in ok.values()]
+             for p in heads]
     for sigma in doc["config"]["sigmas"]:
         key = str(sigma)
         for stat in ("valid", "same", "tanimoto"):
