@@ -185,3 +185,22 @@ def test_expected_improvement_by_hand():
     ei = Dz.expected_improvement(np.array([1.0, 0.0]), np.array([1.0, 0.0]), best=0.5, xi=0.0)
     assert ei[0] == pytest.approx(0.5 * norm.cdf(0.5) + norm.pdf(0.5))
     assert ei[1] == 0.0
+
+
+def test_design_table_means_with_intervals_and_records_what_a_model_cannot_do(tiny, tmp_path):
+    from vaelab.molecules.latent import MoleculeModel
+
+    mm, data, _ = tiny
+    cfg = model_config("ae", tokenizer="selfies", vocab=mm.model.cfg.vocab, max_len=mm.model.cfg.max_len,
+                       n_latent=8, embed_dim=16, hidden=32)
+    headless = MoleculeModel(build_model(cfg), mm.tokenizer, cfg.to_dict())
+    table = Dz.design_table({"ae": mm, "plain": headless}, data.smiles_test[:2], "qed", steps=2,
+                            train=set(data.smiles_train))
+    s = table["models"]["ae"]["gradient"]["summary"]["improvement"]
+    runs = table["models"]["ae"]["gradient"]["runs"]
+    assert s["n"] == 2 and s["mean"] == pytest.approx(np.mean([r["improvement"] for r in runs]))
+    assert s["lo"] <= s["mean"] <= s["hi"]
+    assert "needs a property head" in table["models"]["plain"]["gradient"]["error"]
+    assert table["models"]["plain"]["bo"]["summary"]["validity"]["n"] == 2       # BO needs no head
+    Dz.path_grid_png(tmp_path / "path.png", runs[0])
+    assert (tmp_path / "path.png").stat().st_size > 0

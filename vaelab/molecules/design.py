@@ -210,3 +210,48 @@ def start_molecules(data_smiles_test: Sequence[str], n: int) -> list[str]:
     if n < 1 or n > len(data_smiles_test):
         raise DataError(f"--from-test takes 1..{len(data_smiles_test)} (the run's test molecules), got {n}.")
     return list(data_smiles_test[:n])
+
+
+def _mean_ci(values: Sequence[float]) -> dict[str, float]:
+    """Mean over start molecules with a normal 95 % interval (mean +- 1.96 standard errors); n = finite values."""
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=np.float64)
+    if len(v) == 0:
+        return {"mean": math.nan, "lo": math.nan, "hi": math.nan, "n": 0}
+    half = 1.96 * v.std(ddof=1) / math.sqrt(len(v)) if len(v) > 1 else math.nan
+    return {"mean": float(v.mean()), "lo": float(v.mean() - half), "hi": float(v.mean() + half), "n": int(len(v))}
+
+
+SUMMARY_KEYS = ("best", "top10", "improvement", "validity", "uniqueness", "novelty", "mean_similarity_to_start")
+
+
+def design_table(models: dict[str, MoleculeModel], starts: Sequence[str], prop: str, steps: int = 20,
+                 methods: Sequence[str] = METHODS, seed: int = 0, train: set[str] | frozenset[str] | None = None
+                 ) -> dict[str, Any]:
+    """Design from each start molecule with each model and method: per (model, method) the mean over starts of
+    every :data:`SUMMARY_KEYS` number with its 95 % interval, plus the runs themselves.
+
+    A method a model cannot run (gradient without a head for ``prop``) is recorded as {"error": message}.
+    """
+    out: dict[str, Any] = {"property": check_property(prop), "steps": steps, "starts": list(starts), "models": {}}
+    for name, mm in models.items():
+        out["models"][name] = {}
+        for method in methods:
+            try:
+                runs = [design(mm, prop, s, steps=steps, method=method, seed=seed + i, train=train)
+                        for i, s in enumerate(starts)]
+            except ConfigError as e:
+                out["models"][name][method] = {"error": str(e)}
+                continue
+            out["models"][name][method] = {"summary": {k: _mean_ci([r[k] for r in runs]) for k in SUMMARY_KEYS},
+                                           "runs": runs}
+    return out
+
+
+def path_grid_png(path, run: dict[str, Any], per_row: int = 6, max_cells: int = 12) -> None:
+    """A molecule grid of one design path: the start, then the decoded candidates with their true property."""
+    from vaelab.molecules.report import mol_grid_png
+
+    cells = run["path"][:max_cells]
+    legends = [f"{'start' if p['step'] == 0 else 'step ' + str(p['step'])}: "
+               f"{'invalid' if p['value'] is None else format(p['value'], '.2f')}" for p in cells]
+    mol_grid_png(path, [p["smiles"] for p in cells], legends, per_row=per_row, size=180)
