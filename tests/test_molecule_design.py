@@ -204,3 +204,72 @@ def test_design_table_means_with_intervals_and_records_what_a_model_cannot_do(ti
     assert table["models"]["plain"]["bo"]["summary"]["validity"]["n"] == 2       # BO needs no head
     Dz.path_grid_png(tmp_path / "path.png", runs[0])
     assert (tmp_path / "path.png").stat().st_size > 0
+
+
+@pytest.fixture(scope="module")
+def run_folder(tiny, tmp_path_factory):
+    """A molecule run folder as compare writes it: metrics.json (kind molecules) and models/ae."""
+    import json
+
+    mm, data, _ = tiny
+    run = tmp_path_factory.mktemp("run")
+    cfg = mm.model.cfg
+    fit(cfg, data, TrainConfig(epochs=1, batch_size=16), run / "models" / "ae", progress=False)
+    (run / "metrics.json").write_text(json.dumps({"kind": "molecules", "models": {"ae": {"status": "ok"}},
+                                                  "config": {"dataset": "smiles:x", "seed": 0}}))
+    return run
+
+
+def _design_args(run, *argv):
+    import argparse
+
+    from vaelab.molecules.design_cmd import design_args
+
+    p = argparse.ArgumentParser()
+    design_args(p)
+    return p.parse_args([str(run), *argv])
+
+
+def test_design_command_prints_the_table_and_writes_json(run_folder, tmp_path, capsys):
+    import json
+
+    from vaelab.molecules.design_cmd import design_cmd
+
+    out = tmp_path / "design.json"
+    assert design_cmd(_design_args(run_folder, "--property", "qed", "--from", "CCO", "--steps", "2", "--json",
+                                   str(out), "--png-dir", str(tmp_path / "png"))) == 0
+    text = capsys.readouterr().out
+    assert "| ae | gradient |" in text and "| ae | bo |" in text
+    assert json.loads(out.read_text())["models"]["ae"]["gradient"]["runs"][0]["start_smiles"] == "CCO"
+    assert (tmp_path / "png" / "ae-bo-0.png").exists()
+
+
+def test_design_command_bad_inputs(run_folder, tmp_path):
+    import json
+
+    from vaelab.molecules.design_cmd import design_cmd
+
+    with pytest.raises(DataError, match="invalid"):
+        design_cmd(_design_args(run_folder, "--property", "qed", "--from", "C1CC("))
+    with pytest.raises(ConfigError, match="unknown property 'potency'"):
+        design_cmd(_design_args(run_folder, "--property", "potency", "--from", "CCO"))
+    with pytest.raises(ConfigError, match="design raises one of qed, logp, penalized-logp"):
+        design_cmd(_design_args(run_folder, "--property", "mw", "--from", "CCO"))
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "metrics.json").write_text(json.dumps({"kind": "images", "models": {}}))
+    with pytest.raises(ConfigError, match="is not a molecule run"):
+        design_cmd(_design_args(images, "--property", "qed", "--from", "CCO"))
+    with pytest.raises(ConfigError, match="is not a run folder"):
+        design_cmd(_design_args(tmp_path / "nowhere", "--property", "qed", "--from", "CCO"))
+
+
+def test_design_answer_calls_a_difference_only_when_its_interval_excludes_zero():
+    def table(a, b):
+        runs = lambda xs: {"runs": [{"improvement": x} for x in xs]}
+        return {"models": {"ae": {"gradient": runs(a)}, "vae": {"gradient": runs(b)}}}
+
+    assert "VAE's latent served design better" in Dz.design_answer(table([0.0, 0.1, 0.0], [0.3, 0.4, 0.35]))
+    assert "no difference called" in Dz.design_answer(table([0.0, 0.3, 0.1], [0.3, 0.0, 0.1]))
+    assert "too few" in Dz.design_answer(table([0.0], [0.3]))
+    assert Dz.design_answer({"models": {"ae": {}}}) == ""

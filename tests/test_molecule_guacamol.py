@@ -71,3 +71,11 @@ def test_kl_divergences_of_a_set_with_itself_score_one():
 def test_too_few_molecules_is_one_clear_error():
     with pytest.raises(DataError, match="at least 2 unique valid generated"):
         G.kl_divergences(["CCO", "OCC", "not a smiles"], ["CCO", "CCN"])
+
+
+def test_guacamol_row_reuses_the_rows_fcd_and_reports_undefined_scores():
+    ref = ["CCO", "CCCO", "CCN", "c1ccccc1", "CC(=O)O", "c1ccccc1O", "CC(C)O", "CCOC"]
+    row = G.guacamol_row(ref, ref, fcd=0.0)
+    assert row == {"KL score": pytest.approx(1.0, abs=1e-6), "FCD score": 1.0}
+    bad = G.guacamol_row(["CCO"], ref, fcd=None)
+    assert "at least 2 unique" in bad["error"] and "FCD score" not in bad

@@ -244,7 +244,30 @@ def design_table(models: dict[str, MoleculeModel], starts: Sequence[str], prop: 
                 continue
             out["models"][name][method] = {"summary": {k: _mean_ci([r[k] for r in runs]) for k in SUMMARY_KEYS},
                                            "runs": runs}
+    out["answer"] = design_answer(out)
     return out
+
+
+def design_answer(table: dict[str, Any], a: str = "ae", b: str = "vae") -> str:
+    """Whether b's latent served design better than a's: per method, the paired difference (same start molecules)
+    of the improvement over the start, mean and 95 % interval; "better"/"worse" only when the interval excludes 0."""
+    models = table.get("models", {})
+    if a not in models or b not in models:
+        return ""
+    parts = []
+    for method in METHODS:
+        ra, rb = models[a].get(method, {}).get("runs"), models[b].get(method, {}).get("runs")
+        if not ra or not rb:
+            continue
+        diff = _mean_ci([y["improvement"] - x["improvement"] for x, y in zip(ra, rb)])
+        if diff["n"] < 2 or not np.isfinite(diff["lo"]):
+            parts.append(f"{method}: too few start molecules to call a difference")
+            continue
+        verdict = ("the VAE's latent served design better" if diff["lo"] > 0 else
+                   "the AE's latent served design better" if diff["hi"] < 0 else "no difference called")
+        parts.append(f"{method}: improvement VAE − AE {diff['mean']:+.3f} [{diff['lo']:+.3f}, {diff['hi']:+.3f}] "
+                     f"over {diff['n']} starts: {verdict}")
+    return "; ".join(parts) + "." if parts else ""
 
 
 def path_grid_png(path, run: dict[str, Any], per_row: int = 6, max_cells: int = 12) -> None:

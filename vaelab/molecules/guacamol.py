@@ -169,3 +169,16 @@ def guacamol_scores(gen: Sequence[str], ref: Sequence[str], ref_stats=None) -> d
     return {"KL score": kl_score(divs), "FCD score": fcd_score(fcd), "FCD": fcd, "n_valid": len(valid),
             "n_unique": len(dict.fromkeys(valid)),
             "kl_divergences": divs}
+
+
+def guacamol_row(gen: Sequence[str], ref: Sequence[str], fcd: float | None) -> dict[str, float]:
+    """The two GuacaMol scores beside a MOSES row: the KL score of ``gen`` against ``ref`` SMILES, and the FCD score
+    of the row's own FCD (the same ChemNet statistics, so ChemNet is not run twice). {"error": ...} when undefined."""
+    out: dict[str, float] = {}
+    try:
+        out["KL score"] = kl_score(kl_divergences(gen, ref))
+    except DataError as e:
+        out["error"] = str(e)
+    if fcd is not None and np.isfinite(fcd):
+        out["FCD score"] = fcd_score(fcd)
+    return out

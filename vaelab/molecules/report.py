@@ -17,7 +17,9 @@ from vaelab.io import atomic_path, atomic_write_text
 MOSES_ROWS = (("Valid", "valid", True), ("Unique@1k", "unique@1000", True), ("Unique@n", "unique@n", True),
               ("FCD/Test", "FCD/Test", False), ("SNN/Test", "SNN/Test", True), ("Frag/Test", "Frag/Test", True),
               ("Scaf/Test", "Scaf/Test", True), ("IntDiv", "IntDiv", True), ("IntDiv2", "IntDiv2", True),
-              ("Filters", "Filters", True), ("Novelty", "Novelty", True))
+              ("Filters", "Filters", True), ("Novelty", "Novelty", True),
+              # GuacaMol (Brown et al. 2019; vaelab.molecules.guacamol), against the same reference
+              ("GuacaMol KL score", "KL score", True), ("GuacaMol FCD score", "FCD score", True))
 
 
 def mol_grid_png(path: Path, smiles: Sequence[str], legends: Sequence[str] | None = None, per_row: int = 4,
@@ -134,7 +136,10 @@ def moses_table(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     extra = doc["reference"].get("rows", {})   # e.g. MOSES train molecules at the same sample size
     header = ["metric"] + [f"{m} ({s})" for m, s in cols] + list(extra) + ["MOSES VAE (published)"]
     rows = []
+    present = {k for m, sm in cols for k in doc["models"][m]["samplers"][sm]}
     for label, key, _ in MOSES_ROWS:
+        if key in ("KL score", "FCD score") and key not in present:
+            continue                         # runs from before GuacaMol's scores
         pub_key = "unique@10000" if key == "unique@n" else key
         rows.append([label] + [_fmt(doc["models"][m]["samplers"][s].get(key)) for m, s in cols]
                     + [_fmt(r.get(key)) for r in extra.values()]
@@ -177,3 +182,22 @@ def write_report(run: Path, doc: dict[str, Any]) -> Path:
 
     atomic_write_text(run / "report.html", render({**doc, "kind": "molecules"}, run / "figures"))
     return run / "report.html"
+
+
+def design_table_rows(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]] | None:
+    """(header, rows) of the Design section (metrics.json "design", vaelab.molecules.design.design_table), or None."""
+    from vaelab.molecules.design import SUMMARY_KEYS
+    from vaelab.molecules.design_cmd import _cell
+
+    d = doc.get("design")
+    if not d or not d.get("models"):
+        return None
+    header = ["model", "method"] + list(SUMMARY_KEYS)
+    rows = []
+    for name, per in d["models"].items():
+        for method, res in per.items():
+            if "error" in res:
+                rows.append([name, method, res["error"]] + [""] * (len(SUMMARY_KEYS) - 1))
+            else:
+                rows.append([name, method] + [_cell(res["summary"][k]) for k in SUMMARY_KEYS])
+    return header, rows
