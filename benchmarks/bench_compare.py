@@ -37,7 +37,8 @@ CASES = {"default": [], "fashion-mnist": ["--dataset", "fashion-mnist"],
 
 def breakdown(metrics: dict) -> list[tuple[str, float]]:
     """(phase, seconds) rows in run order; metric families indented under their model's evaluate phase."""
-    t = dict(metrics.get("timings", {}))
+    t = {**metrics.get("timings", {}), **metrics.get("unit_timings", {})}    # unit_timings: per (model, seed) unit
+    t.pop("units", None)
     models = metrics.get("models", {})
     rows: list[tuple[str, float]] = []
     for key in ("data", "judge", "reference"):

@@ -2,7 +2,7 @@
 # Set up vaelab on a fresh Debian machine (as root): system packages, a virtualenv in .venv, and the
 # package with the pinned dependencies of constraints.txt. Safe to run again.
 #   bash scripts/setup.sh            # runtime: vaelab + Fashion-MNIST
-#   bash scripts/setup.sh --test     # + test dependencies, the molecules extra, Chromium for browser tests
+#   bash scripts/setup.sh --test     # + test dependencies, the molecules, cluster (Ray) and tracking (MLflow) extras, Chromium
 #   bash scripts/setup.sh --molecules  # + the molecules extra (RDKit, SELFIES, fcd_torch, MOSES data)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +10,7 @@ extras=""
 apt_pkgs="python3 python3-venv dataset-fashion-mnist"
 molecules=0
 case "${1:-}" in
-  --test) extras="[test,molecules]"; molecules=1; apt_pkgs="$apt_pkgs chromium chromium-driver" ;;
+  --test) extras="[test,molecules,cluster,tracking]"; molecules=1; apt_pkgs="$apt_pkgs chromium chromium-driver" ;;
   --molecules) extras="[molecules]"; molecules=1 ;;
 esac
 if command -v apt-get >/dev/null; then

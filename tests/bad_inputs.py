@@ -401,6 +401,24 @@ def _folder_empty_class(d: Path) -> list[str]:
     return _train(d, "--dataset", f"folder:{d / 'imgs'}")
 
 
+def _csv(d: Path, bad: str | None = None, column: int = 2, row: int = 3) -> str:
+    """A small table (header + 40 rows of 4 features); ``bad`` replaces one cell ("" = a missing value)."""
+    rng = np.random.default_rng(0)
+    rows = [[f"{v:.3f}" for v in r] for r in rng.normal(size=(40, 4))]
+    if bad is not None:
+        rows[row - 1][column] = bad
+    text = "f0,f1,f2,f3\n" + "".join(",".join(r) + "\n" for r in rows)
+    (d / "t.csv").write_text(text)
+    return f"csv:{d / 't.csv'}"
+
+
+def _csv_constant(d: Path) -> str:
+    spec = _csv(d)
+    lines = (d / "t.csv").read_text().splitlines()
+    (d / "t.csv").write_text("\n".join([lines[0]] + [",".join(l.split(",")[:3] + ["5"]) for l in lines[1:]]) + "\n")
+    return spec
+
+
 def _npz(d: Path, **arrays: np.ndarray) -> str:
     return f"npz:{write_npz(d / 'data.npz', **arrays)}"
 
@@ -461,8 +479,8 @@ CASES: list[Case] = [
          lambda d: _train(d, "--dataset", _npz(d, x=(images() * 1000).astype(np.int32))), "must lie in 0..255"),
     Case("pixels-0-255-float", "float pixels in 0..255",
          lambda d: _train(d, "--dataset", _npz(d, x=images() * 255)), "divide by 255"),
-    Case("wrong-rank", "wrong rank (2-D x)",
-         lambda d: _train(d, "--dataset", _npz(d, x=images().reshape(40, 64))), "has rank 2"),
+    Case("wrong-rank", "wrong rank (5-D x)",
+         lambda d: _train(d, "--dataset", _npz(d, x=images().reshape(40, 1, 8, 8, 1))), "has rank 5"),
     Case("channel-last", "channel-last images (N, H, W, C)",
          lambda d: _train(d, "--dataset", _npz(d, x=images(shape=(8, 8, 3)))), "looks channel-last"),
     Case("single-image", "a single image",
@@ -501,6 +519,18 @@ CASES: list[Case] = [
          "imgs/b holds no images"),
     Case("image-size-not-folder", "--image-size on a dataset that is not a folder",
          lambda d: _train(d, "--image-size", "16"), "applies to image folders"),
+    # -- data: tables (csv:FILE) ---------------------------------------------------------------
+    Case("csv-missing-value", "csv: with a missing value",
+         lambda d: _train(d, "--dataset", _csv(d, "")), "column 'f2' has a missing value at row 3"),
+    Case("csv-string", "csv: with a string in a numeric column",
+         lambda d: _train(d, "--dataset", _csv(d, "high")), "column 'f2' holds 'high' at row 3"),
+    Case("csv-nan", "csv: with NaN",
+         lambda d: _train(d, "--dataset", _csv(d, "nan")), "column 'f2' has a missing value at row 3"),
+    Case("csv-constant", "csv: with a constant column",
+         lambda d: _train(d, "--dataset", _csv_constant(d)), "column 'f3' is constant"),
+    Case("vectors-bernoulli", "a table with the Bernoulli likelihood",
+         lambda d: _train(d, "--dataset", _csv(d), "--likelihood", "bernoulli"),
+         "bernoulli likelihood models values in [0, 1]"),
     # -- memory: declared sizes and size-driven allocations (vaelab.budget) --------------------
     Case("gz-inflates-past-header", ".gz inflating to 4.3 GB past its header's 60,000 images", _gz_too_long,
          "it is too long"),

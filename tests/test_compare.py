@@ -12,6 +12,7 @@ import torch
 
 from vaelab.cli import main
 from vaelab.compare import CompareConfig, aggregate
+from vaelab.config import TrainConfig
 from vaelab.errors import ConfigError
 
 FAST = ["--epochs", "3", "--n-samples", "100", "--iw-k", "5", "--quiet"]
@@ -65,11 +66,14 @@ def test_run_folder_contract(run):
 
 
 def test_timings_cover_every_phase(run):
-    t = _strict_load(run / "metrics.json")["timings"]
-    phases = {"data", "judge", "reference", "pairs_2d", "figures", "report", "total"}
-    phases |= {f"{p}:{m}" for p in ("train", "evaluate") for m in ("ae", "vae", "cvae")}
-    assert phases <= set(t) and all(v >= 0 for v in t.values())
-    assert t["train:vae"] > 0 and t["report"] > 0
+    doc = _strict_load(run / "metrics.json")
+    t, u = doc["timings"], doc["unit_timings"]
+    assert {"data", "judge", "reference", "units", "figures", "report", "total"} <= set(t)
+    assert {f"{p}:{m}" for p in ("train", "evaluate") for m in ("ae", "vae", "cvae")} | {"pairs_2d"} <= set(u)
+    assert all(v >= 0 for v in [*t.values(), *u.values()])
+    assert u["train:vae"] > 0 and t["report"] > 0
+    # one worker: the units ran one after the other, so their times add up to the units phase
+    assert sum(u.values()) <= t["units"] * 1.001
     parts = sum(v for k, v in t.items() if k != "total")
     assert parts <= t["total"] * 1.001 and parts >= 0.8 * t["total"]    # the phases account for the run
 
@@ -201,10 +205,10 @@ def test_aggregate_keeps_shape_and_gives_sample_sd():
 
 def test_size_defaults_and_overrides():
     small = CompareConfig().resolved((1, 8, 8))
-    large = CompareConfig(epochs=20, n_latent=16).resolved((1, 28, 28))
-    assert small.epochs == 60 and small.n_latent == 8 and small.n_samples == 2000
-    assert large.epochs == 20 and large.n_latent == 16 and large.n_samples == 10_000
-    assert CompareConfig(epochs=5).resolved((1, 8, 8)).epochs == 5
+    large = CompareConfig().resolved((1, 28, 28))
+    assert small.train.epochs == 60 and small.model.n_latent == 8 and small.eval.n_samples == 2000
+    assert large.train.epochs == 20 and large.model.n_latent == 16 and large.eval.n_samples == 10_000
+    assert CompareConfig(train=TrainConfig(epochs=5)).resolved((1, 8, 8)).train.epochs == 5
     assert CompareConfig.from_dict(small.to_dict()) == small
     with pytest.raises(ConfigError, match="--threads"):
         CompareConfig(n_threads=-1)

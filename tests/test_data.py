@@ -318,7 +318,8 @@ def test_npz_class_names(tmp_path):
     ({"x": np.linspace(0, 2, 160).reshape(10, 4, 4)}, ["outside [0, 1]", "min 0", "max 2", "divide by 255"]),
     ({"x": np.linspace(-1, 1, 160).reshape(10, 4, 4)}, ["outside [0, 1]", "min -1", "max 1"]),
     ({"x": np.arange(160, dtype=np.int32).reshape(10, 4, 4) * 2}, ["0..255", "318"]),
-    ({"x": np.zeros((10, 16))}, ["rank 2", "reshape"]),
+    ({"x": np.zeros((10, 1, 4, 4, 1))}, ["rank 5", "reshape"]),
+    ({"x": np.zeros((10, 16))}, ["feature 'x0' is constant on the training split"]),      # 2-D x: vectors
     ({"x": np.zeros((10, 4, 4, 3))}, ["channel-last", "moveaxis"]),
     ({"x": np.zeros((10, 2, 4, 4))}, ["C 1 or 3"]),
     ({"x": np.zeros((1, 4, 4))}, ["1 image", "at least 2"]),
@@ -333,7 +334,7 @@ def test_npz_class_names(tmp_path):
     ({"x": np.zeros((10, 4, 4)), "y_test": np.zeros(10, np.int64)}, ["every split or none"]),
     ({"x": np.zeros((10, 4, 4)), "y": np.zeros(10, np.int64), "x_test": np.zeros((3, 4, 4))},
      ["every split or none"]),
-    ({"x": np.zeros((10, 4, 4)), "x_test": np.zeros((3, 5, 5))}, ["same (C, H, W)"]),
+    ({"x": np.zeros((10, 4, 4)), "x_test": np.zeros((3, 5, 5))}, ["same shape"]),
 ])
 def test_npz_validation_errors(tmp_path, arrays, words):
     data_error(words, load_dataset, save_npz(tmp_path, **arrays))

@@ -18,7 +18,8 @@ from vaelab.config import TrainConfig
 from vaelab.data import load_dataset
 from vaelab.errors import DivergenceError, Interrupted
 from vaelab.models import VAE, LossTerms, model_config
-from vaelab.train import fit, fit_with_retries
+from vaelab.retry import fit_with_retries
+from vaelab.train import fit
 
 STEPS_PER_EPOCH = 4            # 230 training images, batch 64
 

@@ -52,7 +52,7 @@ def test_pixels_are_the_files_pixels(tmp_path):
     (tmp_path / "d").mkdir()
     for i in range(4):
         Image.fromarray(a if i == 0 else a[::-1].copy()).save(tmp_path / "d" / f"{i}.png")
-    raw = F._folder_raw(str(tmp_path / "d"))
+    raw = F.folder_raw(str(tmp_path / "d"))
     assert raw.y is None and np.array_equal(raw.x[0], a.transpose(2, 0, 1))
 
 
@@ -164,4 +164,4 @@ def test_image_options_only_for_folders():
     with pytest.raises(ConfigError, match="--image-size applies to image folders"):
         load_dataset("digits", image_size=16)
     with pytest.raises(ConfigError, match="--image-size must be an integer in"):
-        F._folder_raw("/nonexistent", image_size=1)
+        F.folder_raw("/nonexistent", image_size=1)

@@ -53,6 +53,6 @@ def test_compare_on_a_120_image_npz(tmp_path, capsys):
     assert rc == 0
     assert "batch size 128 is larger than the 86 training images" in capsys.readouterr().err
     doc = json.loads((out / "metrics.json").read_text())
-    assert doc["config"]["batch_size"] == 86 and "86 training images" in doc["config"]["batch_note"]
+    assert doc["config"]["train"]["batch_size"] == 86 and "86 training images" in doc["config"]["batch_note"]
     assert all(doc["models"][m]["status"] != "failed" for m in ("ae", "vae")), doc["models"]
     assert (out / "report.html").exists()

@@ -41,13 +41,14 @@ def test_seed_intervals_span_the_seeds():
 
 
 def test_novelty_and_holes_figures_are_drawn_from_arrays_alone(tmp_path):
+    from vaelab.measure.store import save_arrays
     from vaelab.report.verdict_figures import draw_from_arrays
 
     rng = np.random.default_rng(1)
-    V.save_figure_arrays(tmp_path, {"ae": {"novelty_gmm_samples": rng.random((8, 1, 8, 8)),
-                                           "novelty_gmm_train": rng.random((8, 1, 8, 8))}})
+    save_arrays(tmp_path / "arrays" / "novelty-ae.npz", {"novelty_gmm_samples": rng.random((8, 1, 8, 8)),
+                                                         "novelty_gmm_train": rng.random((8, 1, 8, 8))})
     g = np.stack(np.meshgrid(np.linspace(-2, 2, 5), np.linspace(2, -2, 5)), -1).reshape(-1, 2)
-    V._save_npz(tmp_path / "arrays" / "holes-vae-2d.npz",
+    save_arrays(tmp_path / "arrays" / "holes-vae-2d.npz",
                 {"z_grid": g, "log_ratio": -g[:, 0] ** 2, "realism": rng.random(25) * 2, "codes": rng.normal(size=(9, 2))})
     figs = draw_from_arrays(tmp_path, tmp_path / "figures")
     assert [f["file"] for f in figs] == ["novelty.png", "holes_q_vs_p.png"]

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-import vaelab
+from vaelab import __version__
 from vaelab.config import ModelConfig
 from vaelab.errors import CheckpointError, ConfigError, OutputError, VaelabError
 from vaelab.io import atomic_path, atomic_write_json
@@ -36,7 +36,7 @@ WEIGHTS_NAME = "weights.safetensors"
 
 
 def versions() -> dict[str, str]:
-    return {"vaelab": vaelab.__version__, "torch": torch.__version__, "python": platform.python_version()}
+    return {"vaelab": __version__, "torch": torch.__version__, "python": platform.python_version()}
 
 
 def tensor_digest(tensors: dict[str, Tensor]) -> str:
@@ -165,7 +165,7 @@ def read_config(folder: Path) -> dict[str, Any]:
     return cfg
 
 
-def _diff(a: dict[str, Any], b: dict[str, Any]) -> str:
+def describe_diff(a: dict[str, Any], b: dict[str, Any]) -> str:
     keys = sorted(set(a) | set(b))
     parts = [f"{k}: {a.get(k)!r} in config.json vs {b.get(k)!r} in the weights" for k in keys if a.get(k) != b.get(k)]
     return "; ".join(parts[:5])
@@ -205,7 +205,7 @@ def load_model(path: str | Path, weights: str = WEIGHTS_NAME, device: str | torc
         raise CheckpointError(f"{folder / weights}: the model config in its metadata is invalid: {e}") from None
     if stored != json.loads(json.dumps(model_cfg.to_dict())):
         raise CheckpointError(f"{folder / CONFIG_NAME} does not match the weights it sits beside "
-                              f"({_diff(json.loads(json.dumps(model_cfg.to_dict())), stored)}). The config was edited "
+                              f"({describe_diff(json.loads(json.dumps(model_cfg.to_dict())), stored)}). The config was edited "
                               "or the files come from different models.")
     tensors = upgrade_state_dict(tensors)
     try:

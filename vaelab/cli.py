@@ -1,186 +1,120 @@
-"""`vaelab` command line: thin wrappers over the Python API.
+"""`vaelab` command line: thin wrappers over the Python API (the same functions: vaelab.fit, vaelab.compare, ...).
 
 Every command is a plain function ``<name>_cmd(args) -> int`` registered in ``COMMANDS`` with the
-function that adds its options. Expected failures raise VaelabError: ``main`` prints the message
-and exits non-zero, never with a traceback.
+function that adds its options. The options of the config fields are generated from vaelab.config by
+vaelab.options (one place: name, type, default, help, range); only a command's own options (--out,
+--quiet, ...) are written here. ``main`` builds the options of the chosen command alone and every
+heavy module (torch, numpy, the models) is imported inside the commands, so ``vaelab --help`` and
+``vaelab COMMAND --help`` answer at once. Expected failures raise VaelabError: ``main`` prints the
+message and exits non-zero, never with a traceback.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import re
+import shlex
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterable
 
-from vaelab import score                       # imports no torch: its commands do, when run
-from vaelab.errors import ConfigError, VaelabError
-from vaelab.molecules import cli as mol_cli   # imports no RDKit: the commands do, when run
+from vaelab.config import (AUTO, MAX_SEED, MODEL_NAMES, SIZE_DEFAULTS, CompareConfig, DataSpec, EvalConfig, ExecutorConfig,
+                           ModelConfig, SampleConfig, ScoreConfig, SweepConfig, TrainConfig, config_diff,
+                           refuse_resume_differences)
+from vaelab.errors import ConfigError, OutputError, VaelabError
+from vaelab.molecules import cli as mol_cli   # imports no RDKit and no torch: the commands do, when run
+from vaelab.options import add_options, bounded, build, given
 
-MODEL_NAMES = ("ae", "dae", "vae", "beta-vae", "cvae", "iwae", "rae")
-
-
-# -- shared option groups ----------------------------------------------------------------------
-def add_data_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("data")
-    g.add_argument("--dataset", default="digits",
-                   help="digits (embedded, default), fashion-mnist, idx:FOLDER (MNIST-format IDX files, gz or raw) "
-                        "or npz:FILE (array x of (N,H,W) or (N,C,H,W) images, optional y labels)")
-    g.add_argument("--data-dir", default=None,
-                   help="folder with the Fashion-MNIST IDX files (default /usr/share/datasets/fashion-mnist, "
-                        "from the Debian package dataset-fashion-mnist)")
-    g.add_argument("--classes", default=None,
-                   help="keep only these labels, e.g. 3,5 (relabelled 0..k-1 in this order)")
-    g.add_argument("--max-train", type=int, default=None, help="keep a seeded subset of this many training images")
-    g.add_argument("--val-fraction", type=float, default=0.1,
-                   help="fraction of the training split held out for validation (default 0.1)")
-    g.add_argument("--image-size", type=int, default=None, metavar="S",
-                   help="folder: only: make every image S x S (aspect kept by a centre crop, then a Lanczos resize)")
-    g.add_argument("--image-channels", type=int, choices=(1, 3), default=None,
-                   help="folder: only: 1 (grey) or 3 (RGB); default grey when every image is grey, else RGB")
-    g.add_argument("--skip-unreadable", action="store_true", default=False,
-                   help="folder: only: skip damaged or non-image files (listed in the data's source) instead of "
-                        "refusing them")
-    g.add_argument("--split-seed", type=int, default=0,
-                   help="seed of the train/val/test split; fixed apart from --seed so runs share one test set")
+SECTIONS = {"data": DataSpec, "model": ModelConfig, "train": TrainConfig, "eval": EvalConfig}
 
 
-def add_model_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("model")
-    g.add_argument("--latent-dim", type=int, default=16, help="size of the latent code z (default 16)")
-    g.add_argument("--backbone", choices=("mlp", "conv"), default="mlp",
-                   help="encoder/decoder architecture shared by every model (default mlp)")
-    g.add_argument("--hidden", default="512,256",
-                   help="MLP hidden widths, comma-separated (default 512,256); conv uses the last as its dense layer")
-    g.add_argument("--channels", default="32,64", help="conv only: channels per stride-2 stage (default 32,64)")
-    g.add_argument("--likelihood", choices=("bernoulli", "continuous-bernoulli", "gaussian"), default="bernoulli",
-                   help="p(x|z): bernoulli (a likelihood on binary pixels: add --binarize; on grey pixels its loss is "
-                        "a cross-entropy, not a likelihood), continuous-bernoulli (a density on [0,1], with its "
-                        "normaliser) or gaussian with --sigma (fixed or --learn-sigma). Densities are likelihoods "
-                        "of the 8-bit data only with --dequantize 256 (default bernoulli)")
-    g.add_argument("--sigma", type=float, default=None,
-                   help="gaussian likelihood: std in pixel units, fixed, or the initial value with --learn-sigma "
-                        "(default 0.1)")
-    g.add_argument("--learn-sigma", action="store_true", default=None,
-                   help="gaussian likelihood: learn a per-pixel std (initialised at --sigma)")
-    g.add_argument("--binarize", choices=("none", "dynamic", "static"), default=None,
-                   help="model binary pixels with the bernoulli likelihood: dynamic = a fresh Bernoulli draw of the "
-                        "grey levels each epoch, static = one fixed seeded draw; validation/test are always one fixed "
-                        "draw, the same for every model (default none)")
-    g.add_argument("--dequantize", type=int, default=None, metavar="LEVELS",
-                   help="model dequantised pixels (v + U(0,1)) / LEVELS (256 for 8-bit images, 17 for digits), so a "
-                        "gaussian or continuous-bernoulli density gives a true NLL of the discrete data (default 0 = off)")
-    g.add_argument("--beta", type=float, default=None,
-                   help="weight of the KL term (default 1; 4 for beta-vae). A plain weight: no dataset-size factor")
-    g.add_argument("--free-bits", type=float, default=None,
-                   help="free bits: per-dimension KL floor in nats (Kingma et al. 2016), the batch-mean KL of each "
-                        "latent unit counts at least this much, so nothing is gained by collapsing it; default 0 = off")
-    g.add_argument("--k", type=int, default=None, help="iwae: importance samples in the training bound (default 5)")
-    g.add_argument("--corruption", default=None,
-                   help="dae: training noise, gaussian:SIGMA, salt-and-pepper:P or masking:FRACTION (default gaussian:0.3)")
+# -- configs from the options: the functions every command (and the every-option test) uses ----------
+def data_spec(args: argparse.Namespace) -> DataSpec:
+    return build(args, DataSpec, "data")
 
 
-def add_train_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=int, default=20, help="training epochs (default 20)")
-    g.add_argument("--batch-size", type=int, default=128, help="minibatch size (default 128)")
-    g.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (default 1e-3)")
-    g.add_argument("--weight-decay", type=float, default=0.0, help="AdamW decoupled weight decay (default 0)")
-    g.add_argument("--grad-clip", type=float, default=0.0, help="clip the global gradient norm to this; 0 = off")
-    g.add_argument("--patience", type=int, default=0,
-                   help="early stopping: stop after this many epochs without validation improvement; 0 = off")
-    g.add_argument("--kl-schedule", choices=("constant", "linear", "cyclical", "sigmoid"), default="constant",
-                   help="KL weight schedule (multiplies beta): constant; linear or sigmoid warm-up from 0 to 1 over "
-                        "--kl-warmup-steps; cyclical (Fu et al. 2019): that linear ramp then 1, repeated every "
-                        "--kl-cycle-steps (default constant)")
-    g.add_argument("--kl-warmup-steps", type=int, default=0, help="optimiser steps of the KL ramp (default 0)")
-    g.add_argument("--kl-cycle-steps", type=int, default=0,
-                   help="cyclical schedule: period in optimiser steps (default 0 = 2 x --kl-warmup-steps)")
-    g.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling and sampling (default 0)")
-    g.add_argument("--device", default="auto", help="auto (CUDA when available, else CPU), cpu, cuda or cuda:N")
-    g.add_argument("--compile", action="store_true",
-                   help="torch.compile the training objective: ~1.2x per step on a CPU after a compile of minutes, so "
-                        "it pays only for long runs (see benchmarks/README.md)")
-    g.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                   help="fp32, or bf16 autocast for GPUs with bf16 units (default fp32)")
-    g.add_argument("--on-nan", choices=("stop", "retry"), default="stop",
-                   help="when a loss term or the gradient becomes NaN/inf: stop (keep the last good checkpoint, exit 3) "
-                        "or retry from the last good checkpoint with half the learning rate (default stop)")
-    g.add_argument("--max-retries", type=int, default=2, help="--on-nan retry: give up after this many retries (default 2)")
-    g.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def parse_classes(text: str | None) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        vals = [int(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise ConfigError(f"--classes takes comma-separated integer labels like 3,5; got {text!r}.") from None
-    if len(vals) < 2 or len(set(vals)) != len(vals):
-        raise ConfigError(f"--classes needs at least two distinct labels, e.g. 3,5; got {text!r}.")
-    return vals
-
-
-def load_data_from_args(args: argparse.Namespace):
+def load_data(spec: DataSpec) -> Any:
     from vaelab.data import load_dataset
 
-    if not 0 <= args.val_fraction < 1:
-        raise ConfigError(f"--val-fraction must be in [0, 1), got {args.val_fraction}.")
-    return load_dataset(args.dataset, data_dir=args.data_dir, seed=args.split_seed, val_fraction=args.val_fraction,
-                        classes=parse_classes(args.classes), max_train=args.max_train, **image_options(args))
+    return load_dataset(spec.dataset, **spec.load_kwargs())
 
 
-def image_options(args: argparse.Namespace) -> dict:
-    """The folder: options (vaelab.data.folder), recorded with the data so a checkpoint reloads the same arrays."""
-    return {"image_size": getattr(args, "image_size", None), "image_channels": getattr(args, "image_channels", None),
-            "skip_unreadable": bool(getattr(args, "skip_unreadable", False))}
-
-
-def data_meta_from_args(args: argparse.Namespace) -> dict:
-    """How to reload exactly this dataset later (sample --sampler gmm, evaluate)."""
-    return {"spec": args.dataset, "data_dir": args.data_dir, "split_seed": args.split_seed,
-            "val_fraction": args.val_fraction, "classes": parse_classes(args.classes), "max_train": args.max_train,
-            **{k: v for k, v in image_options(args).items() if v}}
-
-
-def model_config_from_args(name: str, args: argparse.Namespace, data):
-    from vaelab.config import parse_ints
+def model_config_for(name: str, args: argparse.Namespace, shape: tuple[int, ...], n_classes: int = 0,
+                     **fixed: Any) -> ModelConfig:
+    """The ModelConfig of model ``name`` from the given model options (the name's defaults for the rest)."""
     from vaelab.models import MODELS, model_config
 
     if name not in MODELS:
         raise ConfigError(f"unknown model {name!r}; choose from {', '.join(MODELS)}.")
-    return model_config(name, input_shape=data.shape, n_latent=args.latent_dim, backbone=args.backbone,
-                        hidden=parse_ints(args.hidden, "--hidden"), channels=parse_ints(args.channels, "--channels"),
-                        likelihood=args.likelihood, sigma=args.sigma, learn_sigma=args.learn_sigma,
-                        binarize=args.binarize, dequantize=args.dequantize, beta=args.beta, free_bits=args.free_bits,
-                        k=args.k, corruption=args.corruption,
-                        n_classes=data.n_classes if MODELS[name].is_conditional else 0)
+    return model_config(name, input_shape=tuple(shape), n_classes=n_classes if MODELS[name].is_conditional else 0,
+                        **{**given(args, "model"), **fixed})
 
 
-def train_config_from_args(args: argparse.Namespace):
-    from vaelab.config import TrainConfig
-
-    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-                       grad_clip=args.grad_clip, seed=args.seed, device=args.device, patience=args.patience,
-                       kl_schedule=args.kl_schedule, kl_warmup_steps=args.kl_warmup_steps,
-                       kl_cycle_steps=args.kl_cycle_steps,
-                       compile=args.compile, precision=args.precision)
+def compare_config(args: argparse.Namespace) -> CompareConfig:
+    """The CompareConfig of `vaelab compare`: the held configs from their options; what was not given stays open."""
+    g = {s: given(args, s) for s in SECTIONS}
+    auto = tuple(a for a in AUTO if a.split(".")[1] not in g[a.split(".")[0]])
+    return CompareConfig(**{s: cls(**g[s]) for s, cls in SECTIONS.items()}, **given(args, "compare"), auto=auto,
+                         executor=build(args, ExecutorConfig, "executor"))
 
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", Path(text.split(":", 1)[-1]).stem if ":" in text else text).strip("-")
 
 
-# -- commands ----------------------------------------------------------------------------------
+def default_out(cfg: CompareConfig) -> Path:
+    name = f"compare-{_slug(cfg.data.dataset)}"
+    if cfg.data.classes:
+        name += "-classes-" + "-".join(map(str, cfg.data.classes))
+    if cfg.inliers:
+        name += "-inliers-" + "-".join(map(str, cfg.inliers))
+    return Path("runs") / name
+
+
+def _run_args(p: argparse.ArgumentParser, what: str, resume: str | None = None) -> None:
+    p.add_argument("--out", default=None, help=f"{what} to write")
+    p.add_argument("--overwrite", action="store_true", help="replace what --out holds")
+    if resume:
+        p.add_argument("--resume", action="store_true", help=resume)
+
+
+def _quiet(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", action="store_true", help="no progress bars (cannot change a result)")
+
+
+# -- train ---------------------------------------------------------------------------------------
 def train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL", help=f"one of {', '.join(MODEL_NAMES)}")
-    p.add_argument("--out", default=None, help="model folder to write (default runs/MODEL-DATASET)")
-    p.add_argument("--overwrite", action="store_true", help="replace a trained model already in --out")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run in --out from its last checkpoint (optimiser, RNG and epoch restored)")
-    add_data_args(p)
-    add_model_args(p)
-    add_train_args(p)
+    _run_args(p, "model folder (default runs/MODEL-DATASET)",
+              "continue the run in --out from its last checkpoint (optimiser, RNG and epoch restored); only --epochs "
+              "may differ from the run being resumed")
+    add_options(p, DataSpec, "data")
+    add_options(p, ModelConfig, "model", defaults={"beta": "default 1; 4 for beta-vae", "k": "default 1; 5 for iwae"})
+    add_options(p, TrainConfig, "train", title="training")
+    _quiet(p)
+
+
+TRAIN_RESUME_FREE = {"train.epochs": "a resumed run trains on to the new number of epochs"}   # --quiet: not recorded
+
+
+def check_train_resume(out: Path, mcfg: ModelConfig, tcfg: TrainConfig, spec: DataSpec) -> None:
+    """Refuse `train --resume` when any option differs from the run in ``out`` (all differences listed)."""
+    try:
+        conf = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError) as e:
+        raise OutputError(f"cannot --resume {out}: its config.json is unreadable ({e}). Use --overwrite.") from None
+    old_train = dict(conf.get("train") or {})
+    retries = (conf.get("training") or {}).get("retries") or []
+    if retries and isinstance(retries[0], dict) and "lr_before" in retries[0]:
+        old_train["lr"] = retries[0]["lr_before"]   # --on-nan retry halved it; the run was asked for this one
+    old = {"model": conf.get("model") or {}, "train": {**TrainConfig().to_dict(), **old_train},
+           "data": {k: (conf.get("data") or {}).get(k) for k in spec.meta()}}
+    new = {"model": json.loads(json.dumps(mcfg.to_dict())), "train": tcfg.to_dict(), "data": spec.meta()}
+    # a different --epochs is what resuming is for: allowed without a note
+    diffs = [d for d in config_diff(old, new) if d[0] not in TRAIN_RESUME_FREE]
+    refuse_resume_differences(out, diffs, TRAIN_RESUME_FREE)
 
 
 def train_cmd(args: argparse.Namespace) -> int:
@@ -188,14 +122,16 @@ def train_cmd(args: argparse.Namespace) -> int:
     from vaelab.metrics import collapse
     from vaelab.retry import fit_with_retries
 
-    data = load_data_from_args(args)
-    mcfg = model_config_from_args(args.model, args, data)
-    tcfg = train_config_from_args(args)
-    out = Path(args.out or f"runs/{args.model}-{_slug(args.dataset)}")
+    spec, tcfg = data_spec(args), build(args, TrainConfig, "train")   # bad options fail before the data loads
+    data = load_data(spec)
+    mcfg = model_config_for(args.model, args, data.shape, data.n_classes)
+    out = Path(args.out or f"runs/{args.model}-{_slug(spec.dataset)}")
+    if args.resume and not args.overwrite:
+        check_train_resume(out, mcfg, tcfg, spec)
     with lock.hold(out, "train"):
-        run = fit_with_retries(mcfg, data, tcfg, out, on_nan=args.on_nan, max_retries=args.max_retries,
+        run = fit_with_retries(mcfg, data, tcfg, out, on_nan=tcfg.on_nan, max_retries=tcfg.max_retries,
                                resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
-                               data_meta=data_meta_from_args(args), on_epoch=collapse.record_epoch)
+                               data_meta=spec.meta(), on_epoch=collapse.record_epoch)
     collapse.warn_history(mcfg.model, run.history)
     from vaelab.distributed import is_main
 
@@ -225,43 +161,38 @@ def _print_run(run, data) -> None:
                   f"Model folder: {run.path}")
 
 
+# -- sample / evaluate / datasets ------------------------------------------------------------------
 def sample_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("ckpt", metavar="CKPT", help="a model folder written by `vaelab train`")
-    p.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
-    p.add_argument("--sampler", default="prior",
-                   help="prior: decode z ~ N(0, I); gmm: decode z from a 10-component Gaussian mixture fitted to the "
-                        "model's training codes (ex-post density, Ghosh et al. 2020). Default prior")
-    p.add_argument("--label", type=int, default=None, help="cvae: decode every sample with this label (default: cycle)")
     p.add_argument("--out", required=True, help="FILE.png (an image grid) or FILE.npy (float32 (N,C,H,W) in [0,1])")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    add_options(p, SampleConfig, "sample", title="sampling")
 
 
 def sample_cmd(args: argparse.Namespace) -> int:
-    from vaelab import budget
-    from vaelab.imaging import save_grid_png, save_npy
-    from vaelab.sampling import SAMPLE_BLOCK, sample_images, sample_to_npy
-
+    scfg = build(args, SampleConfig, "sample")
     out = Path(args.out)
     if out.suffix.lower() not in (".png", ".npy"):
         raise ConfigError(f"--out must end in .png or .npy, got {out.name!r}.")
     if out.exists() and not args.overwrite:
         raise ConfigError(f"{out} exists; pass --overwrite to replace it or choose another --out.")
-    if args.n < 1:
-        raise ConfigError(f"--n must be >= 1, got {args.n}.")
-    if out.suffix.lower() == ".npy" and args.n > SAMPLE_BLOCK:   # stream: memory of one block, whatever --n is
-        sample_to_npy(args.ckpt, out, args.n, sampler=args.sampler, seed=args.seed, label=args.label)
+    from vaelab import budget
+    from vaelab.imaging import save_grid_png, save_npy
+    from vaelab.sampling import SAMPLE_BLOCK, sample_images, sample_to_npy
+
+    if out.suffix.lower() == ".npy" and scfg.n > SAMPLE_BLOCK:   # stream: memory of one block, whatever --n is
+        sample_to_npy(args.ckpt, out, scfg.n, sampler=scfg.sampler, seed=scfg.seed, label=scfg.label)
     else:
         if out.suffix.lower() == ".png":   # one grid image holds every sample: bounded by the budget
             from vaelab.checkpoint import load_model
 
             shape = load_model(args.ckpt).model.cfg.input_shape
-            budget.check(budget.array_bytes((args.n, *shape)) * 40, f"a PNG grid of {args.n} samples",
-                         f"--n {args.n} images of shape {tuple(shape)}, drawn into one picture",
+            budget.check(budget.array_bytes((scfg.n, *shape)) * 40, f"a PNG grid of {scfg.n} samples",
+                         f"--n {scfg.n} images of shape {tuple(shape)}, drawn into one picture",
                          "Lower --n, or write --out FILE.npy, which streams any --n in blocks.")
-        x = sample_images(args.ckpt, args.n, sampler=args.sampler, seed=args.seed, label=args.label)
+        x = sample_images(args.ckpt, scfg.n, sampler=scfg.sampler, seed=scfg.seed, label=scfg.label)
         (save_grid_png if out.suffix.lower() == ".png" else save_npy)(x, out)
-    print(f"wrote {args.n} {args.sampler} samples to {out}")
+    print(f"wrote {scfg.n} {scfg.sampler} samples to {out}")
     return 0
 
 
@@ -269,25 +200,20 @@ def evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("ckpt", metavar="CKPT", help="a model folder written by `vaelab train` (config.json + weights)")
     p.add_argument("--out", required=True, help="FILE.json to write: every metric, the reference rows and settings")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    p.add_argument("--n-samples", type=int, default=10000,
-                   help="generated images per sampler for FD / precision / recall (default 10000)")
-    p.add_argument("--iw-samples", type=int, default=100,
-                   help="importance samples K per test image for the IW-NLL bound (VAEs; default 100)")
-    p.add_argument("--samplers", default="prior,gmm",
-                   help="comma-separated samplers to score: prior (z ~ N(0, I)) and/or gmm (ex-post mixture fitted "
-                        "to the training codes). Default prior,gmm")
-    p.add_argument("--seed", type=int, default=0, help="seed of every random draw in the evaluation (default 0)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_options(p, EvalConfig, "eval", title="evaluation", skip=("n_interp_pairs",))
+    p.add_argument("--seed", type=bounded(int, 0, MAX_SEED), default=0,
+                   help="seed of every random draw in the evaluation (default 0)")
+    _quiet(p)
 
 
 def evaluate_cmd(args: argparse.Namespace) -> int:
     from vaelab import lock
     from vaelab.evaluate import evaluate_checkpoint, print_summary
 
-    samplers = tuple(s.strip() for s in args.samplers.split(",") if s.strip())
+    e = build(args, EvalConfig, "eval")
     with lock.hold(args.out, "evaluate", is_file=True):
-        doc = evaluate_checkpoint(args.ckpt, args.out, n_samples=args.n_samples, iw_k=args.iw_samples,
-                                  samplers=samplers, seed=args.seed, progress=not args.quiet, overwrite=args.overwrite)
+        doc = evaluate_checkpoint(args.ckpt, args.out, n_samples=e.n_samples, iw_k=e.iw_k, samplers=e.samplers,
+                                  seed=args.seed, progress=not args.quiet, overwrite=args.overwrite)
     print_summary(doc)
     print(f"wrote {args.out}")
     return 0
@@ -313,70 +239,141 @@ def datasets_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
-SWEEP_KL_WARMUP_STEPS = 100   # sweep default: a linear 0 -> beta ramp over the first 100 steps
+# -- sweep -----------------------------------------------------------------------------------------
+SWEEP_SKIPS = ("beta", "k", "corruption", "rae_gamma", "rae_lambda")   # a sweep trains beta-VAEs (k = 1) and the AE
+
+
+# A sweep's default KL warm-up: without it short sweeps collapse (digits, --beta 0.5,1,2 --epochs 10: rates 0.74,
+# 0.11, 0.02 nats; with a 100-step linear warm-up 6.49, 6.03, 4.50). Free bits would floor every rate at D * lambda
+# and bend the rate-distortion plane; a warm-up ends at the true objective.
+SWEEP_TRAIN_DEFAULTS = {"kl_schedule": "linear", "kl_warmup_steps": 100}
 
 
 def sweep_args(p: argparse.ArgumentParser) -> None:
-    add_data_args(p)
-    add_model_args(p)
-    add_train_args(p)
-    for action in p._actions:        # the model group's --beta takes one number; here it takes the list
-        if "--beta" in action.option_strings:
-            action.type, action.default = str, "0.1,0.25,0.5,1,2,4,8"
-            action.help = "KL weights of the beta-VAEs to train, comma-separated (default 0.1,0.25,0.5,1,2,4,8)"
-        # a sweep's default KL warm-up: without it short sweeps collapse (digits, --beta 0.5,1,2 --epochs 10:
-        # rates 0.74, 0.11, 0.02 nats; with a 100-step linear warm-up 6.49, 6.03, 4.50). Free bits would
-        # floor every rate at D * lambda and bend the rate-distortion plane; a warm-up ends at the true objective.
-        if "--kl-schedule" in action.option_strings:
-            action.default = "linear"
-            action.help = action.help.replace("(default constant)", "(default linear for a sweep, so that short "
-                                              "sweeps do not collapse)")
-        if "--kl-warmup-steps" in action.option_strings:
-            action.default = SWEEP_KL_WARMUP_STEPS
-            action.help += f" (default {SWEEP_KL_WARMUP_STEPS} for a sweep)"
-    p.add_argument("--no-ae", action="store_true", help="skip the deterministic AE (the zero-noise end of the plot)")
-    p.add_argument("--out", default=None, help="sweep folder to write (default runs/sweep-DATASET)")
-    p.add_argument("--overwrite", action="store_true", help="replace a sweep already in --out")
+    add_options(p, SweepConfig, "sweep", title="sweep")
+    _run_args(p, "sweep folder (default runs/sweep-DATASET)")
+    add_options(p, DataSpec, "data")
+    add_options(p, ModelConfig, "model", skip=SWEEP_SKIPS)
+    add_options(p, TrainConfig, "train", title="training",
+                defaults={"kl_schedule": "default linear for a sweep, so that short sweeps do not collapse",
+                          "kl_warmup_steps": f"default {SWEEP_TRAIN_DEFAULTS['kl_warmup_steps']} for a sweep"})
+    add_options(p, ExecutorConfig, "executor", title="where the units run")
+    _quiet(p)
+
+
+def sweep_train_config(args: argparse.Namespace) -> TrainConfig:
+    """The sweep's TrainConfig: the given options, the sweep's KL warm-up unless a schedule was given."""
+    g = given(args, "train")
+    warm = {} if "kl_schedule" in g else {k: v for k, v in SWEEP_TRAIN_DEFAULTS.items() if k not in g}
+    return TrainConfig(**{**warm, **g})
 
 
 def sweep_cmd(args: argparse.Namespace) -> int:
     from vaelab import lock
-    from vaelab.sweep import parse_betas, sweep
+    from vaelab.compare import resolve_workers, unit_executor
+    from vaelab.sweep import sweep
+    from vaelab.train import resolve_device
 
-    betas = parse_betas(args.beta)
-    if args.k:
-        raise ConfigError("--k is for iwae; a sweep trains beta-VAEs (k = 1).")
-    data = load_data_from_args(args)
-    mcfg = model_config_from_args("beta-vae", argparse.Namespace(**{**vars(args), "beta": 1.0}), data)
-    out = Path(args.out or f"runs/sweep-{_slug(args.dataset)}")
+    scfg, spec, tcfg = build(args, SweepConfig, "sweep"), data_spec(args), sweep_train_config(args)
+    data = load_data(spec)
+    mcfg = model_config_for("beta-vae", args, data.shape, beta=1.0)
+    out = Path(args.out or f"runs/sweep-{_slug(spec.dataset)}")
+    ecfg = build(args, ExecutorConfig, "executor")
+    n_workers = resolve_workers(ecfg.n_workers, len(scfg.betas) + int(scfg.include_ae), resolve_device(tcfg.device), 0)
+    executor = unit_executor(ecfg, n_workers, 1, not args.quiet, out, [])
     with lock.hold(out, "sweep"):
-        result = sweep(data, betas, mcfg, train_config_from_args(args), out, include_ae=not args.no_ae,
-                       overwrite=args.overwrite, progress=not args.quiet, data_meta=data_meta_from_args(args))
+        result = sweep(data, scfg.betas, mcfg, tcfg, out, include_ae=scfg.include_ae, overwrite=args.overwrite,
+                       progress=not args.quiet, data_meta=spec.meta(), executor=executor)
     print(f"{'beta':>6} {'rate R':>9} {'distortion D':>13} {'D + R':>9}   ({result['kind']}; nats per image, test)")
-    for p in result["points"]:
-        print(f"{p['beta']:>6g} {p['rate']:>9.2f} {p['distortion']:>13.2f} {p['neg_elbo']:>9.2f}")
+    for pt in result["points"]:
+        print(f"{pt['beta']:>6g} {pt['rate']:>9.2f} {pt['distortion']:>13.2f} {pt['neg_elbo']:>9.2f}")
     if result["ae"]:
         print(f"{'AE':>6} {'inf':>9} {result['ae']['distortion']:>13.2f}")
     print(f"wrote {out / 'sweep.json'} and {out / 'rate_distortion.png'}")
     return 0
 
 
-def compare_args(p: argparse.ArgumentParser) -> None:
-    from vaelab.compare import add_compare_args
+# -- compare ---------------------------------------------------------------------------------------
+def _size_note(dotted: str) -> str:
+    s, large = SIZE_DEFAULTS["small"][dotted], SIZE_DEFAULTS["large"][dotted]
+    show = (lambda v: ",".join(map(str, v)) if isinstance(v, tuple) else str(v))
+    return f"default {show(s)} for small images such as the embedded digits, {show(large)} otherwise"
 
-    add_compare_args(p)
+
+def compare_args(p: argparse.ArgumentParser) -> None:
+    notes = {s: {d.split(".")[1]: _size_note(d) for d in SIZE_DEFAULTS["small"] if d.startswith(s + ".")}
+             for s in SECTIONS}
+    notes["model"]["beta"] = ("beta-vae's KL weight: default 4; the vae, cvae and iwae keep beta = 1 so the comparison "
+                              "still has a plain VAE")
+    notes["model"]["k"] = "default 1; 5 for iwae"
+    add_options(p, CompareConfig, "compare", title="comparison")
+    _run_args(p, "run folder (default runs/compare-DATASET[-classes-A-B])",
+              "continue the run in --out: finished models are reused, unfinished ones resume; only --threads, the "
+              "executor options and --quiet may differ from the run being resumed")
+    add_options(p, DataSpec, "data", defaults=notes["data"])
+    add_options(p, ModelConfig, "model", defaults=notes["model"])
+    add_options(p, TrainConfig, "train", title="training", defaults=notes["train"])
+    add_options(p, EvalConfig, "eval", title="evaluation", defaults=notes["eval"])
+    add_options(p, ExecutorConfig, "executor", title="where the units run")
+    _quiet(p)
 
 
 def compare_cmd(args: argparse.Namespace) -> int:
-    from vaelab.compare import compare_cmd as run
+    from vaelab.compare import compare
+    from vaelab.report.table import headline_table, wide_console
 
-    return run(args)
+    cfg = compare_config(args)
+    out = Path(args.out) if args.out else default_out(cfg)
+    command = "vaelab " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["compare"] else None
+    from vaelab import lock
+
+    with lock.hold(out, "compare"):
+        doc = compare(cfg, out, progress=not args.quiet, resume=args.resume, overwrite=args.overwrite, command=command)
+    con = wide_console()
+    con.print(headline_table(doc))
+    for name, m in doc["models"].items():
+        if m.get("status") != "ok" or m.get("error"):
+            con.print(f"[red]{name} failed[/red]: {m.get('error')}")
+    con.print(f"\n[bold]Answer[/bold]: {doc['answer']['short']}\n")
+    con.print(f"Report: {out / 'report.html'}   ({doc['timings']['total']:.0f} s in all)")
+    return 0
 
 
+# -- score -----------------------------------------------------------------------------------------
+def score_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", metavar="RUN", help="a run folder of `vaelab compare` (every model in it) or one model folder")
+    p.add_argument("--dataset", required=True, help="the images to score: digits, fashion-mnist, idx:FOLDER, "
+                                                    "npz:FILE or folder:PATH (the models' image size)")
+    p.add_argument("--data-dir", default=None, help="folder with the Fashion-MNIST IDX files")
+    p.add_argument("--out", required=True, help="CSV file to write (per-image scores); thresholds go to OUT.json")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    add_options(p, ScoreConfig, "score", title="scoring")
+    _quiet(p)
+
+
+def score_cmd(args: argparse.Namespace) -> int:
+    from vaelab.score import score_run
+
+    c = build(args, ScoreConfig, "score")
+    info = score_run(args.run, args.dataset, args.out, data_dir=args.data_dir, split=c.split, fpr=c.fpr,
+                     score=c.score, k=c.k, seed=c.seed, progress=not args.quiet, overwrite=args.overwrite)
+    for name, m in info["models"].items():
+        if "threshold" in m:
+            print(f"{name}: {c.score} > {m['threshold']:.4g} flags {m['flagged_fraction']:.1%} of the data "
+                  f"({m['val_flagged_fraction']:.1%} of its validation split)")
+        else:
+            print(f"{name}: {m.get('note')}")
+    print(f"wrote {args.out} and {args.out}.json")
+    return 0
+
+
+# -- report / explore (their options live with them) --------------------------------------------------
 def report_args(p: argparse.ArgumentParser) -> None:
-    from vaelab.report.html import report_args as add
-
-    add(p)
+    p.add_argument("run", metavar="RUN", help="a run folder written by `vaelab compare` (holds metrics.json, figures/)")
+    p.add_argument("--out", default=None, help="HTML file to write (default RUN/report.html, replaced)")
+    p.add_argument("--markdown", default=None, metavar="FILE.md",
+                   help="also write the headline table and the answer as Markdown (e.g. for docs/); replaced if it "
+                        "exists")
 
 
 def report_cmd(args: argparse.Namespace) -> int:
@@ -408,8 +405,8 @@ COMMANDS: dict[str, tuple[Callable, Callable, str]] = {
                                            "folder with report.html"),
     "report": (report_args, report_cmd, "re-render a run folder's report.html from its metrics.json and figures"),
     "explore": (explore_args, explore_cmd, "open an interactive page that walks the latent spaces of a run's models"),
-    "score": (score.score_args, score.score_cmd, "per-image anomaly scores of every model in a run for new data, "
-                                                 "thresholded at a false-positive rate on the validation split"),
+    "score": (score_args, score_cmd, "per-image anomaly scores of every model in a run for new data, thresholded at "
+                                     "a false-positive rate on the validation split"),
     "compare-molecules": (mol_cli.compare_args, mol_cli.compare_cmd, "molecules: train sequence AE/VAE on MOSES "
                           "SELFIES, measure them (MOSES metrics), write a run folder (also: compare --dataset moses)"),
     "encode": (mol_cli.encode_args, mol_cli.encode_cmd, "molecules: SMILES -> latent codes of a molecule model"),
@@ -426,7 +423,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}. See `{self.prog} --help` for the options.\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(commands: Iterable[str] | None = None) -> argparse.ArgumentParser:
+    """The parser of every command; with ``commands``, only those get their options (the others just a name)."""
     parser = _Parser(
         prog="vaelab",
         description="Deterministic and variational autoencoders, trained side by side and measured.")
@@ -434,12 +432,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"vaelab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    wanted = None if commands is None else set(commands)
     for name, (add_args, func, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        add_args(p)
-        p.add_argument("--max-memory", default=None, metavar="SIZE",
-                       help="memory budget, e.g. 8G or 512M: work that would need more is refused with a message "
-                            "before it starts (default: MemAvailable of /proc/meminfo, or $VAELAB_MAX_MEMORY)")
+        if wanted is None or name in wanted:
+            add_args(p)
+            p.add_argument("--max-memory", default=None, metavar="SIZE",
+                           help="memory budget, e.g. 8G or 512M: work that would need more is refused with a message "
+                                "before it starts (default: MemAvailable of /proc/meminfo, or $VAELAB_MAX_MEMORY)")
         p.set_defaults(func=func, _parser=p)
     return parser
 
@@ -452,11 +452,18 @@ def main(argv: list[str] | None = None) -> int:
     import warnings
 
     warnings.formatwarning = _one_line_warning     # e.g. PosteriorCollapseWarning: one line, no source excerpt
-    parser = build_parser()
     argv = mol_cli.route_compare(list(sys.argv[1:] if argv is None else argv))  # compare --dataset moses
-    args, extra = parser.parse_known_args(argv)
-    if extra:   # name the command's own --help, not the top level's
-        getattr(args, "_parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
+    first = next((a for a in argv if not a.startswith("-")), None)   # the command: build only its options
+    parser = build_parser([first] if first in COMMANDS else [])
+    try:        # argparse exits for --help (0) and for a bad option (2, one line): main returns the code
+        args, extra = parser.parse_known_args(argv)
+        if extra:   # name the command's own --help, not the top level's
+            getattr(args, "_parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
+    except SystemExit as e:
+        return int(e.code or 0)
+    except VaelabError as e:    # an option's value that its parser refuses with our own message (--hidden 64,x)
+        print(f"vaelab: error: {e}", file=sys.stderr)
+        return e.exit_code
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -467,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
         if _under_torchrun():   # join the process group (gloo on CPU, NCCL on CUDA)
             from vaelab import distributed
 
-            distributed.setup("cpu" if getattr(args, "device", "auto") == "cpu" else None)
+            distributed.setup("cpu" if getattr(args, "train.device", "auto") == "cpu" else None)
         return int(args.func(args) or 0)
     except VaelabError as e:
         print(f"vaelab: error: {e}", file=sys.stderr)

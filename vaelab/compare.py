@@ -23,193 +23,100 @@ Every option overrides its default; the report's protocol section lists what was
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import json
-import math
-import shlex
+import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
 
+from vaelab.config import (DEFAULT_MODELS, EXECUTOR_RESUME_FREE, SIZE_DEFAULTS, CompareConfig, ModelConfig,
+                           TrainConfig, config_diff, refuse_resume_differences, size_class)
+from vaelab.callable_module import make_callable
 from vaelab.errors import ConfigError, OutputError, VaelabError
 from vaelab.lock import LOCK_NAME
 
+if TYPE_CHECKING:
+    from vaelab.executor import Unit
+
+__all__ = ["compare", "CompareConfig", "DEFAULT_MODELS", "SIZE_DEFAULTS", "size_class", "aggregate"]
+
 SCHEMA_VERSION = 1
-DEFAULT_MODELS = ("ae", "dae", "vae", "beta-vae", "cvae", "iwae", "rae")
 PAIR_MODELS = {"ae-2d": "ae", "vae-2d": "vae"}
-SMALL_PIXELS = 256     # images with at most this many pixels use the "small" defaults
-SIZE_DEFAULTS: dict[str, dict[str, Any]] = {
-    # epochs/batch/hidden/latent: the shared training protocol; the rest sizes the evaluation
-    "small": {"epochs": 60, "batch_size": 64, "hidden": (256, 128), "n_latent": 8,
-              "n_samples": 2000, "iw_k": 200, "n_interp_pairs": 500},
-    "large": {"epochs": 20, "batch_size": 128, "hidden": (512, 256), "n_latent": 16,
-              "n_samples": 10_000, "iw_k": 100, "n_interp_pairs": 1000},
-}
 RUN_CONFIG_NAME = "run_config.json"
-RESUME_IGNORES = ("n_threads",)   # options a resumed run may change (they do not change the protocol)
+# options a resumed run may change, because they cannot change a result (besides --quiet, which is not recorded)
+RESUME_FREE = {"n_threads": "--threads cannot change the result, it only sets how many CPU threads compute it",
+               **EXECUTOR_RESUME_FREE}
 OWNED = ("report.html", "metrics.json", "figures", "arrays", "models", RUN_CONFIG_NAME)
 FAILURES = (VaelabError,)
 
 
-@dataclass(frozen=True)
-class CompareConfig:
-    """One comparison: the data, the models, and the protocol they share. None = the size default."""
-
-    dataset: str = "digits"
-    data_dir: str | None = None
-    classes: tuple[int, ...] | None = None      # keep only these labels (relabelled 0..k-1)
-    max_train: int | None = None
-    val_fraction: float = 0.1
-    split_seed: int = 0
-    image_size: int | None = None               # folder: only (vaelab.data.folder)
-    image_channels: int | None = None
-    skip_unreadable: bool = False
-    models: tuple[str, ...] = DEFAULT_MODELS
-    n_latent: int | None = None
-    backbone: str = "mlp"
-    hidden: tuple[int, ...] | None = None
-    channels: tuple[int, ...] = (32, 64)
-    likelihood: str = "bernoulli"
-    sigma: float | None = None
-    beta: float | None = None                   # beta-vae's KL weight (None: 4); the vae keeps beta = 1
-    free_bits: float | None = None
-    k: int | None = None
-    corruption: str | None = None
-    epochs: int | None = None
-    batch_size: int | None = None
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    grad_clip: float = 0.0
-    patience: int = 0
-    kl_schedule: str = "constant"
-    kl_warmup_steps: int = 0
-    seed: int = 0
-    n_seeds: int = 1                            # seeds seed, seed+1, ..., seed+n_seeds-1
-    device: str = "auto"
-    n_samples: int | None = None                # generated images per model and sampler
-    iw_k: int | None = None                     # importance samples per test image
-    n_interp_pairs: int | None = None
-    use_pair_2d: bool = True                    # also train the 2-D AE/VAE pair (manifold grid, holes map)
-    n_threads: int = 0                          # CPU threads (torch and BLAS); 0 = 1 for small images, else torch's default
-    inliers: tuple[int, ...] | None = None      # train on these labels; the other test classes are the anomalies
-    ood_dataset: str | None = None              # an outside data set to detect (resized to the data's image size)
-
-    def __post_init__(self) -> None:
-        from vaelab.models import MODELS
-
-        if not self.models:
-            raise ConfigError("--models needs at least one model, e.g. ae,vae.")
-        bad = [m for m in self.models if m not in MODELS]
-        if bad:
-            raise ConfigError(f"unknown model(s) {', '.join(bad)} in --models; choose from {', '.join(MODELS)}.")
-        if len(set(self.models)) != len(self.models):
-            raise ConfigError(f"--models names a model twice: {','.join(self.models)}.")
-        if self.n_seeds < 1:
-            raise ConfigError(f"--seeds must be >= 1, got {self.n_seeds}.")
-        for name in ("n_latent", "epochs", "batch_size", "iw_k", "n_interp_pairs"):
-            v = getattr(self, name)
-            if v is not None and v < 1:
-                raise ConfigError(f"{name.replace('_', '-')} must be >= 1, got {v}.")
-        if self.n_threads < 0:
-            raise ConfigError(f"--threads must be >= 0 (0 = automatic), got {self.n_threads}.")
-        if self.inliers and self.classes:
-            raise ConfigError("--inliers and --classes both choose the training classes; pass one of them "
-                              "(--inliers also makes the other test classes the anomalies).")
-        if self.n_samples is not None and self.n_samples < 10:
-            raise ConfigError(f"the number of generated samples must be >= 10, got {self.n_samples}.")
-
-    def resolved(self, shape: tuple[int, int, int]) -> CompareConfig:
-        """Fill every None protocol field from ``SIZE_DEFAULTS`` for images of ``shape`` (C, H, W)."""
-        d = SIZE_DEFAULTS[size_class(shape)]
-        return dataclasses.replace(self, **{k: v for k, v in d.items() if getattr(self, k) is None})
-
-    def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CompareConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ConfigError(f"CompareConfig has unknown fields {unknown} (written by another vaelab version?).")
-        tuples = ("classes", "models", "hidden", "channels", "inliers")
-        return cls(**{k: (tuple(v) if k in tuples and v is not None else v) for k, v in d.items()})
-
-
-def size_class(shape: tuple[int, int, int]) -> str:
-    return "small" if math.prod(shape) <= SMALL_PIXELS else "large"
-
-
-def model_cfg(cfg: CompareConfig, name: str, data: Any, n_latent: int | None = None):
-    """The ModelConfig of model ``name`` under the shared protocol (``cfg`` resolved)."""
+def model_cfg(cfg: CompareConfig, name: str, data: Any, n_latent: int | None = None) -> ModelConfig:
+    """The ModelConfig of model ``name`` under the shared protocol (``cfg`` resolved): ``cfg.model`` with the
+    name, the data's shape and labels; open fields (beta, k) take the name's default; only beta-vae takes beta."""
     from vaelab.models import MODELS, model_config
 
-    return model_config(name, input_shape=data.shape, n_latent=n_latent or cfg.n_latent, backbone=cfg.backbone,
-                        hidden=cfg.hidden, channels=cfg.channels, likelihood=cfg.likelihood, sigma=cfg.sigma,
-                        beta=cfg.beta if name == "beta-vae" else None,
-                        free_bits=cfg.free_bits, k=cfg.k, corruption=cfg.corruption,
-                        n_classes=data.n_classes if MODELS[name].is_conditional else 0)
+    fields = {k: v for k, v in cfg.model.to_dict().items()
+              if k not in ("model", "input_shape", "n_classes") and f"model.{k}" not in cfg.auto}
+    if name != "beta-vae":
+        fields.pop("beta", None)      # the plain VAEs keep beta = 1: the comparison has a VAE
+    if not MODELS[name].is_stochastic:
+        fields.pop("prior", None)     # --prior is the VAE family's; the AEs generate through their ex-post GMM
+        fields.pop("prior_components", None)
+    if n_latent:
+        fields["n_latent"] = n_latent
+    return model_config(name, input_shape=data.shape, n_classes=data.n_classes if MODELS[name].is_conditional else 0,
+                        **fields)
 
 
-def train_cfg(cfg: CompareConfig, seed: int):
-    from vaelab.config import TrainConfig
-
-    return TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                       grad_clip=cfg.grad_clip, seed=seed, device=cfg.device, patience=cfg.patience,
-                       kl_schedule=cfg.kl_schedule, kl_warmup_steps=cfg.kl_warmup_steps)
+def train_cfg(cfg: CompareConfig, seed: int) -> TrainConfig:
+    """The TrainConfig of one (model, seed) unit: the shared protocol with its seed."""
+    return dataclasses.replace(cfg.train, seed=seed)
 
 
 def training_classes(cfg: CompareConfig) -> list[int] | None:
     """The labels the models train on: --inliers or --classes (None = all)."""
-    kept = cfg.inliers or cfg.classes
+    kept = cfg.inliers or cfg.data.classes
     return list(kept) if kept else None
 
 
 def use_test_time(cfg: CompareConfig) -> bool:
     """The test-time section runs with --inliers, --ood-dataset or --classes (the founding question's set-up)."""
-    return bool(cfg.inliers or cfg.ood_dataset or cfg.classes)
+    return bool(cfg.inliers or cfg.ood_dataset or cfg.data.classes)
 
 
 def data_meta(cfg: CompareConfig) -> dict[str, Any]:
-    return {"spec": cfg.dataset, "data_dir": cfg.data_dir, "split_seed": cfg.split_seed,
-            "val_fraction": cfg.val_fraction, "classes": training_classes(cfg),
-            "max_train": cfg.max_train,
-            **{k: v for k in ("image_size", "image_channels", "skip_unreadable") if (v := getattr(cfg, k))}}
+    """How a model folder reloads the data it was trained on (--inliers are its classes)."""
+    return {**cfg.data.meta(), "classes": training_classes(cfg)}
 
 
 # -- the run folder ----------------------------------------------------------------------------
-def _prepare_out(out: Path, cfg: CompareConfig, resume: bool, overwrite: bool) -> None:
-    """Refuse an existing run folder unless told to overwrite or resume it."""
+def prepare_run_folder(out: Path, written: dict[str, Any], resume: bool, overwrite: bool,
+                       differences: Callable[[dict[str, Any]], list[tuple[str, Any, Any]]],
+                       free: dict[str, str]) -> None:
+    """Refuse an existing run folder unless told to overwrite or resume it; a resumed run must have the same
+    options: ``differences(old run_config.json)`` lists them (``config_diff``), every one is named, and those
+    that cannot change a result (``free``) are only noted. ``written`` becomes out/run_config.json.
+    Any domain's comparison (images, molecules) uses it."""
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out} exists and is not a folder; choose another --out.")
     used = out.exists() and any(p.name != LOCK_NAME for p in out.iterdir())   # our own lock file is not a run
     if used and not (resume or overwrite):
         raise OutputError(f"{out} already exists and is not empty. Pass --overwrite to replace the run, --resume to "
                           "continue it (finished models are reused), or choose another --out.")
-    if used and resume and not overwrite:
-        p = out / RUN_CONFIG_NAME
-        if p.exists():
-            try:
-                old = json.loads(p.read_text(encoding="utf-8"))
-            except json.JSONDecodeError:
-                old = None
-            new = {k: v for k, v in cfg.to_dict().items() if k not in RESUME_IGNORES}
-            if isinstance(old, dict):     # fields added since the run started take their defaults
-                old = {**CompareConfig().to_dict(), **old}
-                old = {k: v for k, v in old.items() if k not in RESUME_IGNORES}
-            if old != new:
-                diff = ([f"{k}: {old.get(k)!r} then, {v!r} now" for k, v in new.items()
-                         if old.get(k) != v] if isinstance(old, dict) else ["unreadable run_config.json"])
-                raise OutputError(f"cannot --resume {out}: it was started with other options "
-                                  f"({'; '.join(diff[:4])}). Use the same options, --overwrite, or another --out.")
+    if used and resume and not overwrite and (out / RUN_CONFIG_NAME).exists():
+        try:
+            diffs = differences(json.loads((out / RUN_CONFIG_NAME).read_text(encoding="utf-8")))
+        except (ValueError, VaelabError) as e:
+            raise OutputError(f"cannot --resume {out}: its {RUN_CONFIG_NAME} is unreadable or from another vaelab "
+                              f"version ({e}). Use --overwrite or another --out.") from None
+        refuse_resume_differences(out, diffs, free)
     if used and overwrite:
         for name in OWNED:
             p = out / name
@@ -223,31 +130,35 @@ def _prepare_out(out: Path, cfg: CompareConfig, resume: bool, overwrite: bool) -
         raise OutputError(f"cannot create {out}: {e.strerror or e}. Choose a writable --out.") from None
     from vaelab.io import atomic_write_json
 
-    atomic_write_json(out / RUN_CONFIG_NAME, cfg.to_dict())
+    atomic_write_json(out / RUN_CONFIG_NAME, written)
 
 
-def _train_one(name: str, mcfg: Any, tcfg: Any, data: Any, folder: Path, cfg: CompareConfig, resume: bool,
-               progress: bool) -> tuple[Any, dict[str, Any]]:
-    """Train (or, with resume, reuse/continue) one model. Returns (model, training summary)."""
+def train_or_reuse(mcfg: Any, tcfg: TrainConfig, data: Any, folder: Path, *, device: torch.device,
+                   meta: dict[str, Any], resume: bool, progress: bool) -> tuple[Any, dict[str, Any]]:
+    """Train (or, with resume, reuse a finished / continue an unfinished) model of any domain.
+
+    Returns (model, training summary); ``meta`` is written under "data" in the model's config.json.
+    """
     from vaelab import checkpoint as ckpt
     from vaelab.io import read_jsonl
     from vaelab.metrics import collapse
     from vaelab.rundir import LOG_NAME
-    from vaelab.train import fit
+    from vaelab.retry import fit_with_retries
 
     if resume and (folder / ckpt.CONFIG_NAME).exists():
         conf = json.loads((folder / ckpt.CONFIG_NAME).read_text(encoding="utf-8"))
         st = (conf.get("training") or {}).get("status")
         if st in ("completed", "early-stopped") and conf.get("model") == json.loads(json.dumps(mcfg.to_dict())) \
                 and conf.get("train") == tcfg.to_dict():
-            loaded = ckpt.load_model(folder, device=_device(cfg))
+            loaded = ckpt.load_model(folder, device=device)
             history = read_jsonl(folder / LOG_NAME)
             tr = conf["training"]
             return loaded.model, {"status": st, "best_epoch": tr.get("best_epoch"), "epochs_done": tr.get("epochs_done"),
                                   "seconds": sum(r.get("seconds", 0.0) for r in history), "reused": True,
                                   "history": _curves(history), "test_loss": conf.get("test", {})}
-    run = fit(mcfg, data, tcfg, folder, resume=resume, overwrite=not resume, progress=progress,
-              data_meta=data_meta(cfg), on_epoch=collapse.record_epoch)
+    run = fit_with_retries(mcfg, data, tcfg, folder, on_nan=tcfg.on_nan, max_retries=tcfg.max_retries, resume=resume,
+                           overwrite=not resume, progress=progress, data_meta=meta,
+                           on_epoch=collapse.record_epoch)
     collapse.warn_history(mcfg.model, run.history)
     return run.model, {"status": run.status, "best_epoch": run.best_epoch,
                        "epochs_done": run.history[-1]["epoch"] if run.history else 0,
@@ -269,7 +180,7 @@ def _curves(history: list[dict[str, Any]]) -> dict[str, Any]:
 def _device(cfg: CompareConfig) -> torch.device:
     from vaelab.train import resolve_device
 
-    return resolve_device(cfg.device)
+    return resolve_device(cfg.train.device)
 
 
 def n_params(model: torch.nn.Module) -> int:
@@ -313,41 +224,42 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
     """
     from vaelab.checkpoint import versions
     from vaelab.data import load_dataset
-    from vaelab.evaluate import FIGURE_ARRAYS, evaluate, reference_rows
+    from vaelab.evaluate import reference_rows
     from vaelab.io import atomic_write_json, strict_json
     from vaelab.judge import load_or_train_judge
     from vaelab.report.answer import make_answer
     from vaelab.report.html import write_report
-    from vaelab.verdict import (REPLICATES, collapse_reason, combine_seed_intervals, comparison_pairs,
-                                paired_differences, sampler_differences, save_figure_arrays)
+    from vaelab.measure.store import load_arrays
+    from vaelab.models import MODELS
+    from vaelab.verdict import (collapse_reason, combine_seed_intervals, comparison_pairs, paired_differences,
+                                sampler_differences)
 
     t_start = time.perf_counter()
     out = Path(out)
     timings: dict[str, float] = {}
-    data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, seed=cfg.split_seed, val_fraction=cfg.val_fraction,
-                        classes=training_classes(cfg), max_train=cfg.max_train,
-                        image_size=cfg.image_size, image_channels=cfg.image_channels,
-                        skip_unreadable=cfg.skip_unreadable)
+    data = load_dataset(cfg.data.dataset, **{**cfg.data.load_kwargs(), "classes": training_classes(cfg)})
     rcfg = cfg.resolved(data.shape)
     if "cvae" in rcfg.models and not data.has_labels:
         raise ConfigError(f"cvae needs labels and {data.name} has none; drop it from --models.")
-    from vaelab.train import capped_batch_size
-
-    batch_size, batch_note = capped_batch_size(rcfg.batch_size, data.x_train.shape[0])
-    if batch_note:              # small data trains on the defaults; the protocol records the batch used
-        rcfg = dataclasses.replace(rcfg, batch_size=batch_size)
-        print(f"vaelab: {batch_note}", file=sys.stderr)
     device = _device(rcfg)          # a bad --device fails here, before anything is written
     sets: dict[str, Any] = {}
     t0 = time.perf_counter()
     if use_test_time(rcfg):         # the anomalies (held-out classes, --ood-dataset): bad ones fail before training
         from vaelab import test_time
 
-        sets = test_time.anomaly_sets(data, spec=rcfg.dataset, data_dir=rcfg.data_dir, split_seed=rcfg.split_seed,
-                                      val_fraction=rcfg.val_fraction, inliers=rcfg.inliers,
-                                      ood_dataset=rcfg.ood_dataset, seed=rcfg.seed)
+        sets = test_time.anomaly_sets(data, spec=rcfg.data.dataset, data_dir=rcfg.data.data_dir,
+                                      split_seed=rcfg.data.split_seed, val_fraction=rcfg.data.val_fraction,
+                                      inliers=rcfg.inliers, ood_dataset=rcfg.ood_dataset, seed=rcfg.train.seed)
     t_sets = time.perf_counter() - t0
-    _prepare_out(out, cfg, resume, overwrite)
+    prepare_run_folder(out, cfg.to_dict(), resume, overwrite, free=RESUME_FREE,
+                       differences=lambda old: config_diff(CompareConfig.from_dict(old).resolved(data.shape).to_dict(),
+                                                           rcfg.to_dict()))
+    from vaelab.train import capped_batch_size
+
+    batch_size, batch_note = capped_batch_size(rcfg.train.batch_size, data.x_train.shape[0])
+    if batch_note:              # small data trains on the defaults; the protocol records the batch used
+        rcfg = dataclasses.replace(rcfg, train=dataclasses.replace(rcfg.train, batch_size=batch_size))
+        print(f"vaelab: {batch_note}", file=sys.stderr)
     n_threads = torch.get_num_threads()
     limits = contextlib.ExitStack()
     threads = rcfg.n_threads or (1 if device.type == "cpu" and size_class(data.shape) == "small" else 0)
@@ -365,7 +277,7 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
         judge = load_or_train_judge(data, seed=0, progress=progress, device=str(device))
         timings["judge"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        reference = reference_rows(data, judge, n_samples=rcfg.n_samples, seed=rcfg.seed)
+        reference = reference_rows(data, judge, n_samples=rcfg.eval.n_samples, seed=rcfg.train.seed)
         timings["reference"] = time.perf_counter() - t0
 
         # the arrays the figures are drawn from: rewritten by every run (evaluation always runs, even on resume)
@@ -373,26 +285,34 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
         from vaelab.measure.views import data_views
 
         shutil.rmtree(out / ARRAYS_DIR, ignore_errors=True)
-        save_arrays(arrays_path(out, DATA_NAME), data_views(data, rcfg.seed))
-        seeds = [rcfg.seed + i for i in range(rcfg.n_seeds)]
+        save_arrays(arrays_path(out, DATA_NAME), data_views(data, rcfg.train.seed))
+        seeds = [rcfg.train.seed + i for i in range(rcfg.n_seeds)]
+        executor, n_workers = _executor(rcfg, data, judge, out, progress, threads, device)
+        # in-process units draw their own bars (training, evaluation); worker units get the executor's bars
+        units = image_units(rcfg, out, seeds, resume, progress and n_workers == 1 and rcfg.executor.executor == "local",
+                            threads)
+        _WORKER_INPUTS.clear()
+        _WORKER_INPUTS[_inputs_key(rcfg)] = (data, judge)     # an in-process unit uses them as they are
+        t0 = time.perf_counter()
+        results = executor.run(units)
+        # the phases of timings add up to the total; what each unit took (in parallel with others when
+        # --workers > 1) is in unit_timings
+        timings["units"] = time.perf_counter() - t0
+        unit_timings: dict[str, float] = {}
         per_seed: dict[str, list[dict[str, Any]]] = {m: [] for m in rcfg.models}
-        kept: dict[str, Any] = {}          # the first seed's trained models, for the figures
+        kept: dict[str, Any] = {}          # the first seed's trained models (test time) or their classes
         replicates: dict[str, Any] = {}    # the first seed's bootstrap replicates: paired differences
-        figure_arrays: dict[str, Any] = {}
         curves: dict[str, Any] = {}
         for s in seeds:
             for name in rcfg.models:
-                folder = out / "models" / name if rcfg.n_seeds == 1 else out / "models" / name / f"seed-{s}"
-                rec = _run_model(name, rcfg, data, s, folder, judge, resume, progress, evaluate,
-                                 arrays_path(out, name) if s == seeds[0] else None)
+                rec = results[_unit_key(name, s)]
+                rec.pop("unit_seconds", None)
                 for phase, key in ((f"train:{name}", "train_wall_seconds"), (f"evaluate:{name}", "eval_seconds")):
-                    timings[phase] = timings.get(phase, 0.0) + float(rec.get(key) or 0.0)
-                model = rec.pop("_model", None)
-                private = {k: rec.pop(k, None) for k in (REPLICATES, FIGURE_ARRAYS)}
+                    unit_timings[phase] = unit_timings.get(phase, 0.0) + float(rec.get(key) or 0.0)
                 if s == seeds[0] and rec["status"] == "ok":
-                    replicates[name], figure_arrays[name] = private[REPLICATES], private[FIGURE_ARRAYS]
-                if s == seeds[0] and model is not None:
-                    kept[name] = model
+                    replicates[name] = load_arrays(_replicates_path(out, name))
+                    kept[name] = (_load_trained(rec["train"]["folder"], device) if use_test_time(rcfg)
+                                  else MODELS[name])
                     curves[name] = rec["train"].pop("history", None)
                 else:
                     rec.get("train", {}).pop("history", None)
@@ -406,21 +326,23 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
         ivs = {n: e.get("intervals") or {} for n, e in models_doc.items()}
         differences = {**paired_differences(replicates, ivs, comparison_pairs(list(replicates))),
                        **sampler_differences(replicates, ivs)}
-        save_figure_arrays(out, figure_arrays)
+        shutil.rmtree(_replicates_dir(out), ignore_errors=True)     # read: not part of the run folder
 
         pairs: dict[str, Any] = {}
-        pair_models: dict[str, Any] = {}
         if rcfg.use_pair_2d:
-            t0 = time.perf_counter()
-            pairs, pair_models = _train_pair(rcfg, data, out, judge, resume, progress, curves)
-            timings["pairs_2d"] = time.perf_counter() - t0
+            for pname in PAIR_MODELS:
+                rec = results[pname]
+                unit_timings["pairs_2d"] = unit_timings.get("pairs_2d", 0.0) + float(rec.pop("unit_seconds", 0.0))
+                if rec["status"] == "ok":
+                    curves[pname] = rec["train"].pop("history", None)
+                pairs[pname] = rec
 
         test_time_doc = None
         if use_test_time(rcfg) and kept:
             t0 = time.perf_counter()
             from vaelab import test_time
 
-            test_time_doc, tt_arrays = test_time.measure(kept, data, sets, judge=judge, seed=rcfg.seed,
+            test_time_doc, tt_arrays = test_time.measure(kept, data, sets, judge=judge, seed=rcfg.train.seed,
                                                          progress=progress)
             # its two figures are drawn with the others (draw_run, from arrays/test_time.npz): timed under "figures"
             save_arrays(arrays_path(out, test_time.ARRAYS_NAME), tt_arrays)
@@ -431,7 +353,7 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "command": command,
             "dataset": data.summary(),
-            "config": {**rcfg.to_dict(), "seeds": seeds, "size_class": size_class(data.shape),
+            "config": {**rcfg.to_dict(), "seeds": seeds, "size_class": size_class(data.shape), "workers": n_workers,
                        "device": str(device), "torch_threads": torch.get_num_threads(),
                        **({"batch_note": batch_note} if batch_note else {})},
             "versions": versions() | _more_versions(),
@@ -445,6 +367,7 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
             "test_time": test_time_doc,
         }
         doc["training_curves"] = curves
+        doc["unit_timings"] = unit_timings
         t0 = time.perf_counter()
         from vaelab.report.figures import draw_run
 
@@ -486,7 +409,7 @@ def _kl_schedule_block(cfg: CompareConfig, models: dict[str, Any], curves: dict[
         c = curves.get(name) or {}
         hist = [{"step": s, "kl_weight": w} for s, w in zip(c.get("step") or [], c.get("kl_weight") or [])
                 if s is not None and w is not None]
-        return {"model": name, "train": train_cfg(cfg, cfg.seed).to_dict(), "free_bits": float(cfg.free_bits or 0.0),
+        return {"model": name, "train": cfg.train.to_dict(), "free_bits": float(cfg.model.free_bits),
                 "n_steps": hist[-1]["step"] if hist else 0, "history": hist}
     return None
 
@@ -500,15 +423,17 @@ def _run_model(name: str, cfg: CompareConfig, data: Any, seed: int, folder: Path
     try:
         t0 = time.perf_counter()
         mcfg = model_cfg(cfg, name, data)
-        model, train_info = _train_one(name, mcfg, train_cfg(cfg, seed), data, folder, cfg, resume, progress)
+        model, train_info = train_or_reuse(mcfg, train_cfg(cfg, seed), data, folder, device=_device(cfg),
+                                           meta=data_meta(cfg), resume=resume, progress=progress)
         rec["train"] = {**train_info, "n_params": n_params(model), "folder": str(folder)}
         rec["train_wall_seconds"] = time.perf_counter() - t0     # with set-up and checkpoint writes
     except FAILURES as e:
         return {**rec, "status": "failed", "error": f"training: {e}"}
     try:
         t0 = time.perf_counter()
-        res = evaluate(model, data, judge=judge, n_samples=cfg.n_samples, iw_k=cfg.iw_k,
-                       n_interp_pairs=cfg.n_interp_pairs, seed=seed, progress=progress, name=name,
+        e = cfg.eval
+        res = evaluate(model, data, judge=judge, n_samples=e.n_samples, iw_k=e.iw_k, samplers=e.samplers,
+                       n_interp_pairs=e.n_interp_pairs, seed=seed, progress=progress, name=name,
                        arrays_path=arrays)
         rec["eval_seconds"] = time.perf_counter() - t0
     except (VaelabError, ValueError) as e:
@@ -535,37 +460,175 @@ def _combine(recs: list[dict[str, Any]]) -> dict[str, Any]:
     return entry
 
 
-def _train_pair(cfg: CompareConfig, data: Any, out: Path, judge: Any, resume: bool, progress: bool,
-                curves: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The 2-D-latent AE and VAE: trained like the others, scored by the judge over latent grids."""
-    from vaelab.measure.store import arrays_path, save_arrays
+def _pair_unit(pname: str, cfg: CompareConfig, data: Any, folder: Path, judge: Any, resume: bool,
+               progress: bool, outputs: dict[str, str]) -> dict[str, Any]:
+    """One model of the 2-D-latent AE/VAE pair: trained like the others, scored by the judge over latent grids;
+    the arrays of its manifold grid and holes map go to ``outputs`` ("arrays", "holes")."""
+    from vaelab.measure.store import save_arrays
     from vaelab.measure.views import pair_views
 
-    docs: dict[str, Any] = {}
-    models: dict[str, Any] = {}
-    for pname, mname in PAIR_MODELS.items():
-        rec: dict[str, Any] = {"model": mname, "n_latent": 2, "status": "ok", "error": None}
-        try:
-            mcfg = model_cfg(cfg, mname, data, n_latent=2)
-            model, info = _train_one(pname, mcfg, train_cfg(cfg, cfg.seed), data, out / "models" / pname, cfg,
-                                     resume, progress)
-        except FAILURES as e:
-            docs[pname] = {**rec, "status": "failed", "error": f"training: {e}"}
-            continue
-        curves[pname] = info.pop("history", None)
-        rec["train"] = {**info, "n_params": n_params(model)}
-        models[pname] = model
-        grids, arrays = pair_views(model, data, judge)
-        rec.update(grids)
-        save_arrays(arrays_path(out, pname), arrays)
-        if judge is not None:          # holes measured: q(z) against p(z) on the prior grid, realism of its decodes
-            from vaelab.measure.grid import latent_grid
-            from vaelab.verdict import pair_holes
+    mname = PAIR_MODELS[pname]
+    rec: dict[str, Any] = {"model": mname, "n_latent": 2, "status": "ok", "error": None}
+    try:
+        mcfg = model_cfg(cfg, mname, data, n_latent=2)
+        model, info = train_or_reuse(mcfg, cfg.train, data, folder, device=_device(cfg), meta=data_meta(cfg),
+                                     resume=resume, progress=progress)
+    except FAILURES as e:
+        return {**rec, "status": "failed", "error": f"training: {e}"}
+    rec["train"] = {**info, "n_params": n_params(model)}     # its "history" goes to the curves
+    grids, arrays = pair_views(model, data, judge)
+    rec.update(grids)
+    save_arrays(Path(outputs["arrays"]), arrays)
+    if judge is not None:          # holes measured: q(z) against p(z) on the prior grid, realism of its decodes
+        from vaelab.measure.grid import latent_grid
+        from vaelab.verdict import pair_holes
 
-            rec["holes"] = pair_holes(model, data, judge, latent_grid("prior"), cfg.seed,
-                                      out / "arrays" / f"holes-{pname}.npz")
-        docs[pname] = rec
-    return docs, models
+        rec["holes"] = pair_holes(model, data, judge, latent_grid("prior"), cfg.train.seed, Path(outputs["holes"]))
+    return rec
+
+
+# -- units: what an executor runs (vaelab.executor) ---------------------------------------------
+_WORKER_INPUTS: dict[str, tuple[Any, Any]] = {}    # (data, judge) per data spec, loaded once per process
+REPLICATES_DIR = ".replicates"      # RUN/arrays/.replicates/<model>.npz: a unit's bootstrap replicates, read by
+                                    # compare for the paired differences, then removed
+
+
+def _unit_key(name: str, seed: int) -> str:
+    return f"{name}/seed-{seed}"
+
+
+def _inputs_key(cfg: CompareConfig) -> str:
+    return json.dumps([data_meta(cfg), cfg.train.device])
+
+
+def _replicates_dir(out: Path) -> Path:
+    from vaelab.measure.store import ARRAYS_DIR
+
+    return out / ARRAYS_DIR / REPLICATES_DIR
+
+
+def _replicates_path(out: Path, name: str) -> Path:
+    return _replicates_dir(out) / f"{name}.npz"
+
+
+def image_units(cfg: CompareConfig, out: Path, seeds: list[int], resume: bool, progress: bool,
+                n_threads: int) -> list[Unit]:
+    """seeds x models (+ the 2-D pair): each an independent unit seeded by its own (model, seed).
+
+    A unit writes its model folder and, for the first seed and the pair, the files its figures and the
+    paired differences are drawn from (``outputs``: files an executor brings back from a Ray node).
+    """
+    from vaelab.executor import Unit
+    from vaelab.measure.store import ARRAYS_DIR, arrays_path
+
+    base = {"config": cfg.to_dict(), "resume": resume, "progress": progress, "n_threads": n_threads}
+    gpu = 1.0 if _device(cfg).type == "cuda" else 0.0
+    units = []
+    for s in seeds:
+        for name in cfg.models:
+            folder = out / "models" / name if cfg.n_seeds == 1 else out / "models" / name / f"seed-{s}"
+            outputs = {"arrays": str(arrays_path(out, name)), "replicates": str(_replicates_path(out, name)),
+                       "novelty": str(out / ARRAYS_DIR / f"novelty-{name}.npz")} if s == seeds[0] else {}
+            units.append(Unit(_unit_key(name, s), "vaelab.compare:run_image_unit",
+                              {**base, "kind": "model", "name": name, "seed": s, "folder": str(folder),
+                               "outputs": outputs},
+                              n_epochs=cfg.train.epochs, n_cpus=max(1, n_threads), n_gpus=gpu))
+    if cfg.use_pair_2d:
+        for pname in PAIR_MODELS:
+            units.append(Unit(pname, "vaelab.compare:run_image_unit",
+                              {**base, "kind": "pair", "name": pname, "seed": cfg.train.seed,
+                               "folder": str(out / "models" / pname),
+                               "outputs": {"arrays": str(arrays_path(out, pname)),
+                                           "holes": str(out / ARRAYS_DIR / f"holes-{pname}.npz")}},
+                              n_epochs=cfg.train.epochs, n_cpus=max(1, n_threads), n_gpus=gpu))
+    return units
+
+
+def run_image_unit(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run one unit of ``image_units`` (in any process): train or reuse, evaluate; its JSON record."""
+    from vaelab.evaluate import FIGURE_ARRAYS, evaluate
+    from vaelab.io import strict_json
+    from vaelab.measure.store import save_arrays
+    from vaelab.verdict import REPLICATES
+
+    cfg = CompareConfig.from_dict(spec["config"])
+    key = _inputs_key(cfg)
+    if key not in _WORKER_INPUTS:          # a worker process: load the data and the judge as compare() did
+        from vaelab.data import load_dataset
+        from vaelab.judge import load_or_train_judge
+
+        data = load_dataset(cfg.data.dataset, **{**cfg.data.load_kwargs(), "classes": training_classes(cfg)})
+        judge = load_or_train_judge(data, seed=0, progress=False, device=str(_device(cfg)))
+        _WORKER_INPUTS.clear()
+        _WORKER_INPUTS[key] = (data, judge)
+    data, judge = _WORKER_INPUTS[key]
+    folder, resume, progress = Path(spec["folder"]), bool(spec["resume"]), bool(spec["progress"])
+    outputs = spec.get("outputs") or {}
+    t0 = time.perf_counter()
+    if spec["kind"] == "pair":
+        rec = _pair_unit(spec["name"], cfg, data, folder, judge, resume, progress, outputs)
+    else:
+        rec = _run_model(spec["name"], cfg, data, int(spec["seed"]), folder, judge, resume, progress, evaluate,
+                         Path(outputs["arrays"]) if outputs else None)
+        rec.pop("_model", None)
+        replicates, novelty = rec.pop(REPLICATES, None), rec.pop(FIGURE_ARRAYS, None)
+        if outputs and rec["status"] == "ok":
+            save_arrays(Path(outputs["replicates"]), replicates or {})
+            if novelty:
+                save_arrays(Path(outputs["novelty"]), novelty)
+    rec["unit_seconds"] = time.perf_counter() - t0
+    return strict_json(rec)
+
+
+def _executor(cfg: CompareConfig, data: Any, judge: Any, out: Path, progress: bool, n_threads: int,
+              device: torch.device) -> tuple[Any, int]:
+    """The image comparison's executor and its worker count (large images share the cores among workers)."""
+    n_units = cfg.n_seeds * len(cfg.models) + (len(PAIR_MODELS) if cfg.use_pair_2d else 0)
+    n_workers = resolve_workers(cfg.executor.n_workers, n_units, device, data_bytes(data))
+    if n_workers > 1 and size_class(data.shape) == "large" and not cfg.n_threads:
+        n_threads = max(1, _cores() // n_workers)
+    cache = [f"judge/{judge.fingerprint}"] if judge is not None else []
+    return unit_executor(cfg.executor, n_workers, n_threads, progress, out, cache), n_workers
+
+
+def resolve_workers(requested: int, n_units: int, device: torch.device, n_data_bytes: int) -> int:
+    """``--workers``: 0 = the cores, capped by memory (a worker holds ~0.6 GB + 6x the data); one on a GPU."""
+    from vaelab.executor import default_workers as by_memory
+
+    n = requested or (1 if device.type == "cuda" else by_memory(600 * 2**20 + 6 * n_data_bytes))
+    return max(1, min(n, n_units))
+
+
+def unit_executor(ecfg: Any, n_workers: int, n_threads: int, progress: bool, out: Path,
+                  cache_dirs: list[str]) -> Any:
+    """The executor of ``ecfg`` (an ExecutorConfig) for any domain's units.
+
+    A unit whose worker died is run again with resume on: it continues from its last epoch checkpoint.
+    """
+    from vaelab.executor import make_executor
+
+    def again(u: Unit) -> Unit:
+        return dataclasses.replace(u, spec={**u.spec, "resume": True})
+
+    return make_executor(ecfg.executor, n_workers=n_workers, n_threads=n_threads or 1, progress=progress,
+                         ray_address=ecfg.ray_address, shared_dir=ecfg.ray_shared_dir, cache_dirs=cache_dirs,
+                         run_root=str(out), on_retry=again)
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def data_bytes(data: Any) -> int:
+    """Bytes of a dataset's train/val/test tensors."""
+    return sum(int(t.numel()) * t.element_size() for t in (data.x_train, data.x_val, data.x_test) if t is not None)
+
+
+def _load_trained(folder: str | Path, device: torch.device) -> torch.nn.Module:
+    """A unit's trained model (best weights), read back from its folder."""
+    from vaelab import checkpoint as ckpt
+
+    return ckpt.load_model(folder, device=device).model
 
 
 def _more_versions() -> dict[str, str]:
@@ -580,116 +643,4 @@ def _more_versions() -> dict[str, str]:
             "matplotlib": matplotlib.__version__, "jinja2": jinja2.__version__, "platform": platform.platform()}
 
 
-# -- CLI ---------------------------------------------------------------------------------------
-def _override(p: argparse.ArgumentParser, dest: str, **kw: Any) -> None:
-    for a in p._actions:
-        if a.dest == dest:
-            for k, v in kw.items():
-                setattr(a, k, v)
-            return
-    raise KeyError(dest)
-
-
-def add_compare_args(p: argparse.ArgumentParser) -> None:
-    """`vaelab compare` options: the shared data/model/training groups plus the comparison's own."""
-    from vaelab.cli import add_data_args, add_model_args, add_train_args
-
-    p.add_argument("--models", default=",".join(DEFAULT_MODELS),
-                   help=f"comma-separated models to compare (default {','.join(DEFAULT_MODELS)})")
-    p.add_argument("--seeds", type=int, default=1,
-                   help="repeat everything with this many seeds (--seed, --seed+1, ...) and report mean ± sd of "
-                        "every number (default 1)")
-    p.add_argument("--out", default=None, help="run folder to write (default runs/compare-DATASET[-classes-A-B])")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run in --out: finished models are reused, unfinished ones resume")
-    p.add_argument("--n-samples", type=int, default=None,
-                   help="generated images per model and sampler for FD/precision/recall (default 2000 for small "
-                        "images like digits, 10000 otherwise)")
-    p.add_argument("--iw-k", type=int, default=None,
-                   help="importance samples per test image for the IW-NLL bound (default 200 small, 100 otherwise)")
-    p.add_argument("--threads", type=int, default=0,
-                   help="CPU threads for torch and BLAS; 0 (default) = 1 for small images such as digits (tiny matmuls "
-                        "only lose to thread hand-off), else torch's default. Use 1 on a machine shared with other jobs")
-    p.add_argument("--no-pair", action="store_true",
-                   help="skip the 2-D-latent AE/VAE pair (no manifold grid or holes map)")
-    p.add_argument("--inliers", default=None,
-                   help="train on these labels only, e.g. 0,1,2,3,4; the test images of the other classes are the "
-                        "anomalies of the report's test-time section (anomaly detection and uncertainty)")
-    p.add_argument("--ood-dataset", default=None, metavar="SPEC",
-                   help="an outside data set for the test-time section (digits, fashion-mnist, idx:FOLDER, npz:FILE): "
-                        "its test split, resized to the training images' size, is detected as anomalies")
-    add_data_args(p)
-    add_model_args(p)
-    add_train_args(p)
-    s, l = SIZE_DEFAULTS["small"], SIZE_DEFAULTS["large"]
-    _override(p, "epochs", default=None,
-              help=f"training epochs of every model (default {s['epochs']} for small images such as the embedded "
-                   f"digits, {l['epochs']} otherwise, e.g. Fashion-MNIST)")
-    _override(p, "batch_size", default=None,
-              help=f"minibatch size (default {s['batch_size']} small images, {l['batch_size']} otherwise)")
-    _override(p, "latent_dim", default=None,
-              help=f"size of z for every model (default {s['n_latent']} small images, {l['n_latent']} otherwise)")
-    _override(p, "beta", help="beta-vae's KL weight (default 4); the other VAEs keep beta = 1 so the comparison "
-                              "still has a plain VAE")
-    _override(p, "hidden", default=None,
-              help="MLP hidden widths, comma-separated (default 256,128 small images, 512,256 otherwise); conv "
-                   "uses the last as its dense layer")
-
-
-def config_from_args(args: argparse.Namespace) -> CompareConfig:
-    from vaelab.cli import parse_classes
-    from vaelab.config import parse_ints
-
-    classes = parse_classes(args.classes)
-    try:
-        inliers = parse_classes(args.inliers)
-    except ConfigError:
-        raise ConfigError(f"--inliers takes at least two comma-separated integer labels, e.g. 0,1,2,3,4; got "
-                          f"{args.inliers!r}.") from None
-    return CompareConfig(
-        dataset=args.dataset, data_dir=args.data_dir, classes=tuple(classes) if classes else None,
-        max_train=args.max_train, val_fraction=args.val_fraction, split_seed=args.split_seed,
-        image_size=args.image_size, image_channels=args.image_channels, skip_unreadable=args.skip_unreadable,
-        models=tuple(m.strip() for m in args.models.split(",") if m.strip()), n_latent=args.latent_dim,
-        backbone=args.backbone, hidden=parse_ints(args.hidden, "--hidden") if args.hidden else None,
-        channels=parse_ints(args.channels, "--channels"), likelihood=args.likelihood, sigma=args.sigma,
-        beta=args.beta, free_bits=args.free_bits, k=args.k, corruption=args.corruption, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
-        patience=args.patience, kl_schedule=args.kl_schedule, kl_warmup_steps=args.kl_warmup_steps,
-        seed=args.seed, n_seeds=args.seeds, device=args.device, n_samples=args.n_samples, iw_k=args.iw_k,
-        use_pair_2d=not args.no_pair, n_threads=args.threads, inliers=tuple(inliers) if inliers else None,
-        ood_dataset=args.ood_dataset)
-
-
-def default_out(cfg: CompareConfig) -> Path:
-    from vaelab.cli import _slug
-
-    name = f"compare-{_slug(cfg.dataset)}"
-    if cfg.classes:
-        name += "-classes-" + "-".join(map(str, cfg.classes))
-    if cfg.inliers:
-        name += "-inliers-" + "-".join(map(str, cfg.inliers))
-    return Path("runs") / name
-
-
-def compare_cmd(args: argparse.Namespace) -> int:
-    from vaelab.report.table import headline_table, wide_console
-
-    if not 0 <= args.val_fraction < 1:
-        raise ConfigError(f"--val-fraction must be in [0, 1), got {args.val_fraction}.")
-    cfg = config_from_args(args)
-    out = Path(args.out) if args.out else default_out(cfg)
-    command = "vaelab " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["compare"] else None
-    from vaelab import lock
-
-    with lock.hold(out, "compare"):
-        doc = compare(cfg, out, progress=not args.quiet, resume=args.resume, overwrite=args.overwrite, command=command)
-    con = wide_console()
-    con.print(headline_table(doc))
-    for name, m in doc["models"].items():
-        if m.get("status") != "ok" or m.get("error"):
-            con.print(f"[red]{name} failed[/red]: {m.get('error')}")
-    con.print(f"\n[bold]Answer[/bold]: {doc['answer']['short']}\n")
-    con.print(f"Report: {out / 'report.html'}   ({doc['timings']['total']:.0f} s in all)")
-    return 0
+make_callable(__name__, "compare")   # vaelab.compare(cfg, out) is this function (vaelab/__init__.py)

@@ -162,7 +162,7 @@ def load_resume_point(out: Path, model: torch.nn.Module, opt: torch.optim.Optimi
     ours = json.loads(json.dumps(model.cfg.to_dict()))
     if saved_cfg != ours:
         raise CheckpointError(f"cannot resume {out}: it was trained as a different model "
-                              f"({ckpt._diff(ours, saved_cfg)}). Use --overwrite to start again.")
+                              f"({ckpt.describe_diff(ours, saved_cfg)}). Use --overwrite to start again.")
     restore_state(tensors, model, opt, shuffle_gen)
     st = json.loads(meta["state"])
     return LoopState(st["epoch"], st["step"], st["best_val"], st["best_epoch"], st["bad_epochs"], st["history"])

@@ -25,13 +25,13 @@ likelihood every VAE already has, and Serra et al. report it works across data s
 """
 from __future__ import annotations
 
-import argparse
 import functools
 import math
 import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
+from vaelab.config import SCORE_NAMES, ScoreConfig
 from vaelab.errors import ConfigError
 
 if TYPE_CHECKING:          # torch and numpy are imported where used: `vaelab score --help` stays fast
@@ -39,9 +39,9 @@ if TYPE_CHECKING:          # torch and numpy are imported where used: `vaelab sc
     import torch
     from torch import Tensor
 
-K_SCORE = 32        # importance samples per image for neg_elbo / iw_nll (a score, not the report's K)
+K_SCORE = ScoreConfig.k   # importance samples per image for neg_elbo / iw_nll (a score, not the report's K)
 BATCH = 64          # images per batch: (K x BATCH) decodes at once
-SCORES = ("recon_error", "gmm_nll", "neg_elbo", "iw_nll", "posterior_spread", "complexity_corrected")
+SCORES = SCORE_NAMES
 SCORE_LABELS = {
     "recon_error": "reconstruction error −log p(x|μ)",
     "gmm_nll": "−log density of the code under the ex-post GMM",
@@ -347,37 +347,3 @@ def score_run(run: str | Path, dataset: str, out: str | Path, *, data_dir: str |
     atomic_write_text(out, "\n".join(lines) + "\n")
     atomic_write_json(Path(str(out) + ".json"), info)
     return info
-
-
-def score_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run", metavar="RUN", help="a run folder of `vaelab compare` (every model in it) or one model folder")
-    p.add_argument("--dataset", required=True,
-                   help="the images to score: digits, fashion-mnist, idx:FOLDER or npz:FILE (the models' image size)")
-    p.add_argument("--data-dir", default=None, help="folder with the Fashion-MNIST IDX files")
-    p.add_argument("--split", default="all", choices=("all", "train", "val", "test"),
-                   help="which part of the dataset's seeded split to score (default all: train, val, test in turn)")
-    p.add_argument("--out", required=True, help="CSV file to write (per-image scores); thresholds go to OUT.json")
-    p.add_argument("--fpr", type=float, default=0.05,
-                   help="false-positive rate on each model's validation split that sets its threshold (default 0.05)")
-    p.add_argument("--score", default="recon_error", choices=SCORES,
-                   help="the score whose threshold gives the 'anomaly' column (default recon_error, every model "
-                        "has it)")
-    p.add_argument("--k", type=int, default=K_SCORE,
-                   help=f"importance samples per image for neg_elbo / iw_nll (default {K_SCORE})")
-    p.add_argument("--seed", type=int, default=0, help="seeds the importance samples and the GMM fit (default 0)")
-    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def score_cmd(args: argparse.Namespace) -> int:
-    info = score_run(args.run, args.dataset, args.out, data_dir=args.data_dir, split=args.split, fpr=args.fpr,
-                     score=args.score, k=args.k, seed=args.seed, progress=not args.quiet, overwrite=args.overwrite)
-    for name, m in info["models"].items():
-        if "threshold" in m:
-            print(f"{name}: {args.score} > {m['threshold']:.4g} flags {m['flagged_fraction']:.1%} of the data "
-                  f"({m['val_flagged_fraction']:.1%} of its validation split)")
-        else:
-            print(f"{name}: {m.get('note')}")
-    print(f"wrote {args.out} and {args.out}.json")
-    return 0
-

@@ -31,17 +31,6 @@ from vaelab.metrics.likelihood import likelihood_kind
 SCHEMA_VERSION = 1
 
 
-def parse_betas(text: str) -> list[float]:
-    """'0.1,1,4' -> [0.1, 1.0, 4.0] with a clear message for anything else."""
-    try:
-        betas = [float(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise ConfigError(f"--beta takes comma-separated numbers like 0.1,0.5,1,4; got {text!r}.") from None
-    if not betas or min(betas) <= 0 or len(set(betas)) != len(betas):
-        raise ConfigError(f"--beta needs distinct positive values like 0.1,0.5,1,4; got {text!r}.")
-    return sorted(betas)
-
-
 @torch.inference_mode()
 def rate_distortion(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, batch_size: int = 1000,
                     seed: int = 0) -> dict[str, float]:
@@ -70,8 +59,11 @@ def rate_distortion(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | N
 
 def sweep(data: Any, betas: Sequence[float], model_cfg: ModelConfig, train_cfg: TrainConfig, out: str | Path,
           *, include_ae: bool = True, overwrite: bool = False, progress: bool = True,
-          data_meta: dict[str, Any] | None = None) -> dict[str, Any]:
+          data_meta: dict[str, Any] | None = None, executor: Any = None) -> dict[str, Any]:
     """Train one beta-VAE per beta (and the AE), measure (rate, distortion) on the test split, plot them.
+
+    Each beta (and the AE) is an independent unit run by ``executor`` (vaelab.executor: in-process by
+    default; local worker processes or Ray tasks need ``data_meta`` so that a worker can reload the data).
 
     Args:
         data: a vaelab Dataset; model_cfg: the shared architecture/likelihood (model and beta are replaced)
@@ -79,28 +71,35 @@ def sweep(data: Any, betas: Sequence[float], model_cfg: ModelConfig, train_cfg: 
     Returns:
         the sweep.json dict
     """
-    from vaelab.metrics import collapse
-    from vaelab.train import fit
+    from vaelab.executor import InProcess, Unit
 
     out = Path(out)
     if (out / "sweep.json").exists() and not overwrite:
         raise OutputError(f"{out} already holds a sweep; pass --overwrite to replace it or choose another --out.")
-    x_test = preprocess.modelled(data.x_test, model_cfg, "test")
+    executor = executor or InProcess()
+    in_process = isinstance(executor, InProcess)
+    if not in_process and data_meta is None:
+        raise ConfigError("a sweep in worker processes or on Ray needs data_meta (how a worker reloads the data).")
+    base = {"train": train_cfg.to_dict(), "data": data_meta, "overwrite": overwrite, "progress": progress and in_process}
+    units = [Unit(f"beta-{beta:g}", "vaelab.sweep:run_sweep_unit",
+                  {**base, "model": dataclasses.replace(model_cfg, model="beta-vae", beta=float(beta), k=1).to_dict(),
+                   "folder": str(out / "models" / f"beta-{beta:g}"), "rd_seed": train_cfg.seed},
+                  n_epochs=train_cfg.epochs) for beta in betas]
+    if include_ae:
+        units.append(Unit("ae", "vaelab.sweep:run_sweep_unit",
+                          {**base, "model": dataclasses.replace(model_cfg, model="ae", beta=1.0, k=1,
+                                                                free_bits=0.0).to_dict(),
+                           "folder": str(out / "models" / "ae"), "rd_seed": 0}, n_epochs=train_cfg.epochs))
+    _INPUTS.clear()
+    _INPUTS[json.dumps(data_meta)] = data           # in-process units use the data as given
+    res = executor.run(units)
     points = []
     for beta in betas:
-        cfg = dataclasses.replace(model_cfg, model="beta-vae", beta=float(beta), k=1)
-        run = fit(cfg, data, train_cfg, out / "models" / f"beta-{beta:g}", overwrite=overwrite, progress=progress,
-                  data_meta=data_meta, on_epoch=collapse.record_epoch)
-        collapse.warn_history(cfg.model, run.history)
-        rd = rate_distortion(run.model, x_test, seed=train_cfg.seed)
-        points.append({"beta": float(beta), **rd, "neg_elbo": rd["rate"] + rd["distortion"],
-                       "model": f"models/beta-{beta:g}", "best_epoch": run.best_epoch})
-    ae = None
-    if include_ae:
-        cfg = dataclasses.replace(model_cfg, model="ae", beta=1.0, k=1, free_bits=0.0)
-        run = fit(cfg, data, train_cfg, out / "models" / "ae", overwrite=overwrite, progress=progress,
-                  data_meta=data_meta, on_epoch=collapse.record_epoch)
-        ae = {"distortion": rate_distortion(run.model, x_test)["distortion"], "rate": "inf", "model": "models/ae"}
+        r = res[f"beta-{beta:g}"]
+        points.append({"beta": float(beta), **r["rd"], "neg_elbo": r["rd"]["rate"] + r["rd"]["distortion"],
+                       "model": f"models/beta-{beta:g}", "best_epoch": r["best_epoch"]})
+    ae = ({"distortion": res["ae"]["rd"]["distortion"], "rate": "inf", "model": "models/ae"} if include_ae
+          else None)
     kind, note = likelihood_kind(model_cfg, data_meta)
     result = {"schema_version": SCHEMA_VERSION, "dataset": data.summary(), "model_config": model_cfg.to_dict(),
               "train_config": train_cfg.to_dict(), "kind": kind, "note": note, "points": points, "ae": ae,
@@ -109,6 +108,34 @@ def sweep(data: Any, betas: Sequence[float], model_cfg: ModelConfig, train_cfg: 
     atomic_write_text(out / "sweep.json", json.dumps(result, indent=1) + "\n")
     plot_rate_distortion(result, out / "rate_distortion.png")
     return result
+
+
+_INPUTS: dict[str, Any] = {}      # the dataset per data_meta, loaded once per process
+
+
+def run_sweep_unit(spec: dict[str, Any]) -> dict[str, Any]:
+    """One model of a sweep (in any process): train it, measure (rate, distortion) on the test split.
+
+    Only JSON leaves the unit: an AE's infinite rate becomes None (sweep.json writes "inf" for it).
+    """
+    from vaelab.metrics import collapse
+    from vaelab.models import config_from_dict
+    from vaelab.train import fit
+
+    key = json.dumps(spec["data"])
+    if key not in _INPUTS:           # a worker process: reload the data as the checkpoint records it
+        from vaelab.sampling import reload_dataset
+
+        _INPUTS.clear()
+        _INPUTS[key] = reload_dataset({"data": spec["data"]})
+    data = _INPUTS[key]
+    cfg, tcfg = config_from_dict(spec["model"]), TrainConfig.from_dict(spec["train"])
+    run = fit(cfg, data, tcfg, spec["folder"], overwrite=spec["overwrite"], progress=spec["progress"],
+              data_meta=spec["data"], on_epoch=collapse.record_epoch)
+    collapse.warn_history(cfg.model, run.history)
+    rd = rate_distortion(run.model, preprocess.modelled(data.x_test, cfg, "test"), seed=spec["rd_seed"])
+    rd = {k: (v if math.isfinite(v) else None) for k, v in rd.items()}     # strict JSON: an AE's rate is inf
+    return {"rd": rd, "best_epoch": run.best_epoch}
 
 
 def plot_rate_distortion(result: dict[str, Any], path: str | Path) -> Path:

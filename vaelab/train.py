@@ -31,6 +31,7 @@ from vaelab.errors import ConfigError
 from vaelab.guard import CtrlC, NanGuard
 from vaelab.guard import diverged_term as _diverged_term  # noqa: F401  (its old import path)
 from vaelab.models import Autoencoder, build_model, count_params
+from vaelab.schedules import kl_weight  # noqa: F401  (re-exported: vaelab.train.kl_weight)
 
 
 @dataclass
@@ -59,30 +60,6 @@ def resolve_device(name: str) -> torch.device:
     if dev.type not in ("cpu", "cuda"):
         raise ConfigError(f"device {name!r} is not supported; use auto, cpu or cuda.")
     return dev
-
-
-def kl_weight(cfg: TrainConfig, step: int) -> float:
-    """Multiplier of beta at optimiser step ``step`` (the KL schedule), in [0, 1].
-
-    W = kl_warmup_steps, t = step:
-      constant  1
-      linear    min(1, t / W)
-      sigmoid   logistic ramp rescaled to be exactly 0 at t = 0 and 1 at t >= W:
-                (s(10 (t/W - 1/2)) - s(-5)) / (s(5) - s(-5)), s the logistic function
-      cyclical  Fu et al. 2019 ("Cyclical annealing"): within each period P = kl_cycle_steps
-                (default 2 W, their R = 0.5) the weight ramps linearly 0 -> 1 over W steps, then
-                holds 1; the period repeats for the whole run.
-    """
-    w = cfg.kl_warmup_steps
-    if cfg.kl_schedule == "constant" or w <= 0:
-        return 1.0
-    if cfg.kl_schedule == "cyclical":
-        step = step % (cfg.kl_cycle_steps or 2 * w)
-    r = min(1.0, step / w)
-    if cfg.kl_schedule == "sigmoid":
-        lo, hi = 1 / (1 + math.exp(5.0)), 1 / (1 + math.exp(-5.0))
-        return (1 / (1 + math.exp(-10.0 * (r - 0.5))) - lo) / (hi - lo)
-    return r
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -347,12 +324,3 @@ def _progress(total: int, initial: int, desc: str, enabled: bool) -> Any:
 
     return tqdm(total=total, initial=initial, desc=f"{desc:>9}", unit="step", file=sys.stderr, dynamic_ncols=True,
                 mininterval=0.5, leave=True)
-
-
-def __getattr__(name: str) -> Any:
-    """``vaelab.train.fit_with_retries``, its old import path: the retry policy now lives in vaelab.retry."""
-    if name == "fit_with_retries":
-        from vaelab.retry import fit_with_retries
-
-        return fit_with_retries
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,6 +24,7 @@ from vaelab.metrics import holes as H
 from vaelab.metrics import intervals as I
 from vaelab.metrics import novelty as N
 from vaelab.metrics import prd
+from vaelab.measure.store import save_arrays
 from vaelab.metrics.fd import frechet_distance
 
 REPLICATES = "_replicates"     # key of the bootstrap replicates in an evaluate() result (not JSON: stripped)
@@ -51,8 +52,8 @@ def per_image_intervals(per_image: dict[tuple[str, ...], np.ndarray], seed: int,
         if len(v) < 2 or not np.isfinite(v).all():
             continue
         idx = idx_by_n.setdefault(len(v), I.bootstrap_indices(len(v), n_boot, seed))
-        r = I._mean_replicates(v, idx)
-        iv = I.percentile_interval(float(v.mean()), r, method=I._method(what, len(v), n_boot, seed), n=len(v))
+        r = I.mean_replicates(v, idx)
+        iv = I.percentile_interval(float(v.mean()), r, method=I.method_note(what, len(v), n_boot, seed), n=len(v))
         out[_key(path)], reps[_key(path)] = iv.to_dict(), r
     return out, reps
 
@@ -265,27 +266,6 @@ def combine_seed_intervals(entry: dict[str, Any], recs: list[dict[str, Any]]) ->
     entry["intervals"] = out
 
 
-def save_figure_arrays(run: Any, arrays: dict[str, dict[str, np.ndarray]]) -> None:
-    """RUN/arrays/novelty-<model>.npz: what the novelty figure is drawn from (numbers only; atomic)."""
-    from pathlib import Path
-
-    for model, a in arrays.items():
-        if a:
-            _save_npz(Path(run) / "arrays" / f"novelty-{model}.npz", a)
-
-
-def _save_npz(path: Any, arrays: dict[str, np.ndarray]) -> None:
-    from pathlib import Path
-
-    from vaelab.io import atomic_path
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **{k: np.asarray(v) for k, v in arrays.items()})
-
-
 def pair_holes(model: Any, data: Any, judge: Any, z_grid: Any, seed: int, arrays_file: Any) -> dict[str, Any]:
     """The holes map of a 2-D model: q(z) against p(z) on ``z_grid`` (G, 2) and the realism of its decodes.
 
@@ -314,6 +294,6 @@ def pair_holes(model: Any, data: Any, judge: Any, z_grid: Any, seed: int, arrays
     log_ratio = H.log_density_ratio(zg.double().numpy(), mu, lv)
     real = np.asarray(judge.features(data.x_test), dtype=np.float64)
     realism = prd.realism_scores(real, np.asarray(judge.features(imgs), dtype=np.float64))
-    _save_npz(arrays_file, {"z_grid": zg.numpy(), "log_ratio": log_ratio, "realism": realism, "codes": mu})
+    save_arrays(arrays_file, {"z_grid": zg.numpy(), "log_ratio": log_ratio, "realism": realism, "codes": mu})
     return {**block, "grid_frac_hole": float(np.mean(log_ratio < np.log(H.HOLE_RATIO))),
             "grid_frac_realistic": float(np.mean(realism >= 1.0))}

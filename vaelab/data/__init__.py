@@ -9,7 +9,12 @@ labels ``y`` of shape (N,), fixed train/val/test splits, its provenance and a fi
   (``/usr/share/datasets/fashion-mnist/``) or of ``data_dir``. Nothing is downloaded.
 - ``idx:FOLDER``: any MNIST-format IDX folder (``train-images-idx3-ubyte[.gz]`` and friends).
 - ``npz:FILE``: an ``.npz`` with ``x`` (and optional ``y``, ``x_test``, ``y_test``, ``class_names``),
-  read with ``allow_pickle=False``.
+  read with ``allow_pickle=False``; a 2-D ``x`` (N, D) holds feature vectors.
+- ``folder:PATH``: a folder of image files (one sub-folder per class gives labels).
+- ``csv:FILE``: a table of numeric features (``label_column`` names the classes' column).
+
+Vectors (csv, 2-D npz) are (N, 1, 1, D) float32 tensors standardised with the training split's mean and
+std (``Dataset.standardization``, recorded in checkpoints; ``standardize`` applies it to new data).
 
 Every problem with the data is a :class:`~vaelab.errors.DataError` whose message says what is
 wrong and how to fix it; a bad option value (val_fraction, seed, a corruption level) is a
@@ -21,17 +26,18 @@ label when there are labels, and drawn in a fixed order (test, then val, then ``
 the same seed gives identical tensors and ``classes``/``max_train`` only ever take subsets of the
 splits one gets without them.
 
-Layout: ``base`` (Dataset, the unsplit ``_Raw`` arrays), one module per source (``digits``, ``idx``,
-``npz``), ``splits`` (seeded splits, class filtering, tensors), ``sources`` (spec -> Dataset,
+Layout: ``base`` (Dataset, the unsplit ``RawData`` arrays), one module per source (``digits``, ``idx``,
+``npz``, ``folder``, ``csv``), ``splits`` (seeded splits, class filtering, tensors), ``sources`` (spec -> Dataset,
 ``list_datasets``) and ``corruptions``. Import the public names from ``vaelab.data``.
 """
 from __future__ import annotations
 
-from vaelab.data.base import Dataset
-from vaelab.data.corruptions import CORRUPTIONS, corrupt, parse_corruption
+from vaelab.data.base import Dataset, is_vector_shape
+from vaelab.data.corruptions import CORRUPTIONS, VECTOR_CORRUPTIONS, corrupt, corruptions_for, parse_corruption
 from vaelab.data.idx import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR
-from vaelab.data.sources import SPEC_FORMS, list_datasets, load_dataset
+from vaelab.data.sources import SPEC_FORMS, fit_standardization, list_datasets, load_dataset, standardize
 from vaelab.data.splits import TEST_FRACTION
 
-__all__ = ["CORRUPTIONS", "Dataset", "FASHION_MNIST_CLASSES", "FASHION_MNIST_DIR", "SPEC_FORMS", "TEST_FRACTION",
-           "corrupt", "list_datasets", "load_dataset", "parse_corruption"]
+__all__ = ["CORRUPTIONS", "VECTOR_CORRUPTIONS", "corruptions_for", "Dataset", "FASHION_MNIST_CLASSES", "FASHION_MNIST_DIR", "SPEC_FORMS", "TEST_FRACTION",
+           "corrupt", "fit_standardization", "is_vector_shape", "list_datasets", "load_dataset", "parse_corruption",
+           "standardize"]

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Sequence
 
 import numpy as np
 from torch import Tensor
@@ -10,18 +11,31 @@ from torch import Tensor
 from vaelab.errors import DataError
 
 
+def is_vector_shape(shape: Sequence[int]) -> bool:
+    """Whether a (C, H, W) shape holds feature vectors (1, 1, D), not images (which are at least 2x2).
+
+    Tabular data (csv:FILE, an npz with a 2-D x) travel through the one pipeline as (N, 1, 1, D) so that every
+    (C, H, W) helper keeps working; this is the one test that tells the two domains apart.
+    """
+    return len(shape) == 3 and int(shape[0]) == 1 and int(shape[1]) == 1
+
+
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """Images in [0, 1] with fixed train/val/test splits.
+    """Images in [0, 1], or standardised feature vectors, with fixed train/val/test splits.
 
     Attributes:
-        name: "digits", "fashion-mnist", "idx:/path" or "npz:/path".
-        x_train, x_val, x_test: (N, C, H, W) float32 in [0, 1] (x_val may hold 0 images).
+        name: "digits", "fashion-mnist", "idx:/path", "npz:/path", "folder:/path" or "csv:/path".
+        x_train, x_val, x_test: (N, C, H, W) float32 in [0, 1] (x_val may hold 0 images); vectors:
+            (N, 1, 1, D) float32, standardised with the training split's statistics.
         y_train, y_val, y_test: (N,) int64 in [0, n_classes), or None when unlabelled.
         n_classes: number of classes (0 when unlabelled).
         class_names: one name per class (() when unlabelled), after ``classes`` filtering.
         source: where the data was read from.
         fingerprint: 16 hex chars of sha256 over the raw arrays and the split options.
+        feature_names: vectors only: one name per feature (the CSV header); () for images.
+        standardization: vectors only: {"mean": [D], "std": [D]} of the training split in the file's units,
+            x = (raw - mean) / std (``vaelab.data.standardize``); None for images.
     """
 
     name: str
@@ -35,6 +49,8 @@ class Dataset:
     class_names: tuple[str, ...]
     source: str
     fingerprint: str
+    feature_names: tuple[str, ...] = ()
+    standardization: dict[str, Any] | None = field(default=None)
 
     def __post_init__(self) -> None:
         shape = tuple(self.x_train.shape[1:])
@@ -57,12 +73,19 @@ class Dataset:
     def has_labels(self) -> bool:
         return self.y_train is not None
 
+    @property
+    def domain(self) -> str:
+        """"vectors" for tabular features (shape (1, 1, D)), else "images"."""
+        return "vectors" if is_vector_shape(self.shape) else "images"
+
     def summary(self) -> dict:
         """JSON-able description: name, source, shape, split sizes, classes, fingerprint."""
         return {"name": self.name, "source": self.source, "shape": list(self.shape),
                 "n_train": int(self.x_train.shape[0]), "n_val": int(self.x_val.shape[0]),
                 "n_test": int(self.x_test.shape[0]), "n_classes": self.n_classes,
-                "class_names": list(self.class_names), "fingerprint": self.fingerprint}
+                "class_names": list(self.class_names), "fingerprint": self.fingerprint,
+                **({"domain": "vectors", "feature_names": list(self.feature_names),
+                    "standardization": self.standardization} if self.domain == "vectors" else {})}
 
     def __repr__(self) -> str:
         s = self.summary()
@@ -73,7 +96,7 @@ class Dataset:
 
 
 @dataclass(frozen=True)
-class _Raw:
+class RawData:
     """Validated, unsplit arrays from one source. x: (N, C, H, W) any real dtype; y: (N,) int64."""
 
     name: str
@@ -85,9 +108,10 @@ class _Raw:
     n_classes: int
     class_names: tuple[str, ...]
     digest: str              # sha256 over the raw arrays as read
+    feature_names: tuple[str, ...] = ()   # vectors (x of shape (N, 1, 1, D)): the columns' names
 
 
-def _digest(*arrays: np.ndarray | None) -> str:
+def arrays_digest(*arrays: np.ndarray | None) -> str:
     """sha256 over dtype, shape and bytes of each array (None counts as a marker)."""
     h = hashlib.sha256()
     for a in arrays:
@@ -101,14 +125,14 @@ def _digest(*arrays: np.ndarray | None) -> str:
 
 
 
-def _check_count(x: np.ndarray, what: str) -> None:
+def check_count(x: np.ndarray, what: str) -> None:
     if x.shape[0] < 2:
         raise DataError(f"{what} has {x.shape[0]} image(s); vaelab needs at least 2 (and many more to learn "
                         "anything). Use a larger dataset.")
 
 
 
-def _check_label_range(labels: dict[str, np.ndarray | None], n_images: int, where: str) -> None:
+def check_label_range(labels: dict[str, np.ndarray | None], n_images: int, where: str) -> None:
     """Refuse a label value that would size a table wider than the data: n_classes = max label + 1 <= n_images.
 
     One-hot tables, the cvae's label head and per-class metrics are all sized by the largest label, so

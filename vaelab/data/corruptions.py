@@ -6,9 +6,11 @@ import math
 import torch
 from torch import Tensor
 
+from vaelab.data.base import is_vector_shape
 from vaelab.errors import ConfigError, DataError
 
 CORRUPTIONS = {"gaussian": 0.3, "salt-and-pepper": 0.2, "masking": 0.25}   # DESIGN.md default levels
+VECTOR_CORRUPTIONS = ("gaussian", "masking")                                # those that apply to standardised vectors
 _LEVEL_RANGE = {"gaussian": (0.0, math.inf), "salt-and-pepper": (0.0, 1.0), "masking": (0.0, 1.0)}
 
 
@@ -29,9 +31,11 @@ def corrupt(x: Tensor, kind: str, level: float, generator: torch.Generator | Non
     - salt-and-pepper: a fraction ``level`` of pixels set to 0 or 1 with equal odds.
     - masking: a fraction ``level`` of pixels set to 0.
     A "pixel" is one spatial position: all channels of a chosen pixel change together.
+    Feature vectors (B, 1, 1, D), standardised: gaussian noise is not clipped, masking sets a feature to 0
+    (its training mean), salt-and-pepper (the ends of [0, 1]) has no meaning and is refused.
 
     Args:
-        x: (B, C, H, W) float in [0, 1].
+        x: (B, C, H, W) float in [0, 1], or (B, 1, 1, D) standardised vectors.
         kind: one of CORRUPTIONS.
         level: sigma for gaussian, a fraction in [0, 1] otherwise.
         generator: torch generator on x's device, for reproducible noise.
@@ -42,14 +46,27 @@ def corrupt(x: Tensor, kind: str, level: float, generator: torch.Generator | Non
     if not torch.is_floating_point(x) or x.dim() < 2:
         raise DataError(f"corrupt needs float images (B, C, H, W), got dtype {x.dtype} shape {tuple(x.shape)}.")
     kw = {"generator": generator, "device": x.device, "dtype": x.dtype}
+    is_vectors = is_vector_shape(x.shape[1:])
+    if is_vectors and kind not in VECTOR_CORRUPTIONS:
+        raise ConfigError(f"the {kind} corruption sets pixels to the ends of [0, 1] and has no meaning for standardised "
+                          f"feature vectors; use one of {', '.join(VECTOR_CORRUPTIONS)}.")
     if kind == "gaussian":
-        return (x + level * torch.randn(x.shape, **kw)).clamp_(0.0, 1.0)
+        noisy = x + level * torch.randn(x.shape, **kw)
+        return noisy if is_vectors else noisy.clamp_(0.0, 1.0)
     pixel_shape = (x.shape[0], 1, *x.shape[2:])                   # (B, 1, H, W), broadcast over C
     hit = torch.rand(pixel_shape, **kw) < level
     if kind == "masking":
         return x.masked_fill(hit, 0.0)
     salt = (torch.rand(pixel_shape, **kw) < 0.5).to(x.dtype)      # 1 = salt, 0 = pepper
     return torch.where(hit, salt, x)
+
+
+def corruptions_for(shape: tuple[int, ...]) -> dict[str, float]:
+    """The corruptions (kind -> default level) of the denoising metric for data of ``shape`` (C, H, W):
+    all of CORRUPTIONS for images, VECTOR_CORRUPTIONS for feature vectors (1, 1, D)."""
+    if is_vector_shape(shape):
+        return {k: v for k, v in CORRUPTIONS.items() if k in VECTOR_CORRUPTIONS}
+    return dict(CORRUPTIONS)
 
 
 def parse_corruption(text: str) -> tuple[str, float]:

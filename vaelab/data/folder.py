@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from vaelab import budget
-from vaelab.data.base import _check_count, _digest, _Raw
+from vaelab.data.base import check_count, arrays_digest, RawData
 from vaelab.errors import ConfigError, DataError
 from vaelab.io import atomic_path, cache_root
 
@@ -191,8 +191,8 @@ def _load_split(root: Path, image_size: int | None, channels: int | None, skip_u
     return x, y, names, (mode, target), note
 
 
-def _folder_raw(path: str, image_size: int | None = None, channels: int | None = None,
-                skip_unreadable: bool = False, cache_dir: str | None = None) -> _Raw:
+def folder_raw(path: str, image_size: int | None = None, channels: int | None = None,
+                skip_unreadable: bool = False, cache_dir: str | None = None) -> RawData:
     """Read (or take from the cache) a folder of images as uint8 arrays."""
     if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int)
                                    or not 2 <= image_size <= 4096):
@@ -216,11 +216,11 @@ def _folder_raw(path: str, image_size: int | None = None, channels: int | None =
     cache = cache_root(cache_dir) / "data" / f"folder-{key}.npz"
     if cache.is_file() and not fresh:
         try:
-            from vaelab.data.npz import _npz_raw
+            from vaelab.data.npz import npz_raw
 
-            raw = _npz_raw(str(cache))
+            raw = npz_raw(str(cache))
             meta = json.loads(str(np.load(cache, allow_pickle=False)["meta"]))
-            return _Raw(f"folder:{root}", meta["source"], raw.x, raw.y, raw.x_test, raw.y_test,
+            return RawData(f"folder:{root}", meta["source"], raw.x, raw.y, raw.x_test, raw.y_test,
                         raw.n_classes if raw.y is not None else 0, tuple(meta["class_names"]), meta["digest"])
         except (DataError, KeyError, ValueError, OSError):
             pass                               # a damaged cache entry: decode again (and overwrite it)
@@ -236,7 +236,7 @@ def _folder_raw(path: str, image_size: int | None = None, channels: int | None =
     else:
         x, y, names, shape, note = _load_split(root, image_size, channels, skip_unreadable, skipped)
         x_test = y_test = None
-    _check_count(x, f"folder {root}")
+    check_count(x, f"folder {root}")
     n = len(x) + (0 if x_test is None else len(x_test))
     source = (f"{root}: {n} image files ({'train/ and test/ folders' if has_split else 'seeded split'}; "
               f"{'labelled by sub-folder' if y is not None else 'unlabelled'}; {'grey' if shape[0] == 'L' else 'RGB'} "
@@ -244,7 +244,7 @@ def _folder_raw(path: str, image_size: int | None = None, channels: int | None =
     if skipped:
         source += f"; skipped {len(skipped)} unreadable file(s): " + ", ".join(
             os.path.relpath(s, root) for s in skipped[:20]) + (" ..." if len(skipped) > 20 else "")
-    digest = _digest(x, y, x_test, y_test)
+    digest = arrays_digest(x, y, x_test, y_test)
     arrays = {"x": x, **({"y": y} if y is not None else {}), **({"x_test": x_test} if x_test is not None else {}),
               **({"y_test": y_test} if y_test is not None else {}),
               "meta": np.array(json.dumps({"source": source, "class_names": names, "digest": digest,
@@ -255,5 +255,5 @@ def _folder_raw(path: str, image_size: int | None = None, channels: int | None =
                 np.savez(f, **arrays)
         except Exception:                       # noqa: BLE001 - a cache that cannot be written is only slower
             pass
-    return _Raw(f"folder:{root}", source, x, y, x_test, y_test, len(names) if y is not None else 0,
+    return RawData(f"folder:{root}", source, x, y, x_test, y_test, len(names) if y is not None else 0,
                 tuple(names), digest)

@@ -13,7 +13,7 @@ from typing import BinaryIO
 import numpy as np
 
 from vaelab import budget
-from vaelab.data.base import _check_count, _check_label_range, _digest, _Raw
+from vaelab.data.base import check_count, check_label_range, arrays_digest, RawData
 from vaelab.errors import DataError
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
@@ -135,7 +135,7 @@ def _read_idx_file(path: str, is_labels: bool) -> np.ndarray:
 @functools.lru_cache(maxsize=8)
 def _read_idx_cached(path: str, is_labels: bool, _key: tuple) -> tuple[np.ndarray, str]:
     arr = _read_idx_file(path, is_labels)
-    return arr, _digest(arr)
+    return arr, arrays_digest(arr)
 
 
 def _read_idx(path: str, is_labels: bool) -> tuple[np.ndarray, str]:
@@ -151,11 +151,11 @@ def _read_idx(path: str, is_labels: bool) -> tuple[np.ndarray, str]:
     key = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
     if time.time() - st.st_mtime < _RACY_SECONDS:
         arr = _read_idx_file(path, is_labels)
-        return arr, _digest(arr)
+        return arr, arrays_digest(arr)
     return _read_idx_cached(path, is_labels, key)
 
 
-def _find_idx_files(folder: str) -> tuple[dict[str, str], list[str]]:
+def find_idx_files(folder: str) -> tuple[dict[str, str], list[str]]:
     """Paths of the four IDX files in ``folder`` (gz or raw, "-idx" or ".idx" names) and the missing ones."""
     found, missing = {}, []
     for key, stem in _IDX_NAMES.items():
@@ -169,11 +169,11 @@ def _find_idx_files(folder: str) -> tuple[dict[str, str], list[str]]:
     return found, missing
 
 
-def _idx_raw(folder: str, name: str, source: str, install_hint: str,
-             class_names: tuple[str, ...] | None) -> _Raw:
+def idx_raw(folder: str, name: str, source: str, install_hint: str,
+             class_names: tuple[str, ...] | None) -> RawData:
     if not os.path.isdir(folder):
         raise DataError(f"dataset {name}: folder {folder} does not exist. {install_hint}")
-    paths, missing = _find_idx_files(folder)
+    paths, missing = find_idx_files(folder)
     if missing:
         raise DataError(f"dataset {name}: {folder} lacks {', '.join(missing)}. {install_hint}")
     arrays, digests = {}, []
@@ -189,7 +189,7 @@ def _idx_raw(folder: str, name: str, source: str, install_hint: str,
     if arrays["train_x"].shape[1:] != arrays["test_x"].shape[1:]:
         raise DataError(f"dataset {name}: train images are {arrays['train_x'].shape[1:]} but test images are "
                         f"{arrays['test_x'].shape[1:]}. Use train and test files of the same dataset.")
-    _check_label_range({"train labels": arrays["train_y"], "test labels": arrays["test_y"]},
+    check_label_range({"train labels": arrays["train_y"], "test labels": arrays["test_y"]},
                        len(arrays["train_x"]) + len(arrays["test_x"]), f"dataset {name}")
     n_labels = int(max(arrays["train_y"].max(), arrays["test_y"].max())) + 1
     if class_names is not None and n_labels > len(class_names):
@@ -197,17 +197,17 @@ def _idx_raw(folder: str, name: str, source: str, install_hint: str,
                         f"classes (0..{len(class_names) - 1}). The label files are corrupt or from another dataset.")
     names = class_names if class_names is not None else tuple(str(i) for i in range(n_labels))
     x, x_test = arrays["train_x"][:, None], arrays["test_x"][:, None]      # (N, 1, H, W)
-    _check_count(x, f"dataset {name} train split")
+    check_count(x, f"dataset {name} train split")
     digest = hashlib.sha256("".join(digests).encode()).hexdigest()
-    return _Raw(name, source, x, arrays["train_y"].astype(np.int64), x_test,
+    return RawData(name, source, x, arrays["train_y"].astype(np.int64), x_test,
                 arrays["test_y"].astype(np.int64), len(names), names, digest)
 
 
-def _fashion_raw(data_dir: str | None) -> _Raw:
+def fashion_raw(data_dir: str | None) -> RawData:
     folder = os.path.abspath(os.path.expanduser(data_dir)) if data_dir else FASHION_MNIST_DIR
     source = (f"{folder} (Debian dataset-fashion-mnist)" if data_dir is None else f"{folder} (--data-dir)")
     hint = ("Install it with `sudo apt-get install dataset-fashion-mnist`, or pass --data-dir FOLDER "
             "holding train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz "
             "and t10k-labels-idx1-ubyte.gz (gzipped or not).")
-    return _idx_raw(folder, "fashion-mnist", source, hint, FASHION_MNIST_CLASSES)
+    return idx_raw(folder, "fashion-mnist", source, hint, FASHION_MNIST_CLASSES)
 

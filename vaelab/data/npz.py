@@ -1,6 +1,8 @@
 """``npz:FILE``: an ``.npz`` with ``x`` (and optional ``y``, ``x_test``, ``y_test``, ``class_names``).
 
-Read with ``allow_pickle=False``; a pickle or an object array is refused, never loaded.
+Read with ``allow_pickle=False``; a pickle or an object array is refused, never loaded. ``x`` of rank 3 or 4
+holds images; a 2-D ``x`` (N, D) holds feature vectors (tabular data, like ``csv:FILE``: any finite real
+values, standardised later with the training split's statistics; optional ``feature_names``).
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import zlib
 import numpy as np
 
 from vaelab import budget
-from vaelab.data.base import _check_count, _check_label_range, _digest, _Raw
+from vaelab.data.base import check_count, check_label_range, arrays_digest, RawData
 from vaelab.errors import DataError
 
 _CHUNK = 1 << 20          # bytes per read of a member
@@ -30,7 +32,7 @@ def _npz_images(a: np.ndarray, key: str, path: str) -> np.ndarray:
                         "(N, C, H, W) with C 1 or 3. Reshape it, e.g. x.reshape(-1, 28, 28).")
     if 0 in a.shape[1:]:
         raise DataError(f"{path}: {key} has shape {a.shape}, images with no pixels. Save real images.")
-    _check_count(a, f"{path}: {key}")
+    check_count(a, f"{path}: {key}")
     if a.dtype == np.bool_:
         return a
     if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
@@ -48,6 +50,22 @@ def _npz_images(a: np.ndarray, key: str, path: str) -> np.ndarray:
         raise DataError(f"{path}: {key} holds floats in [{lo:g}, {hi:g}], outside [0, 1] (min {lo:g}, max {hi:g}). "
                         f"Scale the images into [0, 1] before saving.{hint}")
     return a
+
+
+def _npz_vectors(a: np.ndarray, key: str, path: str) -> np.ndarray:
+    """Check a 2-D npz feature array (N, D) and return it as (N, 1, 1, D) float64 (a vector domain)."""
+    if a.dtype == np.bool_ or not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+        raise DataError(f"{path}: {key} has dtype {a.dtype}; feature vectors must be numbers (int or float).")
+    if a.shape[1] == 0:
+        raise DataError(f"{path}: {key} has shape {a.shape}, vectors with no features. Save real features.")
+    check_count(a, f"{path}: {key}")
+    a = a.astype(np.float64)
+    bad = ~np.isfinite(a)
+    if bad.any():
+        r, j = (int(v[0]) for v in np.nonzero(bad))
+        raise DataError(f"{path}: {key} has a NaN/inf value in column {j} at row {r + 1} ({int(bad.sum())} in all). "
+                        "Fill or drop those rows.")
+    return a[:, None, None, :]
 
 
 def _npz_labels(a: np.ndarray, key: str, n: int, path: str) -> np.ndarray:
@@ -109,7 +127,7 @@ def _read_member(zf: zipfile.ZipFile, name: str, path: str) -> np.ndarray:
     return flat.reshape(shape)
 
 
-def _npz_raw(path: str) -> _Raw:
+def npz_raw(path: str) -> RawData:
     if not os.path.isfile(path):
         raise DataError(f"npz file {path} does not exist. Check the path given as --dataset npz:FILE.")
     if os.path.getsize(path) == 0:
@@ -132,7 +150,7 @@ def _npz_raw(path: str) -> _Raw:
             if "x" not in members:
                 raise DataError(f"{path} has no array named 'x' (it has: {', '.join(sorted(members)) or 'none'}). "
                                 "Save the images under x: np.savez(path, x=images, y=labels).")
-            for key in ("x", "y", "x_test", "y_test", "class_names"):
+            for key in ("x", "y", "x_test", "y_test", "class_names", "feature_names"):
                 if key in members:
                     arrays[key] = _read_member(zf, members[key], path)
     except DataError:
@@ -149,18 +167,20 @@ def _npz_raw(path: str) -> _Raw:
         present = ", ".join(k for k in ("y", "x_test", "y_test") if k in arrays)
         raise DataError(f"{path}: has x, {present}; labels must come for every split or none: "
                         "give y with x_test and y_test, or drop the labels.")
-    x = _npz_images(arrays["x"], "x", path)
+    is_vectors = arrays["x"].ndim == 2
+    x = _npz_vectors(arrays["x"], "x", path) if is_vectors else _npz_images(arrays["x"], "x", path)
     y = _npz_labels(arrays["y"], "y", len(x), path) if "y" in arrays else None
     x_test = y_test = None
     if "x_test" in arrays:
-        x_test = _npz_images(arrays["x_test"], "x_test", path)
+        x_test = (_npz_vectors if is_vectors else _npz_images)(arrays["x_test"], "x_test", path)
         if x_test.shape[1:] != x.shape[1:]:
-            raise DataError(f"{path}: x_test images are {x_test.shape[1:]} but x images are {x.shape[1:]}; "
-                            "they must have the same (C, H, W).")
+            what = (f"{x_test.shape[-1]} features but x has {x.shape[-1]}" if is_vectors else
+                    f"images are {x_test.shape[1:]} but x images are {x.shape[1:]}")
+            raise DataError(f"{path}: x_test {what}; they must have the same shape.")
         if y is not None:
             y_test = _npz_labels(arrays["y_test"], "y_test", len(x_test), path)
     n_images = len(x) + (0 if x_test is None else len(x_test))
-    _check_label_range({"y": y, "y_test": y_test}, n_images, path)
+    check_label_range({"y": y, "y_test": y_test}, n_images, path)
     n_classes = 0 if y is None else int(max(y.max(), y_test.max() if y_test is not None else 0)) + 1
     names: tuple[str, ...] = tuple(str(i) for i in range(n_classes))
     if "class_names" in arrays and y is not None:
@@ -173,5 +193,14 @@ def _npz_raw(path: str) -> _Raw:
                             "class (at most one class per image).")
         names = tuple(str(s) for s in cn)
         n_classes = len(names)
-    return _Raw(f"npz:{path}", path, x, y, x_test, y_test, n_classes, names, _digest(x, y, x_test, y_test))
+    features: tuple[str, ...] = ()
+    if is_vectors:
+        d = x.shape[-1]
+        fn = arrays.get("feature_names")
+        if fn is not None and (fn.ndim != 1 or fn.dtype.kind not in "US" or len(fn) != d):
+            raise DataError(f"{path}: feature_names must be a 1-D string array with one name per feature ({d}), "
+                            f"got dtype {fn.dtype}, shape {fn.shape}.")
+        features = tuple(str(s) for s in fn) if fn is not None else tuple(f"x{j}" for j in range(d))
+    return RawData(f"npz:{path}", path, x, y, x_test, y_test, n_classes, names, arrays_digest(x, y, x_test, y_test),
+                feature_names=features)
 

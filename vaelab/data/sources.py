@@ -10,20 +10,25 @@ import numpy as np
 import torch
 
 from vaelab import budget
-from vaelab.data.base import Dataset, _Raw
-from vaelab.data.digits import _digits_raw
-from vaelab.data.folder import _folder_raw
-from vaelab.data.idx import FASHION_MNIST_DIR, _fashion_raw, _find_idx_files, _idx_raw
-from vaelab.data.npz import _npz_raw
-from vaelab.data.splits import TEST_FRACTION, _check_classes, _n_hold, _split, _to_x
+from vaelab.data.base import Dataset, RawData, is_vector_shape
+from vaelab.data.csv import csv_raw
+from vaelab.data.digits import digits_raw
+from vaelab.data.folder import folder_raw
+from vaelab.data.idx import FASHION_MNIST_DIR, fashion_raw, find_idx_files, idx_raw
+from vaelab.data.npz import npz_raw
+from vaelab.data.splits import TEST_FRACTION, check_classes, n_hold, split_indices, to_x
 from vaelab.errors import ConfigError, DataError
 
-SPEC_FORMS = ("digits", "fashion-mnist", "idx:FOLDER", "npz:FILE", "folder:PATH")
+SPEC_FORMS = ("digits", "fashion-mnist", "idx:FOLDER", "npz:FILE", "folder:PATH", "csv:FILE")
 
 
-def _raw_for_spec(spec: str, data_dir: str | None, images: dict | None = None) -> _Raw:
+def _raw_for_spec(spec: str, data_dir: str | None, images: dict | None = None,
+                  label_column: str | None = None) -> RawData:
     text = spec.strip()
     low = text.lower()
+    if label_column is not None and not low.startswith("csv:"):
+        raise ConfigError(f"--label-column applies to tables (--dataset csv:FILE) only, not to {spec!r}. Drop the "
+                          "option (an npz file gives its labels as y).")
     images = {k: v for k, v in (images or {}).items() if v not in (None, False)}
     if images and not low.startswith("folder:"):
         flags = ", ".join("--" + k.replace("_", "-").replace("channels", "image-channels") for k in images)
@@ -32,22 +37,24 @@ def _raw_for_spec(spec: str, data_dir: str | None, images: dict | None = None) -
     forms = ("valid forms: " + ", ".join(SPEC_FORMS) +
              " (e.g. --dataset idx:~/mnist or --dataset npz:images.npz); run `vaelab datasets` to see what is available.")
     if low == "digits":
-        return _digits_raw()
+        return digits_raw()
     if low in ("fashion-mnist", "fashion_mnist", "fashionmnist"):
-        return _fashion_raw(data_dir)
-    for prefix in ("idx:", "npz:", "folder:"):
+        return fashion_raw(data_dir)
+    for prefix in ("idx:", "npz:", "folder:", "csv:"):
         if low.startswith(prefix):
             path = text[len(prefix):].strip()
             if not path:
                 raise DataError(f"dataset spec {spec!r} has no path after {prefix!r}; {forms}")
             path = os.path.abspath(os.path.expanduser(path))
             if prefix == "npz:":
-                return _npz_raw(path)
+                return npz_raw(path)
+            if prefix == "csv:":
+                return csv_raw(path, label_column)
             if prefix == "folder:":
-                return _folder_raw(path, **images)
+                return folder_raw(path, **images)
             hint = ("Give a folder holding train-images-idx3-ubyte, train-labels-idx1-ubyte, "
                     "t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (each optionally .gz).")
-            return _idx_raw(path, f"idx:{path}", path, hint, None)
+            return idx_raw(path, f"idx:{path}", path, hint, None)
     hint = " MNIST is not bundled: download its IDX files and use idx:FOLDER." if low == "mnist" else ""
     raise DataError(f"unknown dataset {spec!r}.{hint} {forms[0].upper()}{forms[1:]}")
 
@@ -55,11 +62,12 @@ def _raw_for_spec(spec: str, data_dir: str | None, images: dict | None = None) -
 
 def load_dataset(spec: str, *, data_dir: str | None = None, seed: int = 0, val_fraction: float = 0.1,
                  classes: Sequence[int] | None = None, max_train: int | None = None, image_size: int | None = None,
-                 image_channels: int | None = None, skip_unreadable: bool = False) -> Dataset:
+                 image_channels: int | None = None, skip_unreadable: bool = False,
+                 label_column: str | None = None) -> Dataset:
     """Load a dataset and split it deterministically.
 
     Args:
-        spec: "digits", "fashion-mnist", "idx:FOLDER" or "npz:FILE".
+        spec: "digits", "fashion-mnist", "idx:FOLDER", "npz:FILE", "folder:PATH" or "csv:FILE".
         data_dir: folder with the Fashion-MNIST IDX files (default /usr/share/datasets/fashion-mnist).
         seed: seeds every split; the same seed gives identical tensors.
         val_fraction: fraction of the training images held out for validation, in [0, 1).
@@ -79,7 +87,11 @@ def load_dataset(spec: str, *, data_dir: str | None = None, seed: int = 0, val_f
                                   or max_train < 1):
         raise ConfigError(f"max_train must be a positive integer (or None for all images), got {max_train!r}.")
     raw = _raw_for_spec(spec, data_dir, {"image_size": image_size, "channels": image_channels,
-                                         "skip_unreadable": skip_unreadable})
+                                         "skip_unreadable": skip_unreadable}, label_column)
+    if is_vector_shape(raw.x.shape[1:]) and not raw.feature_names:
+        raise DataError(f"{raw.name}: images of {raw.x.shape[2]}x{raw.x.shape[3]} pixels; images must be at least 2x2 "
+                        "(a 1-pixel-high grey image reads as a feature vector). For tabular data save a 2-D x (N, D) "
+                        "or use csv:FILE.")
     n_images = len(raw.x) + (0 if raw.x_test is None else len(raw.x_test))
     # the splits as float32 tensors, plus one split-sized copy while converting
     budget.check(budget.array_bytes((n_images, *raw.x.shape[1:])) * 2, f"loading {raw.name}",
@@ -89,7 +101,7 @@ def load_dataset(spec: str, *, data_dir: str | None = None, seed: int = 0, val_f
 
     # test, then val, then max_train: each draw only depends on the ones before it.
     if raw.x_test is None:
-        train_idx, test_idx = _split(len(raw.x), raw.y, _n_hold(len(raw.x), TEST_FRACTION), rng)
+        train_idx, test_idx = split_indices(len(raw.x), raw.y, n_hold(len(raw.x), TEST_FRACTION), rng)
         x_pool, y_pool = raw.x, raw.y
         x_test = raw.x[test_idx]
         y_test = None if raw.y is None else raw.y[test_idx]
@@ -97,7 +109,7 @@ def load_dataset(spec: str, *, data_dir: str | None = None, seed: int = 0, val_f
         train_idx = np.arange(len(raw.x))
         x_pool, y_pool, x_test, y_test = raw.x, raw.y, raw.x_test, raw.y_test
     y_rest = None if y_pool is None else y_pool[train_idx]
-    keep, hold = _split(len(train_idx), y_rest, _n_hold(len(train_idx), val_fraction), rng)
+    keep, hold = split_indices(len(train_idx), y_rest, n_hold(len(train_idx), val_fraction), rng)
     idx = {"train": train_idx[keep], "val": train_idx[hold]}
     xs = {"train": x_pool[idx["train"]], "val": x_pool[idx["val"]], "test": x_test}
     ys = {"train": None if y_pool is None else y_pool[idx["train"]],
@@ -105,7 +117,7 @@ def load_dataset(spec: str, *, data_dir: str | None = None, seed: int = 0, val_f
 
     n_classes, names = raw.n_classes, raw.class_names
     if classes is not None:
-        kept = _check_classes(classes, raw, ys["train"])
+        kept = check_classes(classes, raw, ys["train"])
         relabel = np.full(max(raw.n_classes, max(kept) + 1), -1, dtype=np.int64)
         relabel[kept] = np.arange(len(kept))
         for split in xs:
@@ -113,7 +125,7 @@ def load_dataset(spec: str, *, data_dir: str | None = None, seed: int = 0, val_f
             xs[split], ys[split] = xs[split][mask], relabel[ys[split][mask]]
         n_classes, names = len(kept), tuple(raw.class_names[c] for c in kept)
     if max_train is not None and max_train < len(xs["train"]):
-        _, sub = _split(len(xs["train"]), ys["train"], int(max_train), rng)
+        _, sub = split_indices(len(xs["train"]), ys["train"], int(max_train), rng)
         xs["train"] = xs["train"][sub]
         ys["train"] = None if ys["train"] is None else ys["train"][sub]
     for split in ("train", "test"):
@@ -121,18 +133,49 @@ def load_dataset(spec: str, *, data_dir: str | None = None, seed: int = 0, val_f
             raise DataError(f"dataset {raw.name}: the {split} split is empty after splitting/filtering "
                             f"(classes={list(classes) if classes is not None else None}). Use more images or other classes.")
 
+    stats = None
+    if is_vector_shape(raw.x.shape[1:]):          # standardise every split with the training split's statistics
+        stats = fit_standardization(xs["train"], raw.feature_names, raw.name)
+        xs = {k: standardize(v, stats) for k, v in xs.items()}
     options = json.dumps({"seed": int(seed), "val_fraction": float(val_fraction),
                           "classes": None if classes is None else [int(c) for c in classes],
                           "max_train": None if max_train is None else int(max_train)}, sort_keys=True)
     fingerprint = hashlib.sha256(f"{raw.digest};{options}".encode()).hexdigest()[:16]
     to_y = (lambda a: None) if raw.y is None else (lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64)))
     return Dataset(name=raw.name,
-                   x_train=_to_x(xs["train"]), y_train=to_y(ys["train"]),
-                   x_val=_to_x(xs["val"]), y_val=to_y(ys["val"]),
-                   x_test=_to_x(xs["test"]), y_test=to_y(ys["test"]),
+                   x_train=to_x(xs["train"]), y_train=to_y(ys["train"]),
+                   x_val=to_x(xs["val"]), y_val=to_y(ys["val"]),
+                   x_test=to_x(xs["test"]), y_test=to_y(ys["test"]),
                    n_classes=n_classes if raw.y is not None else 0,
                    class_names=names if raw.y is not None else (),
-                   source=raw.source, fingerprint=fingerprint)
+                   source=raw.source, fingerprint=fingerprint, feature_names=raw.feature_names,
+                   standardization=stats)
+
+
+def fit_standardization(x_train: np.ndarray, feature_names: Sequence[str], name: str) -> dict:
+    """The training split's per-feature mean and std (ddof 0): {"mean": [D], "std": [D]} in the data's units.
+
+    Args:
+        x_train: (N, 1, 1, D) raw features. A feature constant on the training split is refused (its std is 0).
+    """
+    a = np.asarray(x_train, dtype=np.float64).reshape(len(x_train), -1)      # (N, D)
+    mean, std = a.mean(0), a.std(0)
+    zero = np.flatnonzero(~(std > 0))
+    if len(zero):
+        j = int(zero[0])
+        col = feature_names[j] if j < len(feature_names) else f"x{j}"
+        raise DataError(f"{name}: feature {col!r} is constant on the training split (every value {mean[j]:g}), so it "
+                        f"cannot be standardised ({len(zero)} such feature(s)). Drop it.")
+    return {"mean": mean.tolist(), "std": std.tolist()}
+
+
+def standardize(x: np.ndarray, stats: dict) -> np.ndarray:
+    """(x - mean) / std with saved statistics (``fit_standardization``): (N, 1, 1, D) -> float32, same shape."""
+    mean, std = np.asarray(stats["mean"], dtype=np.float64), np.asarray(stats["std"], dtype=np.float64)
+    if x.shape[-1] != len(mean):
+        raise DataError(f"the data have {x.shape[-1]} features but the saved standardisation has {len(mean)}; use data "
+                        "with the same columns as the training data.")
+    return ((np.asarray(x, dtype=np.float64) - mean) / std).astype(np.float32)
 
 
 def list_datasets(data_dir: str | None = None) -> list[dict]:
@@ -140,7 +183,7 @@ def list_datasets(data_dir: str | None = None) -> list[dict]:
     out = [{"name": "digits", "available": True, "source": "scikit-learn load_digits (embedded)",
             "detail": "1797 images 1x8x8, 10 classes; seeded split 20% test, then val_fraction of the rest. Default."}]
     folder = os.path.abspath(os.path.expanduser(data_dir)) if data_dir else FASHION_MNIST_DIR
-    found, missing = _find_idx_files(folder) if os.path.isdir(folder) else ({}, ["folder"])
+    found, missing = find_idx_files(folder) if os.path.isdir(folder) else ({}, ["folder"])
     if not missing:
         size = sum(os.path.getsize(p) for p in found.values())
         detail = f"60000 train + 10000 test images 1x28x28, 10 classes; files {size / 1e6:.1f} MB in {folder}"
@@ -160,5 +203,10 @@ def list_datasets(data_dir: str | None = None) -> list[dict]:
                           "flat = unlabelled; train/ + test/ sub-folders keep that split; --image-size S (centre "
                           "crop), --image-channels 1|3, --skip-unreadable; decoded once, cached in "
                           "~/.cache/vaelab/data"})
+    out.append({"name": "csv:FILE", "available": True, "source": "a file you give",
+                "detail": "a table with a header row: numeric feature columns, --label-column NAME for the classes; "
+                          "standardised with the training split's mean/std (saved in the checkpoint); MLP backbone, "
+                          "Gaussian likelihood with a learned per-feature sigma. An npz with a 2-D x (N, D) is read "
+                          "the same way"})
     return out
 

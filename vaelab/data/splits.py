@@ -7,13 +7,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vaelab.data.base import _Raw
+from vaelab.data.base import RawData
 from vaelab.errors import DataError
 
 TEST_FRACTION = 0.2          # for datasets without an official test split
 
 
-def _split(n: int, y: np.ndarray | None, n_hold: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def split_indices(n: int, y: np.ndarray | None, n_hold: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Seeded (stratified when ``y`` is given) split of range(n) into (keep, hold) with len(hold) == n_hold.
 
     Stratification: every index gets the key (rank within its class + 0.5) / class size under a
@@ -31,14 +31,14 @@ def _split(n: int, y: np.ndarray | None, n_hold: int, rng: np.random.Generator) 
     return np.sort(perm[n_hold:]), np.sort(perm[:n_hold])
 
 
-def _n_hold(n: int, fraction: float) -> int:
+def n_hold(n: int, fraction: float) -> int:
     """round(fraction * n), but at least 1 when fraction > 0 and at most n - 1."""
     if fraction <= 0 or n < 2:
         return 0
     return min(n - 1, max(1, round(fraction * n)))
 
 
-def _to_x(a: np.ndarray) -> Tensor:
+def to_x(a: np.ndarray) -> Tensor:
     """(N, C, H, W) array (checked range) -> float32 tensor in [0, 1]."""
     if a.dtype == np.bool_:
         return torch.from_numpy(a.astype(np.float32))
@@ -47,7 +47,7 @@ def _to_x(a: np.ndarray) -> Tensor:
     return torch.from_numpy(np.array(a, dtype=np.float32))   # rounding to float32 keeps [0, 1]
 
 
-def _check_classes(classes: Sequence[int], raw: _Raw, y_train: np.ndarray) -> list[int]:
+def check_classes(classes: Sequence[int], raw: RawData, y_train: np.ndarray) -> list[int]:
     if raw.y is None:
         raise DataError(f"dataset {raw.name} has no labels, so --classes cannot select classes. "
                         "Drop --classes, or use a labelled dataset (npz with y).")

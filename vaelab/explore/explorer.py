@@ -66,7 +66,8 @@ def encode_images(x: Tensor) -> list[str]:
 
 # -- the run folder ------------------------------------------------------------------------------
 def find_model_folders(run_dir: str | Path) -> dict[str, Path]:
-    """Model folders of a run: RUN/models/<name>/, else RUN/<name>/, else RUN itself; 2-D pair first."""
+    """Model folders of a run: RUN/models/<name>/ (or <name>/seed-<s>/, named "<name>@seed-<s>"), else
+    RUN/<name>/, else RUN itself; 2-D pair first."""
     run = Path(run_dir)
     if not run.is_dir():
         raise ExploreError(f"{run} is not a folder. Pass a run folder written by `vaelab compare` "
@@ -75,7 +76,14 @@ def find_model_folders(run_dir: str | Path) -> dict[str, Path]:
         return {run.name: run}
     for root in (run / "models", run):
         if root.is_dir():
-            found = {p.name: p for p in sorted(root.iterdir()) if p.is_dir() and (p / "config.json").is_file()}
+            found = {}
+            for p in sorted(root.iterdir()):
+                if p.is_dir() and (p / "config.json").is_file():
+                    found[p.name] = p
+                elif p.is_dir():     # a multi-seed run: models/<name>/seed-<s>/ -> "<name>@seed-<s>"
+                    for q in sorted(p.glob("seed-*"), key=lambda q: (len(q.name), q.name)):
+                        if (q / "config.json").is_file():
+                            found[f"{p.name}@{q.name}"] = q
             if found:
                 order = ["ae-2d", "vae-2d"]
                 return {**{k: found[k] for k in order if k in found},

@@ -63,15 +63,16 @@ def data_views(data: Any, seed: int = 0) -> dict[str, np.ndarray]:
     corruption, generator seeded seed + i as in ``evaluate``), "corruption_kinds" / "corruption_levels",
     "scatter_y" (labels of the first 2,000 test images; absent when unlabelled).
     """
-    from vaelab.data import CORRUPTIONS, corrupt
+    from vaelab.data import corrupt, corruptions_for
 
+    corruptions = corruptions_for(data.shape)
     out = {"recon_x": _np(data.x_test[_pick(data, N_RECON)]), "stochastic_x": _np(data.x_test[_pick(data, 1)])}
     x = data.x_test[_pick(data, N_DENOISE)]
     out["denoise_x"] = _np(x)
-    for i, (kind, level) in enumerate(CORRUPTIONS.items()):
+    for i, (kind, level) in enumerate(corruptions.items()):
         out[f"denoise_input__{kind}"] = _np(corrupt(x, kind, level, generator=torch.Generator().manual_seed(seed + i)))
-    out["corruption_kinds"] = np.array(list(CORRUPTIONS), dtype=np.str_)
-    out["corruption_levels"] = np.array(list(CORRUPTIONS.values()), dtype=np.float64)
+    out["corruption_kinds"] = np.array(list(corruptions), dtype=np.str_)
+    out["corruption_levels"] = np.array(list(corruptions.values()), dtype=np.float64)
     if data.y_test is not None:
         out["scatter_y"] = data.y_test[:N_SCATTER].numpy().astype(np.int64)
     return out
@@ -100,7 +101,7 @@ def model_views(model: torch.nn.Module, data: Any, *, mu_test: Tensor, densities
         "samples__<sampler>" (36), "cvae_labels" (rows, classes, C, H, W; CVAE only), "interpolations"
         (pairs, steps, C, H, W), "scatter" (n, 2) + "scatter_is_pca", "denoise__<kind>" (8 per corruption).
     """
-    from vaelab.data import CORRUPTIONS, corrupt
+    from vaelab.data import corrupt, corruptions_for
     from vaelab.sampling import sample_labels
 
     model.eval()
@@ -146,7 +147,7 @@ def model_views(model: torch.nn.Module, data: Any, *, mu_test: Tensor, densities
 
     idx = _pick(data, N_DENOISE)
     x, y = data.x_test[idx], _labels(data, idx)
-    for i, (kind, level) in enumerate(CORRUPTIONS.items()):
+    for i, (kind, level) in enumerate(corruptions_for(data.shape).items()):
         noisy = corrupt(x, kind, level, generator=torch.Generator().manual_seed(seed + i))
         out[f"denoise__{kind}"] = _np(reconstruct(model, noisy, y))
     return out

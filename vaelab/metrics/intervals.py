@@ -103,12 +103,12 @@ def _replicates(stat: Callable[[np.ndarray], float], idx: np.ndarray) -> np.ndar
     return np.array([stat(i) for i in idx], dtype=np.float64)
 
 
-def _mean_replicates(v: np.ndarray, idx: np.ndarray, chunk: int = 100) -> np.ndarray:
+def mean_replicates(v: np.ndarray, idx: np.ndarray, chunk: int = 100) -> np.ndarray:
     """mean(v[idx_b]) for each row b of idx, in chunks of rows (bounded memory). v: (n,) -> (B,)."""
     return np.concatenate([v[idx[i:i + chunk]].mean(1) for i in range(0, len(idx), chunk)])
 
 
-def _method(what: str, n: int, n_boot: int, seed: int | None) -> str:
+def method_note(what: str, n: int, n_boot: int, seed: int | None) -> str:
     s = f"percentile bootstrap over {n} {what}, B={n_boot}"
     return s + (f", seed {seed}" if seed is not None else "")
 
@@ -127,8 +127,8 @@ def mean_interval(values: ArrayLike, idx: np.ndarray | None = None, *, n_boot: i
     v = as_numpy(values).reshape(-1)
     idx = bootstrap_indices(len(v), n_boot, seed) if idx is None else idx
     _check_idx(idx, len(v))
-    return percentile_interval(float(v.mean()), _mean_replicates(v, idx), level,
-                               _method("test images", len(v), len(idx), seed), len(v))
+    return percentile_interval(float(v.mean()), mean_replicates(v, idx), level,
+                               method_note("test images", len(v), len(idx), seed), len(v))
 
 
 def statistic_interval(stat: Callable[[np.ndarray], float], n: int, idx: np.ndarray | None = None, *,
@@ -139,7 +139,7 @@ def statistic_interval(stat: Callable[[np.ndarray], float], n: int, idx: np.ndar
     idx = bootstrap_indices(n, n_boot, seed) if idx is None else idx
     _check_idx(idx, n)
     return percentile_interval(stat(np.arange(n)), _replicates(stat, idx), level,
-                               _method(what, n, len(idx), seed), n)
+                               method_note(what, n, len(idx), seed), n)
 
 
 def paired_difference(values_a: ArrayLike, values_b: ArrayLike, idx: np.ndarray | None = None, *,

@@ -177,6 +177,16 @@ def likelihood_kind(model_cfg: Any, data_meta: dict[str, Any] | None = None) -> 
                                       "{0, 1}, so on grey images it is not a normalised likelihood (not an NLL). For an NLL "
                                       "train with --binarize dynamic, or --likelihood continuous-bernoulli "
                                       "--dequantize 256.")
+    from vaelab.data.base import is_vector_shape
+
+    if is_vector_shape(getattr(cfg, "input_shape", ())):
+        if cfg.likelihood == "gaussian":
+            return "nll", ("Gaussian density of the standardised continuous features"
+                           + (" (learned per-feature sigma)" if cfg.learn_sigma else f" (sigma {cfg.sigma:g})")
+                           + ": a true NLL in nats per example of the standardised data (in the file's units add "
+                             "sum_d log std_d).")
+        return "training objective", (f"the {cfg.likelihood} likelihood models values in [0, 1]; standardised features "
+                                      "are unbounded, so this is not a likelihood of them. Use --likelihood gaussian.")
     name = "Gaussian" + (" (learned per-pixel sigma)" if cfg.learn_sigma else f" (sigma {cfg.sigma:g})") \
         if cfg.likelihood == "gaussian" else "continuous Bernoulli"
     if cfg.dequantize:

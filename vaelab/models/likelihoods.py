@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from vaelab import losses
+from vaelab.errors import ConfigError
 
 
 class Bernoulli(nn.Module):
@@ -43,15 +44,17 @@ class ContinuousBernoulli(nn.Module):
 
 
 class Gaussian(nn.Module):
-    """N(x; mean, sigma^2 I) with a fixed sigma, or a learned per-pixel sigma (init ``sigma``).
+    """N(x; mean, sigma^2 I) with a fixed sigma, or a learned per-pixel (per-feature) sigma (init ``sigma``).
 
     Per pixel, not shared: one sigma cannot fit both the flat background and the textured object
-    (too wide on one, too narrow on the other); C*H*W parameters, independent of z.
+    (too wide on one, too narrow on the other); C*H*W parameters, independent of z. On feature vectors
+    (standardised, unbounded) the mean is not clipped; on images it is clipped to [0, 1].
     """
 
-    def __init__(self, sigma: float, input_shape: tuple[int, ...] | None = None):
+    def __init__(self, sigma: float, input_shape: tuple[int, ...] | None = None, use_clip: bool = True):
         super().__init__()
         self.sigma = float(sigma)
+        self.use_clip = bool(use_clip)
         self.log_sigma = (nn.Parameter(torch.full(tuple(input_shape), math.log(sigma)))
                           if input_shape is not None else None)
 
@@ -59,7 +62,7 @@ class Gaussian(nn.Module):
         return losses.gaussian_nll(mean, x, self.log_sigma.exp() if self.log_sigma is not None else self.sigma)
 
     def mean(self, mean: Tensor) -> Tensor:
-        return mean.clamp(0.0, 1.0)
+        return mean.clamp(0.0, 1.0) if self.use_clip else mean
 
 
 class Categorical(nn.Module):
@@ -86,7 +89,16 @@ class Categorical(nn.Module):
 
 
 def make_likelihood(cfg) -> nn.Module:
-    """The likelihood object a model config names (``cfg.likelihood``)."""
+    """The likelihood object a model config names (``cfg.likelihood``).
+
+    Feature vectors (input shape (1, 1, D), standardised: unbounded reals) take the Gaussian only: the Bernoulli
+    family is a distribution on [0, 1], so a model asking for it on vectors is refused, not silently changed.
+    """
+    from vaelab.data.base import is_vector_shape
+
+    if cfg.likelihood in ("bernoulli", "continuous-bernoulli") and is_vector_shape(getattr(cfg, "input_shape", ())):
+        raise ConfigError(f"the {cfg.likelihood} likelihood models values in [0, 1], but these data are standardised "
+                          f"feature vectors (unbounded reals). Use --likelihood gaussian --learn-sigma.")
     if cfg.likelihood == "bernoulli":
         return Bernoulli()
     if cfg.likelihood == "continuous-bernoulli":
@@ -95,4 +107,5 @@ def make_likelihood(cfg) -> nn.Module:
         from vaelab.models.seq import PAD
 
         return Categorical(PAD)
-    return Gaussian(cfg.sigma, cfg.input_shape if cfg.learn_sigma else None)
+    return Gaussian(cfg.sigma, cfg.input_shape if cfg.learn_sigma else None,
+                    use_clip=not is_vector_shape(cfg.input_shape))

@@ -1,7 +1,8 @@
 """Backbones shared by every model: an encoder body x -> features and a decoder z -> likelihood params.
 
     mlp, conv   images (B, C, H, W): sized from the input shape, so 8x8 digits and 28x28 Fashion-MNIST
-                (and any HxW within reason) use the same code; the decoder gives (B, C, H, W) params
+                (and any HxW within reason) use the same code; the decoder gives (B, C, H, W) params;
+                mlp also takes feature vectors (B, 1, 1, D) (tables: vaelab.data.csv)
     gru         token sequences (B, L) = <bos> ... <eos> <pad>...: a GRU encoder and an autoregressive
                 GRU decoder (Bowman et al. 2016; Gomez-Bombarelli et al. 2018); teacher-forced on x it
                 gives the next-token logits (B, L-1, V), and ``generate`` decodes ids
@@ -15,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from vaelab.config import ModelConfig
+from vaelab.data.base import is_vector_shape
 from vaelab.errors import ConfigError
 from vaelab.models.seq import BOS, EOS, PAD, UNK, SeqModelConfig
 
@@ -23,6 +25,11 @@ MAX_SIDE = 512   # beyond this an MLP's first layer alone is gigabytes: refuse w
 
 def _check_shape(cfg: ModelConfig) -> None:
     c, h, w = cfg.input_shape
+    if is_vector_shape(cfg.input_shape):      # (1, 1, D) feature vectors: MLP only (the memory budget bounds D)
+        if cfg.backbone == "conv":
+            raise ConfigError(f"the conv backbone is for images; these data are vectors of {w} features "
+                              "(a table). Use --backbone mlp.")
+        return
     if c not in (1, 3):
         raise ConfigError(f"images must have 1 or 3 channels, got {c} (input shape {cfg.input_shape}).")
     if max(h, w) > MAX_SIDE:
@@ -73,6 +80,24 @@ class MLPDecoder(nn.Module):
 
     def forward(self, z: Tensor) -> Tensor:
         return self.net(z)
+
+
+CONV_FINAL_SIDE = 4        # conv_channels down-samples until the feature map is at most 4x4
+CONV_BASE_CHANNELS = 32
+CONV_MAX_CHANNELS = 256
+
+
+def conv_channels(input_shape: tuple[int, int, int]) -> tuple[int, ...]:
+    """Channels of stride-2 stages that take (C, H, W) images down to at most 4x4, doubling from 32 (max 256).
+
+    64x64x3 (CelebA-style) -> (32, 64, 128, 256): 64 -> 32 -> 16 -> 8 -> 4, so the dense layer sees
+    256 x 4 x 4 = 4,096 features instead of the 65,536 of two stages; 28x28 -> (32, 64, 128); 8x8 -> (32,).
+    """
+    _, h, w = (int(v) for v in input_shape)
+    n, side = 0, min(h, w)
+    while side > CONV_FINAL_SIDE:
+        side, n = (side + 1) // 2, n + 1
+    return tuple(min(CONV_BASE_CHANNELS * 2 ** i, CONV_MAX_CHANNELS) for i in range(max(n, 1)))
 
 
 def _conv_sizes(h: int, w: int, n_stages: int) -> list[tuple[int, int]]:

@@ -112,9 +112,9 @@ class SeqModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "SeqModelConfig":
-        from vaelab.config import _from_dict
+        from vaelab.config import dataclass_from_dict
 
-        return _from_dict(cls, d)
+        return dataclass_from_dict(cls, d)
 
 
 def token_dropout(corruption: str) -> float:

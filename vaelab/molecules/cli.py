@@ -9,7 +9,9 @@ import json
 import sys
 from pathlib import Path
 
+from vaelab.config import MAX_SEED, ExecutorConfig, MoleculeCompareConfig
 from vaelab.errors import ConfigError, DataError
+from vaelab.options import add_options, bounded, build, given
 
 MOLECULE_DATASETS = ("moses",)
 
@@ -38,79 +40,46 @@ def _floats(text: str, what: str) -> tuple[float, ...]:
         raise ConfigError(f"{what} takes comma-separated numbers like 0.1,0.5,1; got {text!r}.") from None
     if not vals:
         raise ConfigError(f"{what} needs at least one number, e.g. 0.1,0.5,1.")
+    if not all(0 <= v <= 1e3 for v in vals):      # also refuses nan and inf
+        raise ConfigError(f"{what} takes noise scales between 0 and 1000; got {text!r}.")
     return vals
 
 
 # -- compare -----------------------------------------------------------------------------------
-def compare_args(p: argparse.ArgumentParser) -> None:
-    from vaelab.molecules.compare import MoleculeCompareConfig as C
+ALL_IS_ZERO = ("subset", "n_test", "n_ref")      # None (= all) in the config is 0 on the command line
 
-    p.add_argument("--dataset", default="moses", help="moses (PyPI molsets 0.3.1 data) or smiles:FILE (.smi/.csv)")
-    p.add_argument("--subset", type=int, default=C.subset,
-                   help=f"molecules sampled from MOSES train for train+val (default {C.subset}, sized for ~15 min on "
-                        "2 CPU cores); 0 = all 1.58M (a GPU job)")
-    p.add_argument("--n-test", type=int, default=C.n_test,
-                   help=f"MOSES test molecules for reconstruction, probe and smoothness (default {C.n_test}); 0 = all")
-    p.add_argument("--n-ref", type=int, default=C.n_ref,
-                   help=f"MOSES test molecules (a seeded sample) the MOSES metrics (FCD, SNN, Frag, Scaf) compare "
-                        f"against (default {C.n_ref}); 0 = the whole test split (176,074: ChemNet over it took 24 min "
-                        "on one core here, once). Statistics are computed by vaelab and cached in "
-                        "$VAELAB_CACHE/moses-ref/ (default ~/.cache/vaelab)")
-    p.add_argument("--models", default="ae,vae", help="comma-separated: ae, vae, beta-vae, rae (default ae,vae)")
-    p.add_argument("--tokenizer", choices=("selfies", "smiles"), default="selfies",
-                   help="selfies (every token string decodes to a molecule; default) or smiles (validity can fail)")
-    p.add_argument("--epochs", type=int, default=C.epochs, help=f"training epochs (default {C.epochs})")
-    p.add_argument("--batch-size", type=int, default=C.batch_size, help=f"minibatch size (default {C.batch_size})")
-    p.add_argument("--lr", type=float, default=C.lr, help=f"AdamW learning rate (default {C.lr})")
-    p.add_argument("--latent-dim", type=int, default=C.latent_dim, help=f"latent size (default {C.latent_dim})")
-    p.add_argument("--hidden", type=int, default=C.hidden, help=f"GRU width (default {C.hidden})")
-    p.add_argument("--embed-dim", type=int, default=C.embed_dim, help=f"token embedding width (default {C.embed_dim})")
-    p.add_argument("--beta", type=float, default=None, help="KL weight (default 1; 4 for beta-vae)")
-    p.add_argument("--free-bits", type=float, default=C.free_bits,
-                   help=f"VAEs: per-dimension KL floor in nats (default {C.free_bits}; 0 = off)")
-    p.add_argument("--kl-warmup-fraction", type=float, default=C.kl_warmup_fraction,
-                   help=f"share of all steps over which the KL weight rises linearly from 0 (default {C.kl_warmup_fraction})")
-    p.add_argument("--n-samples", type=int, default=C.n_samples,
-                   help=f"generated molecules per model and sampler (prior, gmm) for the MOSES metrics (default "
-                        f"{C.n_samples}; MOSES uses 30000)")
-    p.add_argument("--temperature", type=float, default=C.temperature,
-                   help="decoder sampling temperature for generated molecules (default 1, as MOSES; 0 = greedy)")
-    p.add_argument("--sigmas", default="0.1,0.5,1", help="smoothness: noise scales around test codes (default 0.1,0.5,1)")
-    p.add_argument("--seed", type=int, default=0, help="seed of data subset, splits, training and sampling (default 0)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+
+def compare_args(p: argparse.ArgumentParser) -> None:
+    add_options(p, MoleculeCompareConfig, "mol", title="molecule comparison")
+    add_options(p, ExecutorConfig, "executor", title="where the units run")
     p.add_argument("--out", default=None, help="run folder (default runs/molecules-DATASET)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder's results")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out: finished models are reused, unfinished ones resume from their last "
+                        "epoch; only the executor options may differ from the run being resumed")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def compare_config(args: argparse.Namespace) -> MoleculeCompareConfig:
+    g = given(args, "mol")
+    return MoleculeCompareConfig(**{k: (None if k in ALL_IS_ZERO and v == 0 else v) for k, v in g.items()},
+                                 executor=build(args, ExecutorConfig, "executor"))
 
 
 def compare_cmd(args: argparse.Namespace) -> int:
     import logging
 
-    from vaelab.molecules.compare import MoleculeCompareConfig, run_compare
+    from vaelab.molecules.compare import run_compare
     from vaelab.molecules.report import markdown_table
 
+    cfg = compare_config(args)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    models = tuple(m.strip() for m in args.models.split(",") if m.strip())
-    if not models:
-        raise ConfigError("--models needs at least one model, e.g. ae,vae.")
-    for name, v in (("--subset", args.subset), ("--n-test", args.n_test), ("--n-ref", args.n_ref)):
-        if v is not None and v < 0:
-            raise ConfigError(f"{name} must be >= 0 (0 = all), got {v}.")
-    if args.n_samples < 1 or args.epochs < 1:
-        raise ConfigError("--n-samples and --epochs must be >= 1.")
-    cfg = MoleculeCompareConfig(
-        dataset=args.dataset, subset=args.subset or None, n_test=args.n_test or None, n_ref=args.n_ref or None,
-        tokenizer=args.tokenizer,
-        models=models, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, latent_dim=args.latent_dim,
-        hidden=args.hidden, embed_dim=args.embed_dim, beta=args.beta, free_bits=args.free_bits,
-        kl_warmup_fraction=args.kl_warmup_fraction, n_samples=args.n_samples, temperature=args.temperature,
-        sigmas=_floats(args.sigmas, "--sigmas"), seed=args.seed, device=args.device)
-    slug = args.dataset if args.dataset == "moses" else Path(args.dataset.split(":", 1)[1]).stem
+    slug = cfg.dataset if cfg.dataset == "moses" else Path(cfg.dataset.split(":", 1)[1]).stem
     out = Path(args.out or f"runs/molecules-{slug}")
     from vaelab import lock
 
     with lock.hold(out, "compare"):
-        doc = run_compare(cfg, out, overwrite=args.overwrite, progress=not args.quiet)
+        doc = run_compare(cfg, out, overwrite=args.overwrite, progress=not args.quiet, resume=args.resume)
     print(markdown_table(doc))
     print(f"\nwrote {out}/report.html and {out}/metrics.json ({doc['timings']['total']['wall_s']} s)")
     return 0
@@ -154,10 +123,12 @@ def decode_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampler", choices=("prior", "gmm"), default="prior",
                    help="without --z: decode --n codes from the prior N(0, I) or from the ex-post GMM saved beside "
                         "the model by compare (density-gmm.json). Default prior")
-    p.add_argument("--n", type=int, default=10, help="without --z: number of molecules (default 10)")
-    p.add_argument("--temperature", type=float, default=0.0,
+    p.add_argument("--n", type=bounded(int, 1, 10_000_000), default=10,
+                   help="without --z: number of molecules (default 10)")
+    p.add_argument("--temperature", type=bounded(float, 0, 100), default=0.0,
                    help="0 = greedy (the molecule a code means; default), > 0 samples the decoder")
-    p.add_argument("--seed", type=int, default=0, help="seed of the codes and of sampled tokens (default 0)")
+    p.add_argument("--seed", type=bounded(int, 0, MAX_SEED), default=0,
+                   help="seed of the codes and of sampled tokens (default 0)")
 
 
 def decode_cmd(args: argparse.Namespace) -> int:
@@ -202,9 +173,10 @@ def neighbours_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("ckpt", metavar="CKPT", help="a molecule model folder, e.g. runs/molecules-moses/models/vae")
     p.add_argument("smiles", metavar="SMILES", help="the centre molecule")
     p.add_argument("--sigma", default="0.1,0.5,1", help="noise scales around its code (default 0.1,0.5,1)")
-    p.add_argument("--n", type=int, default=100, help="decodes per sigma (default 100)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the noise (default 0)")
-    p.add_argument("--show", type=int, default=5, help="example decodes printed per sigma (default 5)")
+    p.add_argument("--n", type=bounded(int, 1, 1_000_000), default=100, help="decodes per sigma (default 100)")
+    p.add_argument("--seed", type=bounded(int, 0, MAX_SEED), default=0, help="seed of the noise (default 0)")
+    p.add_argument("--show", type=bounded(int, 0, 10_000), default=5,
+                   help="example decodes printed per sigma (default 5)")
     p.add_argument("--json", default=None, help="FILE.json: also write every decode and statistic there")
     p.add_argument("--png", default=None, help="FILE.png: an RDKit grid of the centre and decodes per sigma")
 

@@ -19,15 +19,15 @@ import logging
 import math
 import time
 import warnings
-from dataclasses import dataclass, field
+
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from vaelab.config import TrainConfig
-from vaelab.errors import ConfigError, OutputError, VaelabError
+from vaelab.config import EXECUTOR_RESUME_FREE, MoleculeCompareConfig, TrainConfig
+from vaelab.errors import ConfigError, VaelabError
 from vaelab.io import atomic_write_json, strict_json
 
 log = logging.getLogger("vaelab.molecules")
@@ -36,38 +36,6 @@ log = logging.getLogger("vaelab.molecules")
 MOSES_VAE = {"valid": 0.977, "unique@10000": 0.998, "FCD/Test": 0.099, "SNN/Test": 0.626, "Frag/Test": 0.999,
              "Scaf/Test": 0.939, "IntDiv": 0.856, "Filters": 0.997, "Novelty": 0.695}
 PROPERTIES = ("logP", "QED", "SA", "MW")
-
-
-@dataclass(frozen=True)
-class MoleculeCompareConfig:
-    """One protocol for every model of a molecule comparison."""
-
-    dataset: str = "moses"
-    subset: int | None = 20000          # MOSES train molecules used (train + val); None = all 1.58M
-    n_test: int | None = 2000           # MOSES test molecules used for reconstruction / probe / smoothness
-    n_ref: int | None = 10000           # MOSES test molecules (seeded sample) the MOSES metrics compare against;
-                                        # None = all 176,074 (ChemNet over them: ~1 h on 2 CPU cores, then cached)
-    tokenizer: str = "selfies"
-    models: tuple[str, ...] = ("ae", "vae")
-    epochs: int = 3
-    batch_size: int = 128
-    lr: float = 1e-3
-    latent_dim: int = 64
-    hidden: int = 256
-    embed_dim: int = 64
-    beta: float | None = None           # None: the model's default (1; 4 for beta-vae)
-    free_bits: float = 0.1              # nats per latent dimension (VAEs)
-    kl_warmup_fraction: float = 0.5     # KL weight rises linearly from 0 over this share of all steps
-    n_samples: int = 2000               # generated molecules per model and sampler
-    temperature: float = 1.0            # sampling temperature of generated molecules (MOSES samples at 1)
-    sigmas: tuple[float, ...] = (0.1, 0.5, 1.0)
-    n_smooth: int = 20                  # test molecules whose neighbourhoods are decoded
-    n_neighbours: int = 20              # decodes per molecule and sigma
-    seed: int = 0
-    device: str = "auto"
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def _seq_name(name: str) -> str:
@@ -192,83 +160,161 @@ def evaluate_molecule_model(model: torch.nn.Module, data, cfg: MoleculeCompareCo
     return res, ex
 
 
-def run_compare(cfg: MoleculeCompareConfig, out: str | Path, overwrite: bool = False,
-                progress: bool = True) -> dict[str, Any]:
-    """Train and measure every model of ``cfg``; write the run folder; return metrics.json's content."""
-    from vaelab.checkpoint import versions
-    from vaelab.models import ALL_MODELS as MODELS, model_config
+def _reference(cfg: MoleculeCompareConfig, data: Any, progress: bool) -> tuple[Any, frozenset, str]:
+    """The statistics the MOSES metrics compare against, the Novelty train set, and what they are."""
     from vaelab.molecules.data import load_moses
-    from vaelab.molecules.dataset import load_molecules
     from vaelab.molecules.metrics import moses_reference_stats, reference_stats
-    from vaelab.molecules.report import write_figures, write_report
-    from vaelab.metrics import collapse
-    from vaelab.train import fit
 
-    for m in cfg.models:
-        if _seq_name(m) not in MODELS:
-            raise ConfigError(f"unknown molecule model {m!r}; choose from ae, dae, vae, beta-vae, iwae, rae.")
-    out = Path(out)
-    if (out / "metrics.json").exists() and not overwrite:
-        raise OutputError(f"{out} already holds a comparison; pass --overwrite or choose another --out.")
-    out.mkdir(parents=True, exist_ok=True)
-    t_all = _timer()
-    timings: dict[str, Any] = {}
-
-    t = _timer()
-    data = load_molecules(cfg.dataset, subset=cfg.subset, n_test=cfg.n_test, tokenizer=cfg.tokenizer, seed=cfg.seed)
-    timings["data"] = _since(t)
-    log.info("%r", data)
-
-    t = _timer()
     if cfg.dataset == "moses":
         ref = moses_reference_stats("test", n=cfg.n_ref, seed=cfg.seed, progress=progress)
         train_set = frozenset(load_moses("train"))   # Novelty against the whole MOSES train split, as MOSES
         what = ("all 176,074 molecules of the MOSES test split" if cfg.n_ref is None else
                 f"{ref.n:,}-molecule seeded sample (seed {cfg.seed}) of the MOSES test split")
-        reference_note = (f"{what}, statistics computed by vaelab (not MOSES's shipped statistics); "
-                          "Novelty vs all 1,584,663 train")
-    else:
-        ref = reference_stats(data.smiles_test)
-        train_set = frozenset(data.smiles_train)
-        reference_note = f"the {len(data.smiles_test)} test molecules of {data.name}; Novelty vs its train split"
+        return ref, train_set, (f"{what}, statistics computed by vaelab (not MOSES's shipped statistics); "
+                                "Novelty vs all 1,584,663 train")
+    return (reference_stats(data.smiles_test), frozenset(data.smiles_train),
+            f"the {len(data.smiles_test)} test molecules of {data.name}; Novelty vs its train split")
+
+
+def _load(cfg: MoleculeCompareConfig) -> Any:
+    from vaelab.molecules.dataset import load_molecules
+
+    return load_molecules(cfg.dataset, subset=cfg.subset, n_test=cfg.n_test, tokenizer=cfg.tokenizer, seed=cfg.seed)
+
+
+def _train_config(cfg: MoleculeCompareConfig, data: Any, seed: int) -> TrainConfig:
+    steps = cfg.epochs * math.ceil(len(data.smiles_train) / cfg.batch_size)
+    return TrainConfig(epochs=cfg.epochs, batch_size=min(cfg.batch_size, len(data.smiles_train)), lr=cfg.lr,
+                       seed=seed, device=cfg.device, kl_schedule="linear",
+                       kl_warmup_steps=int(cfg.kl_warmup_fraction * steps), grad_clip=10.0)
+
+
+def _model_config(cfg: MoleculeCompareConfig, data: Any, name: str) -> Any:
+    from vaelab.models import ALL_MODELS as SEQ_MODELS, model_config
+
+    sname = _seq_name(name)
+    return model_config(sname, tokenizer=data.tokenizer.name, vocab=tuple(data.tokenizer.vocab.itos),
+                        max_len=data.shape[0], n_latent=cfg.latent_dim, hidden=cfg.hidden, embed_dim=cfg.embed_dim,
+                        beta=cfg.beta, free_bits=cfg.free_bits if SEQ_MODELS[sname].is_stochastic else None)
+
+
+# -- the unit (one model, one seed) the compare loop's executor runs --------------------------------
+_INPUTS: dict[str, tuple[Any, Any, frozenset]] = {}    # (data, ref, train_set) per config, once per process
+
+
+def run_molecule_unit(spec: dict[str, Any]) -> dict[str, Any]:
+    """Train (or, with resume, reuse) and measure one molecule model for one seed; its JSON record.
+
+    The record holds the metrics, the examples the figures show ("examples") and the training history.
+    """
+    from vaelab.compare import train_or_reuse
+    from vaelab.io import read_jsonl
+    from vaelab.rundir import LOG_NAME
+    from vaelab.train import resolve_device
+
+    cfg = MoleculeCompareConfig.from_dict(spec["config"])
+    key = json.dumps(spec["config"], sort_keys=True)
+    if key not in _INPUTS:
+        data = _load(cfg)
+        _INPUTS.clear()
+        _INPUTS[key] = (data, *_reference(cfg, data, progress=False)[:2])
+    data, ref, train_set = _INPUTS[key]
+    name, seed, folder = spec["name"], int(spec["seed"]), Path(spec["folder"])
+    ecfg = dataclasses.replace(cfg, seed=seed)      # the unit's seed: training, sampling, smoothness noise
+    mcfg = _model_config(cfg, data, name)
+    try:
+        t = _timer()
+        model, info = train_or_reuse(mcfg, _train_config(cfg, data, seed), data, folder,
+                                     device=resolve_device(cfg.device), resume=bool(spec["resume"]),
+                                     progress=bool(spec["progress"]), meta=_data_meta(cfg))
+        train_t = _since(t)
+        res, ex = evaluate_molecule_model(model, data, ecfg, ref, train_set, folder)
+    except VaelabError as e:
+        log.error("%s failed: %s", name, e)
+        return {"model": name, "seed": seed, "status": "failed", "error": str(e)}
+    res["timings"]["train"] = train_t
+    res.update(status="ok", best_epoch=info["best_epoch"], test_loss=info["test_loss"], config=mcfg.to_dict(),
+               n_parameters=sum(p.numel() for p in model.parameters()), reused=info["reused"])
+    hist = read_jsonl(folder / LOG_NAME)       # the per-epoch log fit wrote (also for a reused model)
+    return strict_json({"model": name, "seed": seed, "status": "ok", "error": None, "metrics": res,
+                        "examples": ex, "history": hist})
+
+
+def _data_meta(cfg: MoleculeCompareConfig) -> dict[str, Any]:
+    return {"spec": cfg.dataset, "subset": cfg.subset, "n_test": cfg.n_test, "seed": cfg.seed}
+
+
+def run_compare(cfg: MoleculeCompareConfig, out: str | Path, overwrite: bool = False, progress: bool = True,
+                resume: bool = False) -> dict[str, Any]:
+    """Train and measure every model of ``cfg`` (seeds x models, through the compare loop's executor);
+    write the run folder; return metrics.json's content. ``resume`` reuses finished models and continues
+    unfinished ones from their last epoch (a run killed with kill -9 finishes with the same numbers)."""
+    from vaelab.checkpoint import versions
+    from vaelab.compare import prepare_run_folder, resolve_workers, unit_executor
+    from vaelab.config import config_diff
+    from vaelab.executor import Unit
+    from vaelab.models import ALL_MODELS as SEQ_MODELS
+    from vaelab.molecules.report import write_figures
+    from vaelab.report.html import write_molecule_report as write_report
+    from vaelab.train import resolve_device
+
+    for m in cfg.models:
+        if _seq_name(m) not in SEQ_MODELS:
+            raise ConfigError(f"unknown molecule model {m!r}; choose from ae, dae, vae, beta-vae, iwae, rae.")
+    out = Path(out)
+    device = resolve_device(cfg.device)
+    prepare_run_folder(out, cfg.to_dict(), resume, overwrite, free=EXECUTOR_RESUME_FREE,
+                       differences=lambda old: config_diff(MoleculeCompareConfig.from_dict(old).to_dict(), cfg.to_dict()))
+    t_all = _timer()
+    timings: dict[str, Any] = {}
+
+    t = _timer()
+    data = _load(cfg)
+    timings["data"] = _since(t)
+    log.info("%r", data)
+
+    t = _timer()
+    ref, train_set, reference_note = _reference(cfg, data, progress)
     reference_rows: dict[str, Any] = {}
     if cfg.dataset == "moses":
         reference_rows[f"MOSES train sample (n={cfg.n_samples})"] = train_sample_row(cfg, ref, train_set)
     timings["reference"] = _since(t)
+    _INPUTS.clear()
+    _INPUTS[json.dumps(cfg.to_dict(), sort_keys=True)] = (data, ref, train_set)   # in-process units reuse them
 
-    steps = cfg.epochs * math.ceil(len(data.smiles_train) / cfg.batch_size)
-    tcfg = TrainConfig(epochs=cfg.epochs, batch_size=min(cfg.batch_size, len(data.smiles_train)), lr=cfg.lr,
-                       seed=cfg.seed, device=cfg.device, kl_schedule="linear",
-                       kl_warmup_steps=int(cfg.kl_warmup_fraction * steps), grad_clip=10.0)
+    seeds = [cfg.seed + i for i in range(cfg.n_seeds)]
+    units_list = []
+    n_workers = resolve_workers(cfg.executor.n_workers, len(seeds) * len(cfg.models), device, 0)
+    in_process = n_workers == 1 and cfg.executor.executor == "local"
+    for s in seeds:
+        for name in cfg.models:
+            folder = out / "models" / name if cfg.n_seeds == 1 else out / "models" / name / f"seed-{s}"
+            units_list.append(Unit(f"{name}/seed-{s}", "vaelab.molecules.compare:run_molecule_unit",
+                                   {"config": cfg.to_dict(), "name": name, "seed": s, "folder": str(folder),
+                                    "resume": resume, "progress": progress and in_process},
+                                   n_epochs=cfg.epochs, n_gpus=1.0 if device.type == "cuda" else 0.0))
+    executor = unit_executor(cfg.executor, n_workers, 0, progress, out, [])
+    t = _timer()
+    done = executor.run(units_list)
+    timings["units"] = _since(t)
+
     results: dict[str, Any] = {}
     examples: dict[str, Any] = {}
     histories: dict[str, list] = {}
     for name in cfg.models:
-        sname = _seq_name(name)
-        mcfg = model_config(sname, tokenizer=data.tokenizer.name, vocab=tuple(data.tokenizer.vocab.itos),
-                            max_len=data.shape[0], n_latent=cfg.latent_dim, hidden=cfg.hidden,
-                            embed_dim=cfg.embed_dim, beta=cfg.beta,
-                            free_bits=cfg.free_bits if MODELS[sname].is_stochastic else None)
-        folder = out / "models" / name
-        try:
-            t = _timer()
-            run = fit(mcfg, data, tcfg, folder, overwrite=True, progress=progress,
-                      data_meta={"spec": cfg.dataset, "subset": cfg.subset, "n_test": cfg.n_test, "seed": cfg.seed},
-                      on_epoch=collapse.record_epoch)
-            train_t = _since(t)
-            res, ex = evaluate_molecule_model(run.model, data, cfg, ref, train_set, folder)
-            res["timings"]["train"] = train_t
-            res.update(status="ok", best_epoch=run.best_epoch, test_loss=run.test, config=mcfg.to_dict(),
-                       n_parameters=sum(p.numel() for p in run.model.parameters()))
-            results[name], examples[name], histories[name] = res, ex, run.history
-        except VaelabError as e:
-            results[name] = {"status": "failed", "error": str(e)}
-            log.error("%s failed: %s", name, e)
+        recs = [done[f"{name}/seed-{s}"] for s in seeds]
+        first = recs[0]
+        if first["status"] == "ok":
+            ex = first["examples"]      # JSON made the sigmas of the neighbour decodes strings
+            examples[name] = {**ex, "neighbours": {float(k): v for k, v in ex["neighbours"].items()}}
+            histories[name] = first["history"]
+        results[name] = _combine_seeds(recs)
 
     t = _timer()
-    doc = {"schema_version": 1, "kind": "molecules", "dataset": data.summary(), "config": cfg.to_dict(),
-           "train": tcfg.to_dict(), "versions": versions(), "reference": {"MOSES VAE (published)": MOSES_VAE,
-                                                                           "rows": reference_rows, "note": reference_note},
+    doc = {"schema_version": 1, "kind": "molecules", "dataset": data.summary(),
+           "config": {**cfg.to_dict(), "seeds": seeds, "workers": n_workers},
+           "train": _train_config(cfg, data, cfg.seed).to_dict(), "versions": versions(),
+           "reference": {"MOSES VAE (published)": MOSES_VAE, "rows": reference_rows, "note": reference_note},
            "models": results, "histories": histories, "timings": timings}
     figures = write_figures(out / "figures", examples, histories)
     doc["figures"] = figures
@@ -278,3 +324,20 @@ def run_compare(cfg: MoleculeCompareConfig, out: str | Path, overwrite: bool = F
     atomic_write_json(out / "metrics.json", doc)
     write_report(out, doc)
     return doc
+
+
+def _combine_seeds(recs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One model's metrics.json entry: its metrics (one seed), or the mean with "sd" and "per_seed" (several)."""
+    from vaelab.compare import aggregate
+
+    ok = [r["metrics"] for r in recs if r["status"] == "ok"]
+    if not ok:
+        return {"status": "failed", "error": "; ".join(f"seed {r['seed']}: {r['error']}" for r in recs)}
+    if len(recs) == 1:
+        return ok[0]
+    mean, sd = aggregate(ok)
+    failed = [r for r in recs if r["status"] != "ok"]
+    return {**mean, "sd": sd, "per_seed": [r.get("metrics") or {"status": r["status"], "error": r["error"]}
+                                           for r in recs],
+            "n_seeds": len(ok), "failed_seeds": [r["seed"] for r in failed],
+            "error": "; ".join(f"seed {r['seed']}: {r['error']}" for r in failed) or None}

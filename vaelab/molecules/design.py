@@ -268,13 +268,3 @@ def design_answer(table: dict[str, Any], a: str = "ae", b: str = "vae") -> str:
         parts.append(f"{method}: improvement VAE − AE {diff['mean']:+.3f} [{diff['lo']:+.3f}, {diff['hi']:+.3f}] "
                      f"over {diff['n']} starts: {verdict}")
     return "; ".join(parts) + "." if parts else ""
-
-
-def path_grid_png(path, run: dict[str, Any], per_row: int = 6, max_cells: int = 12) -> None:
-    """A molecule grid of one design path: the start, then the decoded candidates with their true property."""
-    from vaelab.molecules.report import mol_grid_png
-
-    cells = run["path"][:max_cells]
-    legends = [f"{'start' if p['step'] == 0 else 'step ' + str(p['step'])}: "
-               f"{'invalid' if p['value'] is None else format(p['value'], '.2f')}" for p in cells]
-    mol_grid_png(path, [p["smiles"] for p in cells], legends, per_row=per_row, size=180)

@@ -60,7 +60,8 @@ def test_smiles(doc: dict[str, Any], n: int) -> list[str]:
 
 
 def design_cmd(args: argparse.Namespace) -> int:
-    from vaelab.molecules.design import METHODS, design_table, path_grid_png
+    from vaelab.molecules.design import METHODS, design_table
+    from vaelab.molecules.report import path_grid_png
     from vaelab.molecules.latent import load_molecule_model
     from vaelab.molecules.properties import check_property
 
@@ -105,17 +106,10 @@ def design_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cell(s: dict[str, float]) -> str:
-    if not s or s.get("n", 0) == 0 or not math.isfinite(s["mean"]):
-        return "n/a"
-    if s["n"] > 1 and math.isfinite(s["lo"]):
-        return f"{s['mean']:.3f} [{s['lo']:.3f}, {s['hi']:.3f}]"
-    return f"{s['mean']:.3f}"
-
-
 def markdown_design_table(table: dict[str, Any]) -> str:
     """Rows: model x method; columns: the design numbers (mean over start molecules [95 % interval])."""
     from vaelab.molecules.design import SUMMARY_KEYS
+    from vaelab.molecules.report import design_cell
 
     lines = [f"design of {table['property']}: {len(table['starts'])} start molecule(s), {table['steps']} steps each",
              "", "| model | method | " + " | ".join(SUMMARY_KEYS) + " |", "|---|---|" + "---|" * len(SUMMARY_KEYS)]
@@ -124,5 +118,5 @@ def markdown_design_table(table: dict[str, Any]) -> str:
             if "error" in res:
                 lines.append(f"| {name} | {method} | " + res["error"] + " |" + " |" * (len(SUMMARY_KEYS) - 1))
             else:
-                lines.append(f"| {name} | {method} | " + " | ".join(_cell(res["summary"][k]) for k in SUMMARY_KEYS) + " |")
+                lines.append(f"| {name} | {method} | " + " | ".join(design_cell(res["summary"][k]) for k in SUMMARY_KEYS) + " |")
     return "\n".join(lines)

@@ -689,6 +689,11 @@ def _sascorer():
     return module
 
 
+def sa_score(mol) -> float:
+    """Synthetic accessibility of an RDKit molecule, 1 (easy) .. 10 (hard) (Ertl & Schuffenhauer 2009, RDKit Contrib)."""
+    return _sascorer().calculateScore(mol)
+
+
 def _props_of(smiles: str) -> tuple[float, float, float, float]:
     from rdkit.Chem import Crippen, Descriptors, QED
     mol = get_mol(smiles)

@@ -54,17 +54,17 @@ def cycle_penalty(mol) -> int:
 def _value(mol, key: str) -> float:
     from rdkit.Chem import QED, Crippen, Descriptors
 
-    from vaelab.molecules.metrics import _sascorer
+    from vaelab.molecules.metrics import sa_score
 
     if key == "qed":
         return QED.qed(mol)
     if key == "logp":
         return Crippen.MolLogP(mol)
     if key == "sa":
-        return _sascorer().calculateScore(mol)
+        return sa_score(mol)
     if key == "mw":
         return Descriptors.MolWt(mol)
-    logp, sa, cycle = Crippen.MolLogP(mol), _sascorer().calculateScore(mol), cycle_penalty(mol)
+    logp, sa, cycle = Crippen.MolLogP(mol), sa_score(mol), cycle_penalty(mol)
     return ((logp - LOGP_MEAN) / LOGP_STD + (-sa - SA_MEAN) / SA_STD + (-cycle - CYCLE_MEAN) / CYCLE_STD)
 
 

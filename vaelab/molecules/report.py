@@ -2,7 +2,7 @@
 
 The page is vaelab's one report template (``vaelab.report.html``, jinja2 with autoescape; its molecules
 section), rendered from metrics.json and the PNGs in figures/ only (embedded as data URIs), so it can be
-re-rendered without retraining: ``write_report(run_folder, json.load(metrics.json))``. The tables here
+re-rendered without retraining: ``vaelab.report.html.write_molecule_report(run_folder, metrics)``. The tables here
 are plain text cells: the template escapes them.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
-from vaelab.io import atomic_path, atomic_write_text
+from vaelab.io import atomic_path
 
 # (label in the table, key in a sampler's MOSES row, higher is better?)
 MOSES_ROWS = (("Valid", "valid", True), ("Unique@1k", "unique@1000", True), ("Unique@n", "unique@n", True),
@@ -176,18 +176,9 @@ def latent_table(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def write_report(run: Path, doc: dict[str, Any]) -> Path:
-    """Render report.html (self-contained) from metrics.json's content and figures/*.png."""
-    from vaelab.report.html import render
-
-    atomic_write_text(run / "report.html", render({**doc, "kind": "molecules"}, run / "figures"))
-    return run / "report.html"
-
-
 def design_table_rows(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]] | None:
     """(header, rows) of the Design section (metrics.json "design", vaelab.molecules.design.design_table), or None."""
     from vaelab.molecules.design import SUMMARY_KEYS
-    from vaelab.molecules.design_cmd import _cell
 
     d = doc.get("design")
     if not d or not d.get("models"):
@@ -199,5 +190,21 @@ def design_table_rows(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]] 
             if "error" in res:
                 rows.append([name, method, res["error"]] + [""] * (len(SUMMARY_KEYS) - 1))
             else:
-                rows.append([name, method] + [_cell(res["summary"][k]) for k in SUMMARY_KEYS])
+                rows.append([name, method] + [design_cell(res["summary"][k]) for k in SUMMARY_KEYS])
     return header, rows
+
+
+def design_cell(s: dict[str, float]) -> str:
+    if not s or s.get("n", 0) == 0 or not math.isfinite(s["mean"]):
+        return "n/a"
+    if s["n"] > 1 and math.isfinite(s["lo"]):
+        return f"{s['mean']:.3f} [{s['lo']:.3f}, {s['hi']:.3f}]"
+    return f"{s['mean']:.3f}"
+
+
+def path_grid_png(path, run: dict[str, Any], per_row: int = 6, max_cells: int = 12) -> None:
+    """A molecule grid of one design path: the start, then the decoded candidates with their true property."""
+    cells = run["path"][:max_cells]
+    legends = [f"{'start' if p['step'] == 0 else 'step ' + str(p['step'])}: "
+               f"{'invalid' if p['value'] is None else format(p['value'], '.2f')}" for p in cells]
+    mol_grid_png(path, [p["smiles"] for p in cells], legends, per_row=per_row, size=180)

@@ -18,7 +18,8 @@ from typing import Any, Callable
 import numpy as np
 
 from vaelab.imaging import make_grid
-from vaelab.io import atomic_path
+from vaelab.report.png import pyplot as _plt
+from vaelab.report.png import save_png
 from vaelab.measure.grid import CONFIDENT
 
 FIGURES: dict[str, tuple[str, str]] = {
@@ -79,28 +80,16 @@ FIGURES: dict[str, tuple[str, str]] = {
         "Noisy → denoised",
         "Per corruption: clean test images, the corrupted input, and each model's reconstruction of it. Look "
         "for which models remove the noise rather than copy it (the DAE is trained for Gaussian noise)."),
+    "rmse_per_feature": (
+        "Reconstruction error per feature",
+        "Tables: each model's RMSE of the posterior-mean reconstruction per feature over the test split, in the "
+        "file's units (standardised RMSE x the training std). Image figures (grids, manifold, holes map, "
+        "denoising pictures) do not apply to feature vectors and are left out."),
 }
 Arrays = dict[str, np.ndarray]
 
 
 # -- helpers -----------------------------------------------------------------------------------
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save_png(fig: Any, path: str | Path, dpi: int = 100) -> Path:
-    """Write ``fig`` as a PNG atomically and close it."""
-    plt = _plt()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
-    return path
 
 
 def _show(ax: Any, grid: np.ndarray) -> None:
@@ -308,6 +297,31 @@ def fig_denoising(path: Path, models: dict[str, Arrays], shown: Arrays) -> None:
     save_png(fig, path)
 
 
+def _rmse_per_feature(m: Any) -> list[float] | None:
+    v = ((m or {}).get("reconstruction") or {}).get("mean_z") if isinstance(m, dict) else None
+    return (v or {}).get("rmse_per_feature")
+
+
+def fig_rmse_per_feature(path: Path, doc: dict[str, Any]) -> None:
+    """Tables: each model's reconstruction RMSE per feature (test split, the file's units), grouped bars."""
+    plt = _plt()
+    rows = {n: _rmse_per_feature(m) for n, m in doc["models"].items() if isinstance(m, dict) and m.get("status") == "ok"}
+    rows = {n: r for n, r in rows.items() if r}
+    names = (doc.get("dataset") or {}).get("feature_names") or [f"x{j}" for j in range(len(next(iter(rows.values()))))]
+    d = len(names)
+    shown = min(d, 40)                                  # at most 40 features: the first ones, in file order
+    width = 0.8 / max(len(rows), 1)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.35 * shown * max(1, len(rows)) / 2), 3.2))
+    for i, (n, r) in enumerate(rows.items()):
+        ax.bar(np.arange(shown) + i * width, r[:shown], width, label=n)
+    ax.set_xticks(np.arange(shown) + 0.4 - width / 2)
+    ax.set_xticklabels(names[:shown], rotation=90, fontsize=7)
+    ax.set_ylabel("RMSE (file units)")
+    ax.legend(fontsize=7, ncol=min(len(rows), 4))
+    ax.set_title(FIGURES["rmse_per_feature"][0] + ("" if shown == d else f" (first {shown} of {d})"))
+    save_png(fig, path)
+
+
 # -- all of them, from a run folder's files ------------------------------------------------------
 def plan(doc: dict[str, Any], arrays: dict[str, Arrays]) -> list[tuple[str, Callable[[Path], Any]]]:
     """(figure name, draw(path)) of every figure that applies to ``doc`` (a metrics.json dict) and ``arrays``.
@@ -324,7 +338,12 @@ def plan(doc: dict[str, Any], arrays: dict[str, Arrays]) -> list[tuple[str, Call
     models = {n: arrays[n] for n in ok(doc.get("models"))}
     pair_docs = doc.get("pairs_2d") or {}
     pair = {n: arrays[n] for n in ok(pair_docs)}
-    shown = arrays.get(DATA_NAME)
+    shown = data_arrays = arrays.get(DATA_NAME)
+    is_vectors = (doc.get("dataset") or {}).get("domain") == "vectors"
+    if is_vectors:   # tables: no pictures of examples (grids, manifold, holes map); the scatter, curves and RMSE stay
+        shown, pair_pictures = None, {}
+    else:
+        pair_pictures = pair
     names = _class_names(doc.get("dataset") or {})
     out: list[tuple[str, Callable[[Path], Any]]] = []
     if models and shown is not None:
@@ -339,9 +358,9 @@ def plan(doc: dict[str, Any], arrays: dict[str, Arrays]) -> list[tuple[str, Call
         out.append(("interpolations", lambda p: fig_interpolations(p, models)))
     scatter = {**models, **pair}
     if scatter:
-        labels = shown.get("scatter_y") if shown is not None else None
+        labels = data_arrays.get("scatter_y") if data_arrays is not None else None
         out.append(("latent_scatter", lambda p: fig_latent_scatter(p, scatter, labels, names)))
-    if pair:
+    if pair_pictures:
         out.append(("manifold_2d", lambda p: fig_manifold_2d(p, pair)))
         if all("grid_prior" in pair_docs[n] for n in pair):
             out.append(("holes_map", lambda p: fig_holes_map(p, pair, pair_docs)))
@@ -354,6 +373,8 @@ def plan(doc: dict[str, Any], arrays: dict[str, Arrays]) -> list[tuple[str, Call
         out.append(("training_curves", lambda p: fig_training_curves(p, curves)))
     if models and shown is not None:
         out.append(("denoising", lambda p: fig_denoising(p, models, shown)))
+    if is_vectors and any(_rmse_per_feature(m) for m in (doc.get("models") or {}).values()):
+        out.append(("rmse_per_feature", lambda p: fig_rmse_per_feature(p, doc)))
     out += list(metrics_plan(doc).items())
     return out
 

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from vaelab.config import flat_config, options_summary
 from vaelab.errors import ConfigError, OutputError
 from vaelab.io import atomic_write_text
 from vaelab.report.answer import make_answer
@@ -71,6 +72,7 @@ IMAGES_SECTION = """<h1>What does a VAE buy over an autoencoder? — {{ ds.name 
 </table>
 {% if reference %}<p class="muted">Reference rows (same sample count and metrics): {% for k, r in reference.items() %}{{ k.replace('_', ' ') }}: FD {{ fmt(r.fd) }}, precision {{ fmt(r.precision, '.3f') }}, recall {{ fmt(r.recall, '.3f') }}{% if not loop.last %}; {% endif %}{% endfor %}.</p>{% endif %}
 {% if likelihood_notes %}<p class="muted">Likelihood: {{ likelihood_notes|join(' ') }}</p>{% endif %}
+{% if vectors_note %}<p class="muted" id="vectors-note">{{ vectors_note }}</p>{% endif %}
 {% for line in collapse_notes %}<p class="failed">{{ line }}</p>{% endfor %}
 {% for n, m in failed.items() %}<p class="failed">{{ n }} failed: {{ m.error }}</p>{% endfor %}
 
@@ -141,7 +143,7 @@ def _fmt(v: Any, spec: str = ".2f") -> str:
 
 
 def _protocol(doc: dict[str, Any]) -> list[tuple[str, str]]:
-    ds, c = doc.get("dataset", {}), doc.get("config", {})
+    ds, c = doc.get("dataset", {}), flat_config(doc.get("config"))
     judge = doc.get("judge") or {}
     classes = ", ".join(map(str, ds.get("class_names") or [])) or "none (unlabelled)"
     seeds = c.get("seeds") or [c.get("seed", 0)]
@@ -186,6 +188,9 @@ def _protocol(doc: dict[str, Any]) -> list[tuple[str, str]]:
                               "none (the data have no labels): judge-based metrics are n/a"),
         ("2-D pair", "an AE and a VAE with a 2-D latent, trained under the same protocol, for the manifold grid and the "
                      "holes map" if doc.get("pairs_2d") else "not trained (--no-pair)"),
+        ("options", "every option that differs from its default: "
+                    + options_summary(doc.get("config")) if isinstance((doc.get("config") or {}).get("model"), dict)
+                    else "not recorded (a run of an older vaelab)"),
         ("device", f"{c.get('device')}, {c.get('torch_threads')} torch thread(s)"),
         ("time", ", ".join(f"{k} {v:.0f} s" for k, v in (doc.get("timings") or {}).items() if isinstance(v, (int, float)))),
     ]
@@ -212,7 +217,17 @@ def _images_context(doc: dict[str, Any], fig_dir: Path) -> dict[str, Any]:
         reference=doc.get("reference") or {}, likelihood_notes=lik_notes,
         failed={n: m for n, m in doc.get("models", {}).items() if m.get("status") != "ok" or m.get("error")},
         figures=figures, protocol=_protocol(doc), all_models=doc.get("models", {}), fmt=_fmt, g=get,
-        test_time=_test_time(doc))
+        test_time=_test_time(doc), vectors_note=VECTORS_NOTE if ds.get("domain") == "vectors" else "")
+
+
+VECTORS_NOTE = (
+    "Tabular data: each example is a vector of standardised features (training-split mean and std, saved in every "
+    "checkpoint). The likelihood to use is a Gaussian with a learned per-feature sigma: a Bernoulli is a distribution "
+    "on {0, 1} (and the continuous Bernoulli one on [0, 1]), while standardised features are unbounded reals, so "
+    "their cross-entropy is not a likelihood of them. Reconstruction and denoising are RMSE (standardised units; the "
+    "per-feature figure is in the file's units); BCE, PSNR, salt-and-pepper noise and the image figures (grids, "
+    "manifold, holes map) apply to pixels in [0, 1] and are left out. The generation metrics use the judge's "
+    "features (an MLP classifier on the vectors); the noise reference row is N(0, I).")
 
 
 def _test_time(doc: dict[str, Any]) -> dict[str, Any] | None:
@@ -252,13 +267,19 @@ def render(doc: dict[str, Any], fig_dir: str | Path) -> str:
     return env.get_template("page.html").render(doc=doc, section=f"{kind}.html", **CONTEXTS[kind](doc, Path(fig_dir)))
 
 
+def write_molecule_report(run: Path, doc: dict[str, Any]) -> Path:
+    """Render a molecule run's report.html (self-contained) from metrics.json's content and figures/*.png."""
+    atomic_write_text(run / "report.html", render({**doc, "kind": "molecules"}, run / "figures"))
+    return run / "report.html"
+
+
 def _molecule_report(run: Path, doc: dict[str, Any], args: argparse.Namespace) -> int:
     """`vaelab report` of a `compare --dataset moses` run: its own page and table (needs the molecule extra)."""
     from vaelab.molecules import report as mol
 
     if args.out:
         raise ConfigError("--out is not supported for molecule runs: their report.html is re-rendered in place.")
-    path = mol.write_report(run, doc)
+    path = write_molecule_report(run, doc)
     table = mol.markdown_table(doc)
     print(table)
     print(f"wrote {path}")
@@ -322,14 +343,6 @@ def _redraw_figures(run: Path, doc: dict[str, Any]) -> None:
 
 
 # -- `vaelab report` ---------------------------------------------------------------------------
-def report_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run", metavar="RUN", help="a run folder written by `vaelab compare` (holds metrics.json, figures/)")
-    p.add_argument("--out", default=None, help="HTML file to write (default RUN/report.html, replaced)")
-    p.add_argument("--markdown", default=None, metavar="FILE.md",
-                   help="also write the headline table and the answer as Markdown (e.g. for docs/); replaced if it "
-                        "exists")
-
-
 def report_cmd(args: argparse.Namespace) -> int:
     from vaelab.report.table import headline_table, wide_console
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+from vaelab.config import flat_config
+
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from vaelab.report.figures import save_png  # noqa: E402
+from vaelab.report.png import save_png  # noqa: E402
 
 
 def _save(fig: Any, path: str | Path) -> Path:
@@ -57,7 +59,7 @@ def plot_kl_schedule(train_cfg: dict[str, Any], n_steps: int, path: str | Path,
         free_bits: the models' per-dimension KL floor in nats (ModelConfig.free_bits), named in the title
     """
     from vaelab.config import TrainConfig
-    from vaelab.train import kl_weight
+    from vaelab.schedules import kl_weight
 
     cfg = TrainConfig.from_dict(dict(train_cfg))
     steps = list(range(0, max(n_steps, 1) + 1, max(1, n_steps // 500)))
@@ -131,6 +133,6 @@ def metrics_plan(doc: dict[str, Any]) -> dict[str, Any]:
     kl = {n: m["latent"]["kl_per_dim"] for n, m in models.items()
           if isinstance(m.get("latent"), dict) and m["latent"].get("kl_per_dim")}
     if kl:
-        fb = float((doc.get("config") or {}).get("free_bits") or 0.0)
+        fb = float(flat_config(doc.get("config")).get("free_bits") or 0.0)
         plan["kl_per_dim"] = lambda p: plot_kl_per_dim(kl, p, free_bits=fb)
     return plan

@@ -12,10 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from vaelab.config import flat_config
+
 # (section, label, path in a model's dict, better: "min" | "max" | None, format)
 ROWS: list[tuple[str, str, tuple[str, ...], str | None, str]] = [
     ("Reconstruction", "BCE, mean z (nats/image)", ("reconstruction", "mean_z", "bce"), "min", ".2f"),
     ("Reconstruction", "PSNR, mean z (dB)", ("reconstruction", "mean_z", "psnr"), "max", ".2f"),
+    ("Reconstruction", "RMSE per example, mean z (standardised)", ("reconstruction", "mean_z", "rmse"), "min", ".3f"),
     ("Likelihood", "−ELBO (nats)", ("likelihood", "neg_elbo"), "min", ".2f"),
     ("Likelihood", "IW bound on −log p(x) (nats)", ("likelihood", "iw_nll"), "min", ".2f"),
     ("Generation", "FD prior samples (judge features)", ("generation", "prior", "fd"), "min", ".2f"),
@@ -53,6 +56,8 @@ ROWS: list[tuple[str, str, tuple[str, ...], str | None, str]] = [
     ("Denoising", "PSNR, gaussian σ=0.3 (dB)", ("denoising", "gaussian"), "max", ".2f"),
     ("Denoising", "PSNR, salt-and-pepper 20 % (dB)", ("denoising", "salt-and-pepper"), "max", ".2f"),
     ("Denoising", "PSNR, masking 25 % (dB)", ("denoising", "masking"), "max", ".2f"),
+    ("Denoising", "RMSE, gaussian σ=0.3 (standardised)", ("denoising_rmse", "gaussian"), "min", ".3f"),
+    ("Denoising", "RMSE, masking 25 % (standardised)", ("denoising_rmse", "masking"), "min", ".3f"),
     ("Cost", "training time (s)", ("train", "seconds"), None, ".1f"),
 ]
 # the floor/ceiling rows of metrics.json "reference" shown beside the generation rows
@@ -188,7 +193,7 @@ def wide_console() -> Any:
 def markdown_report(doc: dict[str, Any]) -> str:
     """The run's headline table (best value per row in bold) and its answer as Markdown, e.g. for docs/."""
     names, rows = table_rows(doc)
-    ds, c, t = doc.get("dataset", {}), doc.get("config", {}), doc.get("timings", {})
+    ds, c, t = doc.get("dataset", {}), flat_config(doc.get("config")), doc.get("timings", {})
     lines = [f"# vaelab compare: {ds.get('name')}", ""]
     if doc.get("command"):
         lines += ["```", doc["command"], "```", ""]

@@ -31,7 +31,7 @@ FIGURES = {
 
 
 def _save(fig: Any, path: Path) -> None:
-    from vaelab.report.figures import save_png     # one PNG writer: atomic, byte-reproducible
+    from vaelab.report.png import save_png     # one PNG writer: atomic, byte-reproducible
 
     save_png(fig, path)
 

@@ -1,0 +1,117 @@
+"""`vaelab compare --workers 2` against `--workers 1`: wall time, CPU time and peak memory, interleaved.
+
+    python benchmarks/bench_workers.py                       # the default digits compare, 3 rounds
+    python benchmarks/bench_workers.py --rounds 1 --workers 1,2 -- --dataset fashion-mnist --epochs 20
+
+Each round runs every worker count once, one after the other (w1, w2, w1, w2, ...), so a machine whose
+load drifts loads both alike; the table gives the median of each and the ratio of medians. CPU time is
+the children's user + system seconds (``resource.getrusage``); peak memory is the largest sum of the
+resident sets of the compare process and its workers, sampled every 0.2 s from /proc. The judge is
+trained once before the first round (into a fresh cache) so every timed run reads it from the cache.
+Writes benchmarks/results/bench_workers.json. Target (issue 19): --workers 2 <= 0.6x the wall of --workers 1.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+
+def _tree_rss(pid: int) -> int:
+    """Resident bytes of ``pid`` and all its descendants."""
+    kids: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            stat = (p / "stat").read_text().rsplit(")", 1)[1].split()
+            kids.setdefault(int(stat[1]), []).append(int(p.name))
+            rss[int(p.name)] = int(stat[21]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, IndexError, ValueError):
+            continue
+    total, todo = 0, [pid]
+    while todo:
+        q = todo.pop()
+        total += rss.get(q, 0)
+        todo += kids.get(q, [])
+    return total
+
+
+def run_once(workers: int, extra: list[str], out: Path, env: dict[str, str]) -> dict[str, float]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    p = subprocess.Popen([sys.executable, "-m", "vaelab", "compare", "--workers", str(workers), "--quiet",
+                          "--overwrite", "--out", str(out), *extra], env=env, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+    peak = [0]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.2):
+            peak[0] = max(peak[0], _tree_rss(p.pid))
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    _, err = p.communicate()
+    stop.set()
+    th.join()
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if p.returncode != 0:
+        raise SystemExit(f"compare --workers {workers} failed:\n{err[-3000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": peak[0] / 2**20}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--workers", default="1,2", help="comma-separated worker counts (default 1,2)")
+    ap.add_argument("extra", nargs="*", help="more `vaelab compare` options (after --)")
+    args = ap.parse_args()
+    counts = [int(w) for w in args.workers.split(",")]
+    tmp = Path(tempfile.mkdtemp(prefix="bench-workers-"))
+    env = {**os.environ, "VAELAB_CACHE": str(tmp / "cache"), "PYTHONPATH": str(ROOT)}
+    subprocess.run([sys.executable, "-m", "vaelab", "compare", "--models", "ae", "--epochs", "1", "--no-pair",
+                    "--quiet", "--out", str(tmp / "warm"), *args.extra], env=env, check=True,
+                   stdout=subprocess.DEVNULL)                       # trains and caches the judge
+    runs: dict[int, list[dict[str, float]]] = {w: [] for w in counts}
+    load = [os.getloadavg()[0]]
+    for r in range(args.rounds):
+        for w in counts:
+            res = run_once(w, args.extra, tmp / f"w{w}", env)
+            runs[w].append(res)
+            load.append(os.getloadavg()[0])
+            print(f"round {r + 1} --workers {w}: wall {res['wall_s']:.1f} s, cpu {res['cpu_s']:.1f} s, "
+                  f"peak {res['peak_rss_mb']:.0f} MB (load {load[-1]:.1f})", flush=True)
+    med = {w: {k: statistics.median(x[k] for x in rs) for k in rs[0]} for w, rs in runs.items()}
+    print(f"\n| workers | wall (s, median) | CPU (s, median) | peak RSS (MB, median) | wall / workers {counts[0]} |")
+    print("|---|---|---|---|---|")
+    for w in counts:
+        m = med[w]
+        print(f"| {w} | {m['wall_s']:.1f} | {m['cpu_s']:.1f} | {m['peak_rss_mb']:.0f} | "
+              f"{m['wall_s'] / med[counts[0]]['wall_s']:.2f}x |")
+    print(f"load average during the runs: {min(load):.1f}-{max(load):.1f} (1-min), {os.cpu_count()} cores")
+    from vaelab.io import atomic_write_json
+
+    (HERE / "results").mkdir(exist_ok=True)
+    atomic_write_json(HERE / "results" / "bench_workers.json",
+                      {"extra": args.extra, "runs": {str(w): rs for w, rs in runs.items()},
+                       "median": {str(w): m for w, m in med.items()}, "load": load})
+
+
+if __name__ == "__main__":
+    main()

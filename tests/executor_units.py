@@ -1,0 +1,28 @@
+"""Unit functions for tests/test_executor.py, importable by name in spawned workers and Ray tasks."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+
+def square(spec: dict[str, Any]) -> dict[str, Any]:
+    """{"x": x} -> {"x": x, "y": x * x, "pid": the worker's process id}; writes spec["folder"]/out.txt when given."""
+    if spec.get("folder"):
+        Path(spec["folder"]).mkdir(parents=True, exist_ok=True)
+        (Path(spec["folder"]) / "out.txt").write_text(str(spec["x"] ** 2))
+    return {"x": spec["x"], "y": spec["x"] ** 2, "pid": os.getpid()}
+
+
+def die_once(spec: dict[str, Any]) -> dict[str, Any]:
+    """Kill its own worker (SIGKILL-like, no clean-up) the first time; succeed when run again with resume."""
+    marker = Path(spec["marker"])
+    if not marker.exists():
+        marker.write_text("died")
+        os._exit(9)
+    return {"x": spec["x"], "resumed": bool(spec.get("resume"))}
+
+
+def always_die(spec: dict[str, Any]) -> dict[str, Any]:
+    """Kill its own worker every time it runs."""
+    os._exit(9)

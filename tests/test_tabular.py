@@ -1,0 +1,214 @@
+"""csv:FILE and 2-D npz: tabular vectors read, standardised with training statistics, refused when bad; models and
+metrics on vectors (no clipping, RMSE, Gaussian only); a comparison end to end on a generated table."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vaelab.data import corrupt, corruptions_for, load_dataset, standardize
+from vaelab.data.csv import csv_raw
+from vaelab.errors import ConfigError, DataError
+
+
+def make_table(n: int = 240, d: int = 4, n_classes: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Three well-separated Gaussian clusters in d features, with very different scales per feature."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % n_classes
+    x = rng.normal(size=(n, d)) + 3.0 * y[:, None]
+    return x * (10.0 ** np.arange(d)) + 100.0 * np.arange(d), y
+
+
+def write_csv(path: Path, x: np.ndarray, y: np.ndarray | None = None, labels=("low", "mid", "high"),
+              header: list[str] | None = None, sep: str = ",") -> Path:
+    cols = header or [f"f{j}" for j in range(x.shape[1])]
+    with open(path, "w") as f:
+        f.write(sep.join(cols + (["kind"] if y is not None else [])) + "\n")
+        for i, row in enumerate(x):
+            cells = [repr(float(v)) for v in row] + ([labels[y[i]]] if y is not None else [])
+            f.write(sep.join(cells) + "\n")
+    return path
+
+
+def test_csv_reads_every_value_and_the_label_column(tmp_path):
+    x, y = make_table()
+    raw = csv_raw(str(write_csv(tmp_path / "t.csv", x, y)), "kind")
+    assert raw.x.shape == (240, 1, 1, 4) and np.array_equal(raw.x[:, 0, 0], x)      # repr(float) round-trips exactly
+    assert raw.class_names == ("high", "low", "mid")                                 # sorted names
+    assert np.array_equal(raw.y, np.array([{"low": 1, "mid": 2, "high": 0}[("low", "mid", "high")[c]] for c in y]))
+    assert raw.feature_names == ("f0", "f1", "f2", "f3")
+
+
+def test_semicolon_tab_and_numeric_labels(tmp_path):
+    x, y = make_table(n=30)
+    raw = csv_raw(str(write_csv(tmp_path / "t.tsv", x, y, labels=("10", "2", "2.0"), sep="\t")), "kind")
+    assert raw.x.shape == (30, 1, 1, 4)
+    assert raw.class_names == ("2", "10")                       # numeric order; "2" and "2.0" are one class
+    raw = csv_raw(str(write_csv(tmp_path / "s.csv", x, None, sep=";")))
+    assert raw.y is None and raw.x.shape == (30, 1, 1, 4)
+
+
+def test_standardised_with_training_statistics(tmp_path):
+    x, y = make_table()
+    d = load_dataset(f"csv:{write_csv(tmp_path / 't.csv', x, y)}", label_column="kind", seed=3)
+    assert d.domain == "vectors" and d.shape == (1, 1, 4) and d.n_classes == 3
+    xt = d.x_train.double().reshape(len(d.x_train), -1)
+    assert torch.allclose(xt.mean(0), torch.zeros(4, dtype=torch.float64), atol=1e-5)
+    assert torch.allclose(xt.std(0, unbiased=False), torch.ones(4, dtype=torch.float64), atol=1e-5)
+    st = d.standardization
+    # the test split uses the training statistics (not its own): undo them and get the file's rows back
+    back = d.x_test.double().reshape(len(d.x_test), -1).numpy() * np.array(st["std"]) + np.array(st["mean"])
+    nearest = np.abs(back[:, None, :] - x[None]).max(-1).min(1)          # (n_test,) distance to the closest row
+    assert nearest.max() < 1e-6 * np.abs(x).max() * 10                   # float32 rounding of standardised values
+    assert not np.allclose(d.x_test.double().reshape(len(d.x_test), -1).mean(0).numpy(), 0, atol=1e-6)
+    s = d.summary()
+    assert s["domain"] == "vectors" and s["feature_names"] == ["f0", "f1", "f2", "f3"] and s["standardization"] == st
+    again = standardize(x[:, None, None, :], st)
+    assert again.dtype == np.float32 and again.shape == (240, 1, 1, 4)
+
+
+def test_npz_with_2d_x_is_vectors(tmp_path):
+    x, y = make_table()
+    np.savez(tmp_path / "t.npz", x=x, y=y)
+    d = load_dataset(f"npz:{tmp_path / 't.npz'}")
+    assert d.domain == "vectors" and d.shape == (1, 1, 4) and d.n_classes == 3 and d.feature_names[0] == "x0"
+    np.savez(tmp_path / "s.npz", x=x.astype(np.float32), x_test=x[:10].astype(np.float32)[:, :3])
+    with pytest.raises(DataError, match="x_test 3 features but x has 4"):
+        load_dataset(f"npz:{tmp_path / 's.npz'}")
+
+
+@pytest.mark.parametrize("cell, phrase", [
+    ("", "column 'f2' has a missing value at row 5 \\(line 6\\)"),
+    ("NA", "column 'f2' has a missing value at row 5"),
+    ("abc", "column 'f2' holds 'abc' at row 5 \\(line 6\\), not a number"),
+    ("inf", "column 'f2' has an infinite value \\(inf\\) at row 5"),
+    ("nan", "column 'f2' has a missing value at row 5"),
+])
+def test_bad_cells_name_the_column_and_row(tmp_path, cell, phrase):
+    x, _ = make_table(n=20)
+    p = write_csv(tmp_path / "t.csv", x)
+    lines = p.read_text().splitlines()
+    cells = lines[5].split(",")
+    cells[2] = cell
+    lines[5] = ",".join(cells)
+    p.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=phrase):
+        load_dataset(f"csv:{p}")
+
+
+def test_bad_tables(tmp_path):
+    x, y = make_table(n=20)
+    x[:, 1] = 7.0
+    with pytest.raises(DataError, match="column 'f1' is constant \\(every value is 7\\)"):
+        load_dataset(f"csv:{write_csv(tmp_path / 'c.csv', x)}")
+    x, y = make_table(n=20)
+    p = write_csv(tmp_path / "t.csv", x, y)
+    with pytest.raises(DataError, match="no column named 'label' \\(--label-column\\); its columns are f0, f1, f2, f3, kind"):
+        load_dataset(f"csv:{p}", label_column="label")
+    with pytest.raises(DataError, match="column 'kind' holds 'low'.*pass --label-column kind"):
+        load_dataset(f"csv:{p}")
+    with pytest.raises(ConfigError, match="--label-column applies to tables"):
+        load_dataset("digits", label_column="kind")
+    (tmp_path / "h.csv").write_text("1,2,3\n4,5,6\n7,8,9\n")
+    with pytest.raises(DataError, match="first row holds numbers"):
+        load_dataset(f"csv:{tmp_path / 'h.csv'}")
+    (tmp_path / "r.csv").write_text("a,b\n1,2\n3\n4,5\n")
+    with pytest.raises(DataError, match="row 2 \\(line 3\\) has 1 fields but the header has 2 columns"):
+        load_dataset(f"csv:{tmp_path / 'r.csv'}")
+    (tmp_path / "e.csv").write_text("")
+    with pytest.raises(DataError, match="is empty"):
+        load_dataset(f"csv:{tmp_path / 'e.csv'}")
+    with pytest.raises(DataError, match="does not exist"):
+        load_dataset(f"csv:{tmp_path / 'nope.csv'}")
+
+
+def test_csv_reading_is_bounded(tmp_path):
+    from vaelab import budget
+    from vaelab.errors import MemoryBudgetError
+
+    x, _ = make_table(n=2000)
+    p = write_csv(tmp_path / "t.csv", x)
+    budget.set_max_memory("100k")
+    try:
+        with pytest.raises(MemoryBudgetError, match="2000 rows x 4 numeric columns"):
+            load_dataset(f"csv:{p}")
+    finally:
+        budget.set_max_memory(None)
+
+
+def test_vector_corruptions_are_not_clipped():
+    x = torch.randn(64, 1, 1, 10, generator=torch.Generator().manual_seed(0)) * 3
+    g = corrupt(x, "gaussian", 0.3, generator=torch.Generator().manual_seed(1))
+    assert float(g.max()) > 1 and float(g.min()) < 0                  # no [0, 1] clip on standardised data
+    m = corrupt(x, "masking", 0.25, generator=torch.Generator().manual_seed(1))
+    hit = m != x
+    assert torch.all(m[hit] == 0) and 0.15 < float(hit.double().mean()) < 0.35   # each feature masked on its own
+    with pytest.raises(ConfigError, match="salt-and-pepper corruption .* no meaning for standardised"):
+        corrupt(x, "salt-and-pepper", 0.2)
+    assert list(corruptions_for((1, 1, 10))) == ["gaussian", "masking"]
+    assert len(corruptions_for((1, 8, 8))) == 3
+
+
+def test_models_on_vectors_gaussian_unclipped_and_bernoulli_refused():
+    from vaelab.models import build_model, model_config
+
+    cfg = model_config("vae", input_shape=(1, 1, 6), hidden=(16,), n_latent=2, likelihood="gaussian",
+                       learn_sigma=True)
+    model = build_model(cfg)
+    assert tuple(model.likelihood.log_sigma.shape) == (1, 1, 6)         # one learned sigma per feature
+    big = torch.full((3, 1, 1, 6), 5.0)
+    assert torch.equal(model.likelihood.mean(big), big)                 # no [0, 1] clamp on vectors
+    with pytest.raises(ConfigError, match="bernoulli likelihood models values in \\[0, 1\\].*--likelihood gaussian"):
+        build_model(model_config("vae", input_shape=(1, 1, 6), hidden=(16,), n_latent=2))
+    with pytest.raises(ConfigError, match="conv backbone is for images.*--backbone mlp"):
+        build_model(model_config("vae", input_shape=(1, 1, 6), backbone="conv", likelihood="gaussian"))
+
+
+def test_likelihood_kind_of_vectors():
+    from vaelab.metrics import likelihood_kind
+    from vaelab.models import model_config
+
+    kind, note = likelihood_kind(model_config("vae", input_shape=(1, 1, 6), likelihood="gaussian", learn_sigma=True))
+    assert kind == "nll" and "standardised continuous features (learned per-feature sigma)" in note
+
+
+@pytest.mark.slow
+def test_compare_on_a_generated_table_end_to_end(tmp_path, monkeypatch):
+    """The library's compare on vectors: trains, evaluates with vector metrics, omits image figures, redraws."""
+    monkeypatch.setenv("VAELAB_CACHE", str(tmp_path / "cache"))
+    from vaelab.compare import compare
+    from vaelab.config import CompareConfig, DataSpec, EvalConfig, ModelConfig, TrainConfig
+    from vaelab.report.html import write_report
+
+    x, y = make_table(n=300, d=5)
+    np.savez(tmp_path / "t.npz", x=x, y=y)
+    torch.set_num_threads(1)
+    cfg = CompareConfig(data=DataSpec(dataset=f"npz:{tmp_path / 't.npz'}"), models=("ae", "vae"),
+                        model=ModelConfig(likelihood="gaussian", hidden=(32, 16), n_latent=3), train=TrainConfig(epochs=4),
+                        eval=EvalConfig(n_samples=200, iw_k=4, n_interp_pairs=20), use_pair_2d=False)
+    doc = compare(cfg, tmp_path / "run", progress=False)
+    assert doc["dataset"]["domain"] == "vectors" and len(doc["dataset"]["standardization"]["std"]) == 5
+    for name in ("ae", "vae"):
+        m = doc["models"][name]
+        assert m["status"] == "ok", m
+        rec = m["reconstruction"]["mean_z"]
+        assert rec["bce"] is None and rec["psnr"] is None and rec["rmse"] > 0 and len(rec["rmse_per_feature"]) == 5
+        # per-feature RMSE is in the file's units: feature j was scaled by 10^j
+        assert rec["rmse_per_feature"][4] > 100 * rec["rmse_per_feature"][0]
+        assert set(m["denoising_rmse"]) == {"gaussian", "masking"} and m["denoising"]["masking"] is None
+        assert m["generation"]["prior"]["fd"] is not None          # judge features of vectors
+        assert m["latent"]["linear_probe"] > 0.8                    # three separated clusters
+    assert doc["models"]["vae"]["likelihood"]["kind"] == "nll"
+    figs = {p.name for p in (tmp_path / "run" / "figures").iterdir()}
+    assert "rmse_per_feature.png" in figs and "latent_scatter.png" in figs
+    assert not figs & {"reconstructions.png", "samples_prior.png", "manifold_2d.png", "holes_map.png", "denoising.png"}
+    html = (tmp_path / "run" / "report.html").read_text()
+    assert "a Bernoulli is a distribution on {0, 1}" in html and "RMSE per example" in html
+    saved = json.loads((tmp_path / "run" / "models" / "vae" / "config.json").read_text())
+    assert saved["data"]["standardization"] == doc["dataset"]["standardization"]
+    before = (tmp_path / "run" / "figures" / "rmse_per_feature.png").read_bytes()
+    write_report(tmp_path / "run", redraw=True)          # the report redraws from files alone, byte for byte
+    assert (tmp_path / "run" / "figures" / "rmse_per_feature.png").read_bytes() == before
