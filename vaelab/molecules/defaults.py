@@ -29,6 +29,7 @@ KL_WARMUP_FRACTION = 0.5
 PROPERTIES = ("qed", "logp", "sa")   # the joint property head (vaelab.molecules.properties); () = none
 PROPERTY_WEIGHT = 1.0
 RECON_HISTORY_N = 500        # validation molecules whose token accuracy / exact reconstruction is recorded per epoch
+N_SAMPLES = 1000             # generated molecules per model and sampler (the MOSES row; its reference has 1,802)
 DESIGN_PROPERTY = "qed"
 DESIGN_STARTS = 10           # test molecules each model designs from (the report's Design section)
 DESIGN_STEPS = 20
