@@ -273,3 +273,9 @@ def test_design_answer_calls_a_difference_only_when_its_interval_excludes_zero()
     assert "no difference called" in Dz.design_answer(table([0.0, 0.3, 0.1], [0.3, 0.0, 0.1]))
     assert "too few" in Dz.design_answer(table([0.0], [0.3]))
     assert Dz.design_answer({"models": {"ae": {}}}) == ""
+
+
+def test_the_config_lists_the_properties_the_property_module_knows():
+    from vaelab.config import MOLECULE_PROPERTIES
+
+    assert MOLECULE_PROPERTIES == P.PROPERTIES
