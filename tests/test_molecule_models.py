@@ -274,10 +274,17 @@ def test_compare_molecules_end_to_end_and_report(smiles_file, tmp_path, capsys):
     out = tmp_path / "run"
     rc = main(["compare", "--dataset", f"smiles:{smiles_file}", "--models", "ae,vae", "--epochs", "1",
                "--n-test", "40", "--n-samples", "40", "--latent-dim", "8", "--hidden", "32", "--embed-dim", "16",
-               "--sigmas", "0.5", "--out", str(out), "--quiet"])
+               "--sigmas", "0.5", "--design-starts", "2", "--design-steps", "2", "--recon-history-n", "20",
+               "--out", str(out), "--quiet"])
     assert rc == 0
     doc = json.loads((out / "metrics.json").read_text())
     assert doc["kind"] == "molecules" and set(doc["models"]) == {"ae", "vae"}
+    # issue 20: per-epoch reconstruction, the joint property head beside the probe, GuacaMol, the Design section
+    assert all("recon_exact" in r and "token_accuracy" in r for h in doc["histories"].values() for r in h)
+    assert set(doc["models"]["vae"]["property_head_r2"]) == {"qed", "logp", "sa"}
+    assert "KL score" in doc["models"]["ae"]["samplers"]["gmm"] and "FCD score" in doc["models"]["ae"]["samplers"]["gmm"]
+    assert set(doc["design"]["models"]) == {"ae", "vae"} and set(doc["design"]["models"]["ae"]) == {"gradient", "bo"}
+    assert "reconstruction-curves.png" in doc["figures"].values() and "ae-design-bo.png" in doc["figures"].values()
     for name, m in doc["models"].items():
         assert m["status"] == "ok", m.get("error")
         for sampler in ("prior", "gmm"):
@@ -285,6 +292,7 @@ def test_compare_molecules_end_to_end_and_report(smiles_file, tmp_path, capsys):
             assert 0.0 <= row["valid"] <= 1.0 and row["n_samples"] == 40 and "FCD/Test" in row
     html = (out / "report.html").read_text()
     assert "MOSES VAE (published)" in html and html.count("data:image/png;base64,") >= 4
+    assert 'id="design"' in html and "GuacaMol KL score" in html
     capsys.readouterr()
     assert main(["report", str(out), "--markdown", str(tmp_path / "table.md")]) == 0
     table = (tmp_path / "table.md").read_text()

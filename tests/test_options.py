@@ -38,7 +38,7 @@ VALUES = {"dataset": "npz:x.npz", "data_dir": "/data/elsewhere", "classes": (3, 
           "max_train": 300, "sampler": "gmm", "sigmas": (0.2, 2.0), "beta": 2.0, "subset": 500,
           "image_size": 16, "image_channels": 3, "inliers": (0, 1, 2), "ood_dataset": "fashion-mnist",
           "ray_address": "10.0.0.1:6379", "ray_shared_dir": "/shared/runs", "priors": ("gaussian", "uniform"),
-          "label_column": "kind"}
+          "label_column": "kind", "properties": ("qed",)}
 
 
 def _subparser(command: str) -> argparse.ArgumentParser:

@@ -24,6 +24,7 @@ from vaelab.config import (AUTO, MAX_SEED, MODEL_NAMES, SIZE_DEFAULTS, CompareCo
                            refuse_resume_differences)
 from vaelab.errors import ConfigError, OutputError, VaelabError
 from vaelab.molecules import cli as mol_cli   # imports no RDKit and no torch: the commands do, when run
+from vaelab.molecules import design_cmd as mol_design
 from vaelab.options import add_options, bounded, build, given
 
 SECTIONS = {"data": DataSpec, "model": ModelConfig, "train": TrainConfig, "eval": EvalConfig}
@@ -463,6 +464,9 @@ COMMANDS: dict[str, tuple[Callable, Callable, str]] = {
     "decode": (mol_cli.decode_args, mol_cli.decode_cmd, "molecules: latent codes (or prior/GMM samples) -> SMILES"),
     "neighbours": (mol_cli.neighbours_args, mol_cli.neighbours_cmd,
                    "molecules: decode the neighbourhood z + sigma*eps of a molecule's code"),
+    "design": (mol_design.design_args, mol_design.design_cmd,
+               "molecules: raise a property (qed, logp, penalized-logp) from a start molecule in the latent space of "
+               "a run's models (gradient ascent on the property head, Bayesian optimisation)"),
 }
 
 

@@ -138,10 +138,13 @@ def prepare_run_folder(out: Path, written: dict[str, Any], resume: bool, overwri
 
 
 def train_or_reuse(mcfg: Any, tcfg: TrainConfig, data: Any, folder: Path, *, device: torch.device,
-                   meta: dict[str, Any], resume: bool, progress: bool) -> tuple[Any, dict[str, Any]]:
+                   meta: dict[str, Any], resume: bool, progress: bool,
+                   on_epoch: Any = None) -> tuple[Any, dict[str, Any]]:
     """Train (or, with resume, reuse a finished / continue an unfinished) model of any domain.
 
     Returns (model, training summary); ``meta`` is written under "data" in the model's config.json.
+    ``on_epoch``: fit's per-epoch hook (default vaelab.metrics.collapse.record_epoch; a domain's own hook,
+    e.g. the molecules' ReconstructionRecorder, calls that one after its own records).
     """
     from vaelab import checkpoint as ckpt
     from vaelab.io import read_jsonl
@@ -162,7 +165,7 @@ def train_or_reuse(mcfg: Any, tcfg: TrainConfig, data: Any, folder: Path, *, dev
                                   "history": _curves(history), "test_loss": conf.get("test", {})}
     run = fit_with_retries(mcfg, data, tcfg, folder, on_nan=tcfg.on_nan, max_retries=tcfg.max_retries, resume=resume,
                            overwrite=not resume, progress=progress, data_meta=meta,
-                           on_epoch=collapse.record_epoch)
+                           on_epoch=on_epoch or collapse.record_epoch)
     collapse.warn_history(mcfg.model, run.history)
     return run.model, {"status": run.status, "best_epoch": run.best_epoch,
                        "epochs_done": run.history[-1]["epoch"] if run.history else 0,

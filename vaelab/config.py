@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vaelab.errors import ConfigError, OutputError
+from vaelab.molecules import defaults as MD
 
 LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian")
 BINARIZE = ("none", "dynamic", "static")
@@ -443,6 +444,7 @@ EXECUTOR_RESUME_FREE = {f"executor.{f.name}": "where and how many units run at o
 
 MOLECULE_MODELS = ("ae", "dae", "vae", "beta-vae", "iwae", "rae")
 TOKENIZERS = ("selfies", "smiles")
+MOLECULE_PROPERTIES = ("qed", "logp", "sa", "mw", "penalized-logp")   # vaelab.molecules.properties.PROPERTIES
 
 
 @dataclass(frozen=True)
@@ -453,9 +455,10 @@ class MoleculeCompareConfig:
     """
 
     dataset: str = opt("moses", "moses (PyPI molsets 0.3.1 data) or smiles:FILE (.smi/.csv)")
-    subset: int | None = opt(20000, "molecules sampled from MOSES train for train+val (sized for ~15 min on 2 CPU "
-                                    "cores); 0 = all 1.58M (a GPU job)", lo=0, hi=MAX_COUNT)
-    n_test: int | None = opt(2000, "MOSES test molecules for reconstruction, probe and smoothness; 0 = all",
+    subset: int | None = opt(MD.SUBSET, "molecules sampled from (length-limited) MOSES train for train+val (sized for "
+                                        "~15 min on 2 CPU cores); 0 = all of them (1.58M without --max-smiles-len: "
+                                        "a GPU job)", lo=0, hi=MAX_COUNT)
+    n_test: int | None = opt(MD.N_TEST, "MOSES test molecules for reconstruction, probe and smoothness; 0 = all",
                              lo=0, hi=MAX_COUNT)
     n_ref: int | None = opt(10000, "MOSES test molecules (a seeded sample) the MOSES metrics (FCD, SNN, Frag, Scaf) "
                                    "compare against; 0 = the whole test split (176,074: ChemNet over it took 24 min on "
@@ -464,18 +467,33 @@ class MoleculeCompareConfig:
     tokenizer: str = opt("selfies", "selfies (every token string decodes to a molecule) or smiles (validity can "
                                     "fail)", choices=TOKENIZERS)
     models: tuple[str, ...] = opt(("ae", "vae"), "comma-separated molecule models", choices=MOLECULE_MODELS)
-    epochs: int = opt(3, "training epochs", lo=1, hi=MAX_COUNT)
-    batch_size: int = opt(128, "minibatch size", lo=1, hi=2**24)
-    lr: float = opt(1e-3, "AdamW learning rate", lo=0, lo_open=True, hi=10)
-    latent_dim: int = opt(64, "latent size", lo=1, hi=MAX_LATENT)
-    hidden: int = opt(256, "GRU width", lo=1, hi=MAX_WIDTH)
-    embed_dim: int = opt(64, "token embedding width", lo=1, hi=MAX_WIDTH)
+    epochs: int = opt(MD.EPOCHS, "training epochs", lo=1, hi=MAX_COUNT)
+    batch_size: int = opt(MD.BATCH_SIZE, "minibatch size", lo=1, hi=2**24)
+    lr: float = opt(MD.LR, "AdamW learning rate", lo=0, lo_open=True, hi=10)
+    latent_dim: int = opt(MD.LATENT_DIM, "latent size", lo=1, hi=MAX_LATENT)
+    hidden: int = opt(MD.HIDDEN, "GRU width", lo=1, hi=MAX_WIDTH)
+    embed_dim: int = opt(MD.EMBED_DIM, "token embedding width", lo=1, hi=MAX_WIDTH)
     beta: float | None = opt(None, "KL weight (default 1; 4 for beta-vae)", lo=0)
-    free_bits: float = opt(0.1, "VAEs: per-dimension KL floor in nats; 0 = off", lo=0)
-    kl_warmup_fraction: float = opt(0.5, "share of all steps over which the KL weight rises linearly from 0",
-                                    lo=0, hi=1)
-    n_samples: int = opt(2000, "generated molecules per model and sampler (prior, gmm) for the MOSES metrics (MOSES "
-                               "uses 30000)", lo=1, hi=10_000_000)
+    free_bits: float = opt(MD.FREE_BITS, "VAEs: per-dimension KL floor in nats; 0 = off", lo=0)
+    kl_warmup_fraction: float = opt(MD.KL_WARMUP_FRACTION, "share of all steps over which the KL weight rises "
+                                    "linearly from 0", lo=0, hi=1)
+    max_smiles_len: int | None = opt(MD.MAX_SMILES_LEN, "MOSES: keep only molecules whose SMILES has at most this many "
+                                     "characters, in every split and the reference (short molecules learn far faster, "
+                                     "docs/molecules.md); 0 = no limit", lo=0, hi=100_000)
+    properties: tuple[str, ...] = opt(MD.PROPERTIES, "the joint property head on z: properties it predicts "
+                                      "(Gomez-Bombarelli et al. 2018)", choices=MOLECULE_PROPERTIES)
+    property_weight: float = opt(MD.PROPERTY_WEIGHT, "weight of the property head's squared error in the loss; "
+                                 "0 = no property head", lo=0)
+    recon_history_n: int = opt(MD.RECON_HISTORY_N, "validation molecules whose token accuracy and exact "
+                               "reconstruction are recorded per epoch; 0 = none", lo=0, hi=MAX_COUNT)
+    design_property: str = opt(MD.DESIGN_PROPERTY, "the Design section raises this property",
+                               choices=("qed", "logp", "penalized-logp"))
+    design_starts: int = opt(MD.DESIGN_STARTS, "test molecules each model designs from; 0 = no Design section",
+                             lo=0, hi=10_000)
+    design_steps: int = opt(MD.DESIGN_STEPS, "design steps (decoded candidates) per start molecule and method",
+                            lo=1, hi=10_000)
+    n_samples: int = opt(MD.N_SAMPLES, "generated molecules per model and sampler (prior, gmm) for the MOSES metrics "
+                               "(MOSES uses 30000)", lo=1, hi=10_000_000)
     temperature: float = opt(1.0, "decoder sampling temperature for generated molecules (1 as MOSES; 0 = greedy)",
                              lo=0, hi=100)
     sigmas: tuple[float, ...] = opt((0.1, 0.5, 1.0), "smoothness: noise scales around test codes", lo=0,

@@ -192,3 +192,18 @@ def token_nll(logits: Tensor, target: Tensor, pad_id: int = 0) -> Tensor:
     """
     nll = F.cross_entropy(logits.transpose(1, 2), target, ignore_index=pad_id, reduction="none")  # (B, T)
     return nll.sum(-1)
+
+
+def property_sq_error(pred: Tensor, target: Tensor) -> Tensor:
+    """Squared error of a property head on the code, summed over properties, per example.
+
+    sum_p (f_p(z) - y_p)^2 with y standardised (zero mean, unit variance on the training split): the
+    property-prediction term that Gomez-Bombarelli et al. 2018 ("Automatic chemical design...", ACS
+    Cent. Sci. 4:268) train jointly with the autoencoder, so that the latent space is organised by it.
+
+    Args:
+        pred, target: (B, P)
+    Returns:
+        (B,)
+    """
+    return (pred - target).pow(2).sum(-1)

@@ -20,6 +20,8 @@ class DenoisingAE(Autoencoder):
     token replaced by <unk> with probability p ("unk:p"; word dropout, Bowman et al. 2016, on the encoder's input).
     """
 
+    has_property_loss = False
+
     def __init__(self, cfg: ModelConfig):
         super().__init__(cfg)
         if self.is_sequence:
@@ -45,6 +47,8 @@ class RegularizedAE(Autoencoder):
 
     Deterministic; it generates through a density fitted to its codes after training (ex-post GMM).
     """
+
+    has_property_loss = False
 
     def loss(self, x: Tensor, y: Tensor | None = None, kl_weight: float = 1.0) -> LossTerms:
         z = self.encode(x, y).mean

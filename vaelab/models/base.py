@@ -20,10 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vaelab import losses
 from vaelab.config import ModelConfig
 from vaelab.errors import ConfigError
 from vaelab.models.likelihoods import make_likelihood
-from vaelab.models.nets import make_decoder, make_encoder
+from vaelab.models.nets import PropertyHead, make_decoder, make_encoder
 from vaelab.models.seq import SeqModelConfig
 
 
@@ -78,6 +79,7 @@ class Autoencoder(nn.Module):
     is_stochastic: ClassVar[bool] = False     # encoder outputs a distribution
     is_conditional: ClassVar[bool] = False    # encoder and decoder see the label
     has_likelihood: ClassVar[bool] = False    # a bound on log p(x) exists (VAE family)
+    has_property_loss: ClassVar[bool] = True  # loss() adds the joint property head's term (cfg.properties)
 
     def __init__(self, cfg: ModelConfig | SeqModelConfig):
         super().__init__()
@@ -102,6 +104,12 @@ class Autoencoder(nn.Module):
         else:
             self.decoder = make_decoder(cfg, cfg.n_latent + self.n_cond)
             self.head = nn.Linear(self.encoder.n_features + self.n_cond, n_head)
+        self.property_head = None
+        if getattr(cfg, "properties", ()):
+            if not self.has_property_loss or self.is_conditional:
+                raise ConfigError(f"a property head trains jointly with the ae and vae objectives; {cfg.model} "
+                                  "does not support it. Use --models ae,vae, or drop the properties.")
+            self.property_head = PropertyHead(cfg)        # registered last: models without it are unchanged
 
     @property
     def is_sequence(self) -> bool:
@@ -192,10 +200,23 @@ class Autoencoder(nn.Module):
         return Output(self.decode(z, y, x), z, q.mean, _logvar(q))
 
     def loss(self, x: Tensor, y: Tensor | None = None, kl_weight: float = 1.0) -> LossTerms:
-        """Deterministic AE objective: mean over the batch of -log p(x|g(x))."""
+        """Deterministic AE objective: mean over the batch of -log p(x|g(x)) (+ the property term, if any)."""
         out = self(x, y)
         recon = self.recon_nll(out.x_params, x).mean()
-        return LossTerms(recon, {"recon": recon.detach()})
+        return self.with_property_term(LossTerms(recon, {"recon": recon.detach()}), out.z, y)
+
+    def with_property_term(self, lt: LossTerms, z: Tensor, y: Tensor | None) -> LossTerms:
+        """``lt`` plus property_weight * mean_b sum_p (f_p(z_b) - y_bp)^2 when the model has a property head.
+
+        z: (B, D) the decoded code; y: (B, P) standardised property targets (the dataset's y of a property model).
+        """
+        if self.property_head is None:
+            return lt
+        if y is None or y.dim() != 2 or y.shape[1] != len(self.cfg.properties):
+            raise ConfigError(f"a model with a property head needs (B, {len(self.cfg.properties)}) property targets "
+                              "as y: load the data with vaelab.molecules.properties.with_properties.")
+        err = losses.property_sq_error(self.property_head(z), y.to(z.dtype)).mean()
+        return LossTerms(lt.total + self.cfg.property_weight * err, {**lt.terms, "property": err.detach()})
 
     def reconstruct(self, x: Tensor, y: Tensor | None = None, use_mean: bool = True) -> Tensor:
         """x -> its reconstruction through the posterior mean (or a sample): images in [0, 1] (B, C, H, W),

@@ -152,13 +152,20 @@ class GRUEncoder(nn.Module):
     def __init__(self, cfg: SeqModelConfig):
         super().__init__()
         self.embed = nn.Embedding(cfg.n_vocab, cfg.embed_dim, padding_idx=PAD)
-        self.gru = nn.GRU(cfg.embed_dim, cfg.hidden, cfg.n_layers, batch_first=True)
-        self.n_features = cfg.hidden
+        self.bidirectional = cfg.bidirectional
+        self.gru = nn.GRU(cfg.embed_dim, cfg.hidden, cfg.n_layers, batch_first=True, bidirectional=cfg.bidirectional)
+        self.hidden = cfg.hidden
+        self.n_features = cfg.hidden * (2 if cfg.bidirectional else 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        h, _ = self.gru(self.embed(x))                            # (B, L, H)
+        h, _ = self.gru(self.embed(x))                            # (B, L, H) or (B, L, 2H) bidirectional
         last = (x != PAD).sum(1).clamp(min=1) - 1                 # (B,) index of <eos>
-        return h[torch.arange(x.shape[0], device=x.device), last]  # (B, H)
+        rows = torch.arange(x.shape[0], device=x.device)
+        if not self.bidirectional:
+            return h[rows, last]                                  # (B, H)
+        # forward direction at <eos> (has read the molecule), backward direction at <bos> (has read it from
+        # the end; the padding it read first is a function of the length alone, so no other input leaks in)
+        return torch.cat([h[rows, last, :self.hidden], h[:, 0, self.hidden:]], dim=1)  # (B, 2H)
 
 
 class GRUDecoder(nn.Module):
@@ -215,6 +222,24 @@ class GRUDecoder(nn.Module):
             if bool(done.all()):
                 break
         return out
+
+
+class PropertyHead(nn.Module):
+    """z (..., D) -> standardised properties (..., P): Linear-ReLU-Linear (Gomez-Bombarelli et al. 2018's predictor)."""
+
+    def __init__(self, cfg: SeqModelConfig):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(cfg.n_latent, cfg.property_hidden), nn.ReLU(),
+                                 nn.Linear(cfg.property_hidden, len(cfg.properties)))
+        self.register_buffer("mean", torch.tensor(cfg.property_mean, dtype=torch.float32), persistent=False)
+        self.register_buffer("std", torch.tensor(cfg.property_std, dtype=torch.float32), persistent=False)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(z)
+
+    def predict(self, z: Tensor) -> Tensor:
+        """The properties in their own units: std * f(z) + mean, (..., P)."""
+        return self.net(z) * self.std + self.mean
 
 
 def make_encoder(cfg: ModelConfig | SeqModelConfig) -> nn.Module:

@@ -34,6 +34,8 @@ class SeqModelConfig:
     embed_dim: int = 64                     # token embedding width (encoder and decoder each have their own)
     hidden: int = 256                       # GRU width
     n_layers: int = 1                       # GRU layers (encoder and decoder)
+    bidirectional: bool = False             # encoder reads both ways: the code also sees the molecule's start
+                                            # through few steps (the decoder emits the start first)
     beta: float = 1.0                       # KL weight; seq-beta-vae defaults to 4
     free_bits: float = 0.0                  # per-dimension KL floor in nats (Kingma et al. 2016); 0 = off
     k: int = 1                              # importance samples in the training objective (iwae)
@@ -43,6 +45,13 @@ class SeqModelConfig:
     rae_lambda: float = 1e-4                # rae: weight of the decoder's squared L2 norm
     prior: str = "gaussian"                 # p(z) of the VAE family: as ModelConfig.prior
     prior_components: int = 10              # mog components / vamp pseudo-inputs
+    # joint property head on z (Gomez-Bombarelli et al. 2018): an MLP z -> standardised properties, trained with
+    # property_weight * sum_p (f_p(z) - y_p)^2; the dataset's y holds the standardised targets (molecules.properties)
+    properties: tuple[str, ...] = ()        # property names, e.g. ("QED", "logP", "SA"); () = no head
+    property_mean: tuple[float, ...] = ()   # the standardisation of each property (training split): y = (p - mean) / std
+    property_std: tuple[float, ...] = ()
+    property_weight: float = 1.0
+    property_hidden: int = 64               # width of the head's hidden layer
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "vocab", tuple(str(t) for t in self.vocab))
@@ -61,6 +70,14 @@ class SeqModelConfig:
         if self.k < 1 or self.n_classes < 0:
             raise ConfigError(f"k must be >= 1 and n_classes >= 0, got k={self.k}, n_classes={self.n_classes}.")
         token_dropout(self.corruption)      # validates
+        for name in ("properties", "property_mean", "property_std"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        n_p = len(self.properties)
+        if len(self.property_mean) != n_p or len(self.property_std) != n_p:
+            raise ConfigError(f"a property head needs a mean and a std per property: {n_p} properties, "
+                              f"{len(self.property_mean)} means, {len(self.property_std)} stds.")
+        if any(not s > 0 for s in self.property_std) or self.property_weight < 0 or self.property_hidden < 1:
+            raise ConfigError("property stds must be > 0, property_weight >= 0 and property_hidden >= 1.")
         from vaelab.config import check_prior
 
         check_prior(self.prior, self.prior_components)

@@ -56,7 +56,7 @@ class VAE(Autoencoder):
         total = recon.mean() + self.cfg.beta * kl_weight * kl_opt.mean()
         terms = {"recon": recon.mean().detach(), "kl": kl.mean().detach(),
                  "neg_elbo": (recon + kl).mean().detach()}
-        return LossTerms(total, terms)
+        return self.with_property_term(LossTerms(total, terms), z, y)
 
     def log_weights(self, x: Tensor, y: Tensor | None = None, k: int = 1, eps: Tensor | None = None) -> Tensor:
         """log p(x|z_k) + log p(z_k) - log q(z_k|x) for k samples z_k ~ q(z|x): (K, B).
@@ -76,10 +76,13 @@ class ConditionalVAE(VAE):
     """Sohn et al. 2015: q(z|x, y) and p(x|z, y), prior p(z) (N(0, I) by default). Labels are one-hot inputs."""
 
     is_conditional = True
+    has_property_loss = False
 
 
 class IWAE(VAE):
     """Burda et al. 2016: maximise the K-sample importance-weighted bound (cfg.k samples)."""
+
+    has_property_loss = False
 
     def loss(self, x: Tensor, y: Tensor | None = None, kl_weight: float = 1.0) -> LossTerms:
         a, b = self.posterior(x, y)

@@ -46,7 +46,7 @@ def _floats(text: str, what: str) -> tuple[float, ...]:
 
 
 # -- compare -----------------------------------------------------------------------------------
-ALL_IS_ZERO = ("subset", "n_test", "n_ref")      # None (= all) in the config is 0 on the command line
+ALL_IS_ZERO = ("subset", "n_test", "n_ref", "max_smiles_len")    # None (= all) in the config is 0 on the command line
 
 
 def compare_args(p: argparse.ArgumentParser) -> None:

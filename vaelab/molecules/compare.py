@@ -78,7 +78,7 @@ def train_sample_row(cfg: MoleculeCompareConfig, ref, train_set) -> dict[str, An
     from vaelab.molecules.data import load_moses
     from vaelab.molecules.metrics import moses_metrics
 
-    smiles = load_moses("train", subset=cfg.n_samples, seed=cfg.seed + 1)
+    smiles = load_moses("train", subset=cfg.n_samples, seed=cfg.seed + 1, max_length=cfg.max_smiles_len)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         row = moses_metrics(smiles, train=train_set, test=ref, unique_k=(1000, cfg.n_samples))
@@ -88,8 +88,15 @@ def train_sample_row(cfg: MoleculeCompareConfig, ref, train_set) -> dict[str, An
 
 
 def evaluate_molecule_model(model: torch.nn.Module, data, cfg: MoleculeCompareConfig, ref, train_set,
-                            folder: Path | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """All molecule metrics of one trained model. Returns (metrics, examples for the figures)."""
+                            folder: Path | None = None, ref_smiles: list[str] | None = None
+                            ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """All molecule metrics of one trained model. Returns (metrics, examples for the figures).
+
+    ``ref_smiles``: the reference molecules themselves, for GuacaMol's KL score (default: the test molecules)."""
+    from vaelab.molecules.guacamol import guacamol_row
+    from vaelab.molecules.properties import head_r2
+
+    ref_smiles = list(data.smiles_test) if ref_smiles is None else ref_smiles
     from vaelab.molecules.latent import decode_codes, encode_ids, neighbourhood_stats
     from vaelab.molecules.metrics import moses_metrics, reconstruction_accuracy
     from vaelab.sampling import fit_density
@@ -122,6 +129,7 @@ def evaluate_molecule_model(model: torch.nn.Module, data, cfg: MoleculeCompareCo
                 row = moses_metrics(gen, train=train_set, test=ref, unique_k=(1000, cfg.n_samples))
             n = cfg.n_samples
             row["unique@n"] = row[f"unique@{n}"] if n == 1000 else row.pop(f"unique@{n}")
+            row.update(guacamol_row(gen, ref_smiles, row.get("FCD/Test")))
         except VaelabError as e:   # e.g. no valid molecule at all: report it, keep going
             row = {"valid": 0.0, "error": str(e)}
         row["n_samples"] = len(gen)
@@ -132,6 +140,8 @@ def evaluate_molecule_model(model: torch.nn.Module, data, cfg: MoleculeCompareCo
     n_probe = min(len(data.smiles_train), 5000)
     z_train = encode_ids(model, data.x_train[:n_probe]).numpy()
     res["property_r2"] = property_probe(z_train, data.smiles_train[:n_probe], z_test.numpy(), data.smiles_test)
+    if getattr(model, "property_head", None) is not None:      # the joint head, beside the post-hoc probe
+        res["property_head_r2"] = head_r2(model, z_test, data.smiles_test)
     res["timings"]["property_probe"] = _since(t)
 
     t = _timer()
@@ -166,20 +176,41 @@ def _reference(cfg: MoleculeCompareConfig, data: Any, progress: bool) -> tuple[A
     from vaelab.molecules.metrics import moses_reference_stats, reference_stats
 
     if cfg.dataset == "moses":
-        ref = moses_reference_stats("test", n=cfg.n_ref, seed=cfg.seed, progress=progress)
+        ref = moses_reference_stats("test", n=cfg.n_ref, seed=cfg.seed, progress=progress,
+                                    max_length=cfg.max_smiles_len)
         train_set = frozenset(load_moses("train"))   # Novelty against the whole MOSES train split, as MOSES
         what = ("all 176,074 molecules of the MOSES test split" if cfg.n_ref is None else
                 f"{ref.n:,}-molecule seeded sample (seed {cfg.seed}) of the MOSES test split")
+        if cfg.max_smiles_len is not None:
+            what += f" with SMILES of at most {cfg.max_smiles_len} characters"
         return ref, train_set, (f"{what}, statistics computed by vaelab (not MOSES's shipped statistics); "
                                 "Novelty vs all 1,584,663 train")
     return (reference_stats(data.smiles_test), frozenset(data.smiles_train),
             f"the {len(data.smiles_test)} test molecules of {data.name}; Novelty vs its train split")
 
 
-def _load(cfg: MoleculeCompareConfig) -> Any:
-    from vaelab.molecules.dataset import load_molecules
+def _reference_smiles(cfg: MoleculeCompareConfig, data: Any, ref: Any) -> list[str]:
+    """The reference molecules themselves (GuacaMol's KL score needs their descriptors): the MOSES test sample the
+    reference statistics were computed from, or the test split of a SMILES file."""
+    from vaelab.molecules.data import load_moses
 
-    return load_molecules(cfg.dataset, subset=cfg.subset, n_test=cfg.n_test, tokenizer=cfg.tokenizer, seed=cfg.seed)
+    if cfg.dataset != "moses":
+        return list(data.smiles_test)
+    n = None if cfg.n_ref is None else ref.n
+    return load_moses("test", subset=n, seed=cfg.seed, max_length=cfg.max_smiles_len)
+
+
+def _load(cfg: MoleculeCompareConfig) -> Any:
+    """The dataset, with standardised property targets as y when the models have a joint property head."""
+    from vaelab.molecules.dataset import load_molecules
+    from vaelab.molecules.properties import with_properties
+
+    data = load_molecules(cfg.dataset, subset=cfg.subset, n_test=cfg.n_test, tokenizer=cfg.tokenizer, seed=cfg.seed,
+                          max_smiles_len=cfg.max_smiles_len if cfg.dataset == "moses" else None)
+    if cfg.properties and cfg.property_weight > 0:
+        data, mean, std = with_properties(data, cfg.properties)
+        data.property_standardisation = (mean, std)
+    return data
 
 
 def _train_config(cfg: MoleculeCompareConfig, data: Any, seed: int) -> TrainConfig:
@@ -193,13 +224,18 @@ def _model_config(cfg: MoleculeCompareConfig, data: Any, name: str) -> Any:
     from vaelab.models import ALL_MODELS as SEQ_MODELS, model_config
 
     sname = _seq_name(name)
+    head: dict[str, Any] = {}
+    stand = getattr(data, "property_standardisation", None)
+    if stand is not None and SEQ_MODELS[sname].has_property_loss and not SEQ_MODELS[sname].is_conditional:
+        head = dict(properties=tuple(cfg.properties), property_mean=stand[0], property_std=stand[1],
+                    property_weight=cfg.property_weight)
     return model_config(sname, tokenizer=data.tokenizer.name, vocab=tuple(data.tokenizer.vocab.itos),
                         max_len=data.shape[0], n_latent=cfg.latent_dim, hidden=cfg.hidden, embed_dim=cfg.embed_dim,
-                        beta=cfg.beta, free_bits=cfg.free_bits if SEQ_MODELS[sname].is_stochastic else None)
+                        beta=cfg.beta, free_bits=cfg.free_bits if SEQ_MODELS[sname].is_stochastic else None, **head)
 
 
 # -- the unit (one model, one seed) the compare loop's executor runs --------------------------------
-_INPUTS: dict[str, tuple[Any, Any, frozenset]] = {}    # (data, ref, train_set) per config, once per process
+_INPUTS: dict[str, tuple[Any, Any, frozenset, list]] = {}    # (data, ref, train_set, ref_smiles) per config, once per process
 
 
 def run_molecule_unit(spec: dict[str, Any]) -> dict[str, Any]:
@@ -209,6 +245,8 @@ def run_molecule_unit(spec: dict[str, Any]) -> dict[str, Any]:
     """
     from vaelab.compare import train_or_reuse
     from vaelab.io import read_jsonl
+    from vaelab.metrics import collapse
+    from vaelab.molecules.training import ReconstructionRecorder
     from vaelab.rundir import LOG_NAME
     from vaelab.train import resolve_device
 
@@ -217,18 +255,21 @@ def run_molecule_unit(spec: dict[str, Any]) -> dict[str, Any]:
     if key not in _INPUTS:
         data = _load(cfg)
         _INPUTS.clear()
-        _INPUTS[key] = (data, *_reference(cfg, data, progress=False)[:2])
-    data, ref, train_set = _INPUTS[key]
+        ref, train_set, _ = _reference(cfg, data, progress=False)
+        _INPUTS[key] = (data, ref, train_set, _reference_smiles(cfg, data, ref))
+    data, ref, train_set, ref_smiles = _INPUTS[key]
     name, seed, folder = spec["name"], int(spec["seed"]), Path(spec["folder"])
     ecfg = dataclasses.replace(cfg, seed=seed)      # the unit's seed: training, sampling, smoothness noise
     mcfg = _model_config(cfg, data, name)
     try:
         t = _timer()
+        recorder = (ReconstructionRecorder(data, n=cfg.recon_history_n, then=collapse.record_epoch)
+                    if cfg.recon_history_n else None)
         model, info = train_or_reuse(mcfg, _train_config(cfg, data, seed), data, folder,
                                      device=resolve_device(cfg.device), resume=bool(spec["resume"]),
-                                     progress=bool(spec["progress"]), meta=_data_meta(cfg))
+                                     progress=bool(spec["progress"]), meta=_data_meta(cfg), on_epoch=recorder)
         train_t = _since(t)
-        res, ex = evaluate_molecule_model(model, data, ecfg, ref, train_set, folder)
+        res, ex = evaluate_molecule_model(model, data, ecfg, ref, train_set, folder, ref_smiles)
     except VaelabError as e:
         log.error("%s failed: %s", name, e)
         return {"model": name, "seed": seed, "status": "failed", "error": str(e)}
@@ -241,7 +282,8 @@ def run_molecule_unit(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _data_meta(cfg: MoleculeCompareConfig) -> dict[str, Any]:
-    return {"spec": cfg.dataset, "subset": cfg.subset, "n_test": cfg.n_test, "seed": cfg.seed}
+    return {"spec": cfg.dataset, "subset": cfg.subset, "n_test": cfg.n_test, "seed": cfg.seed,
+            "max_smiles_len": cfg.max_smiles_len}
 
 
 def run_compare(cfg: MoleculeCompareConfig, out: str | Path, overwrite: bool = False, progress: bool = True,
@@ -279,8 +321,9 @@ def run_compare(cfg: MoleculeCompareConfig, out: str | Path, overwrite: bool = F
     if cfg.dataset == "moses":
         reference_rows[f"MOSES train sample (n={cfg.n_samples})"] = train_sample_row(cfg, ref, train_set)
     timings["reference"] = _since(t)
+    ref_smiles = _reference_smiles(cfg, data, ref)
     _INPUTS.clear()
-    _INPUTS[json.dumps(cfg.to_dict(), sort_keys=True)] = (data, ref, train_set)   # in-process units reuse them
+    _INPUTS[json.dumps(cfg.to_dict(), sort_keys=True)] = (data, ref, train_set, ref_smiles)   # in-process units reuse them
 
     seeds = [cfg.seed + i for i in range(cfg.n_seeds)]
     units_list = []
@@ -311,12 +354,18 @@ def run_compare(cfg: MoleculeCompareConfig, out: str | Path, overwrite: bool = F
         results[name] = _combine_seeds(recs)
 
     t = _timer()
+    design, design_figures = _design(cfg, data, out, results, train_set)
+    timings["design"] = _since(t)
+
+    t = _timer()
     doc = {"schema_version": 1, "kind": "molecules", "dataset": data.summary(),
            "config": {**cfg.to_dict(), "seeds": seeds, "workers": n_workers},
            "train": _train_config(cfg, data, cfg.seed).to_dict(), "versions": versions(),
            "reference": {"MOSES VAE (published)": MOSES_VAE, "rows": reference_rows, "note": reference_note},
            "models": results, "histories": histories, "timings": timings}
-    figures = write_figures(out / "figures", examples, histories)
+    if design is not None:
+        doc["design"] = design
+    figures = {**write_figures(out / "figures", examples, histories), **design_figures}
     doc["figures"] = figures
     timings["figures"] = _since(t)
     timings["total"] = _since(t_all)
@@ -324,6 +373,34 @@ def run_compare(cfg: MoleculeCompareConfig, out: str | Path, overwrite: bool = F
     atomic_write_json(out / "metrics.json", doc)
     write_report(out, doc)
     return doc
+
+
+def _design(cfg: MoleculeCompareConfig, data: Any, out: Path, results: dict[str, Any],
+            train_set: frozenset) -> tuple[dict[str, Any] | None, dict[str, str]]:
+    """The Design section: every trained model (first seed) designs from the first cfg.design_starts test
+    molecules by both methods (vaelab.molecules.design.design_table); a path grid per model and method."""
+    from vaelab.molecules.design import design_table
+    from vaelab.molecules.latent import load_molecule_model
+    from vaelab.molecules.report import path_grid_png
+
+    ok = [m for m, r in results.items() if r.get("status") == "ok"]
+    if not cfg.design_starts or not ok:
+        return None, {}
+    models = {}
+    for name in ok:
+        folder = out / "models" / name if cfg.n_seeds == 1 else out / "models" / name / f"seed-{cfg.seed}"
+        models[name] = load_molecule_model(folder)
+    starts = list(data.smiles_test[:cfg.design_starts])
+    table = design_table(models, starts, cfg.design_property, steps=cfg.design_steps, seed=cfg.seed, train=train_set)
+    figures = {}
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    for name, per in table["models"].items():
+        for method, res in per.items():
+            if res.get("runs"):
+                f = f"{name}-design-{method}.png"
+                path_grid_png(out / "figures" / f, res["runs"][0])
+                figures[f"{name}: design path ({method}, {table['property']}) from the first test molecule"] = f
+    return table, figures
 
 
 def _combine_seeds(recs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -114,13 +114,16 @@ def moses_data_dir() -> Path:
     return folder
 
 
-def load_moses(split: str = "train", subset: int | None = None, seed: int = 0) -> list[str]:
+def load_moses(split: str = "train", subset: int | None = None, seed: int = 0,
+               max_length: int | None = None) -> list[str]:
     """Read one MOSES split as a list of SMILES (as shipped: RDKit-canonical, all valid).
 
     Args:
         split: "train" (1,584,663), "test" (176,074) or "test_scaffolds" (176,226).
         subset: if given, a random sample of this many molecules (without replacement).
         seed: seed of that sample.
+        max_length: if given, only molecules whose shipped SMILES has at most this many characters
+            (applied before the sample; e.g. 30 keeps 208,323 train and 23,128 test molecules).
     """
     if split not in MOSES_SPLITS:
         raise DataError(f"unknown MOSES split {split!r}; choose one of {', '.join(MOSES_SPLITS)}")
@@ -128,6 +131,12 @@ def load_moses(split: str = "train", subset: int | None = None, seed: int = 0) -
     if not path.is_file():
         raise DataError(f"{path} is missing. {INSTALL_HINT}")
     smiles = _read_csv_column(path)
+    if max_length is not None:
+        if max_length < 1:
+            raise DataError(f"max_length={max_length} must be >= 1 (characters of a SMILES), or None for no limit")
+        smiles = [s for s in smiles if len(s) <= max_length]
+        if not smiles:
+            raise DataError(f"no MOSES {split} molecule has a SMILES of at most {max_length} characters")
     if subset is not None:
         if not 0 < subset <= len(smiles):
             raise DataError(f"subset={subset} must be between 1 and {len(smiles)} (size of MOSES {split})")

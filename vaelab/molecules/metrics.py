@@ -463,10 +463,11 @@ REF_CACHE_FORMAT = 1   # bump when what the cached files hold (or how it is comp
 
 
 def moses_reference_dir(split: str = "test", n: int | None = 10000, seed: int = 0,
-                        cache_dir: str | os.PathLike | None = None) -> Path:
-    """``$VAELAB_CACHE/moses-ref/<split>-<n>-<seed>/`` (n = "all" for the full split)."""
+                        cache_dir: str | os.PathLike | None = None, max_length: int | None = None) -> Path:
+    """``$VAELAB_CACHE/moses-ref/<split>-<n>-<seed>[-len<max_length>]/`` (n = "all" for the full split)."""
     from vaelab.judge import cache_root
-    return cache_root(cache_dir) / "moses-ref" / f"{split}-{'all' if n is None else n}-{seed}"
+    tail = "" if max_length is None else f"-len{max_length}"
+    return cache_root(cache_dir) / "moses-ref" / f"{split}-{'all' if n is None else n}-{seed}{tail}"
 
 
 def _load_reference_cache(folder: Path, use_fcd: bool) -> tuple[ReferenceStats | None, bool]:
@@ -507,7 +508,7 @@ def _save_npz(path: Path, **arrays: np.ndarray) -> None:
 
 def moses_reference_stats(split: str = "test", n: int | None = 10000, seed: int = 0, use_fcd: bool = True,
                           progress: bool = True, n_jobs: int = 1,
-                          cache_dir: str | os.PathLike | None = None) -> ReferenceStats:
+                          cache_dir: str | os.PathLike | None = None, max_length: int | None = None) -> ReferenceStats:
     """Reference statistics of the MOSES "test" or "test_scaffolds" split, computed by vaelab.
 
     The statistics of ``n`` molecules sampled from the split with ``seed``
@@ -522,11 +523,15 @@ def moses_reference_stats(split: str = "test", n: int | None = 10000, seed: int 
     Cost on 2 CPU cores: ChemNet runs at ~50-400 molecules/s (n=10000: 1-3 minutes; the full
     split: ~25 minutes on one core); fingerprints, fragments and scaffolds ~1-2 ms per molecule.
     With ``use_fcd=False`` no ChemNet statistics are computed (a later ``use_fcd=True`` call adds them).
+    ``max_length``: only molecules whose SMILES has at most this many characters (the length-limited data of
+    the CPU default, vaelab.molecules.defaults), sampled after the filter; n larger than what is left = all of it.
     """
     from vaelab.molecules.data import load_moses
     if split not in ("test", "test_scaffolds"):
         raise DataError(f"MOSES reference split must be 'test' or 'test_scaffolds', not {split!r}")
-    folder = moses_reference_dir(split, n, seed, cache_dir)
+    if max_length is not None and n is not None:
+        n = min(n, len(load_moses(split, max_length=max_length)))
+    folder = moses_reference_dir(split, n, seed, cache_dir, max_length)
     try:
         stats, has_fcd = _load_reference_cache(folder, use_fcd)
     except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, zlib.error) as e:
@@ -535,8 +540,9 @@ def moses_reference_stats(split: str = "test", n: int | None = 10000, seed: int 
     if stats is not None and (has_fcd or not use_fcd):
         return stats
     from vaelab.io import atomic_write_json
-    smiles = load_moses(split, subset=n, seed=seed)
-    what = f"{'all' if n is None else n} molecules of MOSES {split} (seed {seed})"
+    smiles = load_moses(split, subset=n, seed=seed, max_length=max_length)
+    what = f"{'all' if n is None else n} molecules of MOSES {split} (seed {seed})" + (
+        f" with SMILES of at most {max_length} characters" if max_length is not None else "")
     if stats is None:
         log.info("computing reference statistics of %s (cached in %s)", what, folder)
         stats = reference_stats(smiles, n_jobs=n_jobs, use_fcd=False)
@@ -544,6 +550,7 @@ def moses_reference_stats(split: str = "test", n: int | None = 10000, seed: int 
         _save_npz(folder / "fps.npz", fps=stats.fps)
         atomic_write_json(folder / "counts.json", {
             "format": REF_CACHE_FORMAT, "split": split, "n": stats.n, "n_requested": n, "seed": seed,
+            "max_length": max_length,
             "rdkit": _rdkit_version(), "fragments": dict(stats.fragments), "scaffolds": dict(stats.scaffolds)})
     if use_fcd:
         log.info("computing ChemNet statistics of %s for FCD", what)
@@ -680,6 +687,11 @@ def _sascorer():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def sa_score(mol) -> float:
+    """Synthetic accessibility of an RDKit molecule, 1 (easy) .. 10 (hard) (Ertl & Schuffenhauer 2009, RDKit Contrib)."""
+    return _sascorer().calculateScore(mol)
 
 
 def _props_of(smiles: str) -> tuple[float, float, float, float]:

@@ -17,7 +17,9 @@ from vaelab.io import atomic_path
 MOSES_ROWS = (("Valid", "valid", True), ("Unique@1k", "unique@1000", True), ("Unique@n", "unique@n", True),
               ("FCD/Test", "FCD/Test", False), ("SNN/Test", "SNN/Test", True), ("Frag/Test", "Frag/Test", True),
               ("Scaf/Test", "Scaf/Test", True), ("IntDiv", "IntDiv", True), ("IntDiv2", "IntDiv2", True),
-              ("Filters", "Filters", True), ("Novelty", "Novelty", True))
+              ("Filters", "Filters", True), ("Novelty", "Novelty", True),
+              # GuacaMol (Brown et al. 2019; vaelab.molecules.guacamol), against the same reference
+              ("GuacaMol KL score", "KL score", True), ("GuacaMol FCD score", "FCD score", True))
 
 
 def mol_grid_png(path: Path, smiles: Sequence[str], legends: Sequence[str] | None = None, per_row: int = 4,
@@ -57,6 +59,33 @@ def _curves_png(path: Path, histories: dict[str, list]) -> None:
     plt.close(fig)
 
 
+def _reconstruction_png(path: Path, histories: dict[str, list]) -> bool:
+    """Token accuracy and exact reconstruction of validation molecules per epoch (ReconstructionRecorder);
+    False (no figure) when no history recorded them."""
+    if not any("recon_exact" in r for h in histories.values() for r in h):
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
+    for name, h in histories.items():
+        rows = [r for r in h if "recon_exact" in r]
+        ep = [r["epoch"] for r in rows]
+        ax[0].plot(ep, [r["token_accuracy"] for r in rows], marker="o", label=name)
+        ax[1].plot(ep, [r["recon_exact"] for r in rows], marker="o", label=name)
+    n = next(r.get("recon_n") for h in histories.values() for r in h if "recon_exact" in r)
+    ax[0].set(xlabel="epoch", ylabel="token accuracy (teacher forced)", ylim=(0, 1))
+    ax[1].set(xlabel="epoch", ylabel=f"exact reconstruction (greedy, {n} val molecules)", ylim=(0, 1))
+    ax[0].legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return True
+
+
 def write_figures(folder: Path, examples: dict[str, Any], histories: dict[str, list]) -> dict[str, str]:
     """One PNG per panel and model; returns {figure name: file name}."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -86,6 +115,9 @@ def write_figures(folder: Path, examples: dict[str, Any], histories: dict[str, l
     if histories:
         _curves_png(folder / "training-curves.png", histories)
         figs["training curves"] = "training-curves.png"
+        if _reconstruction_png(folder / "reconstruction-curves.png", histories):
+            figs["reconstruction per epoch: token accuracy and exact greedy reconstruction (validation)"] = \
+                "reconstruction-curves.png"
     return figs
 
 
@@ -104,7 +136,10 @@ def moses_table(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     extra = doc["reference"].get("rows", {})   # e.g. MOSES train molecules at the same sample size
     header = ["metric"] + [f"{m} ({s})" for m, s in cols] + list(extra) + ["MOSES VAE (published)"]
     rows = []
+    present = {k for m, sm in cols for k in doc["models"][m]["samplers"][sm]}
     for label, key, _ in MOSES_ROWS:
+        if key in ("KL score", "FCD score") and key not in present:
+            continue                         # runs from before GuacaMol's scores
         pub_key = "unique@10000" if key == "unique@n" else key
         rows.append([label] + [_fmt(doc["models"][m]["samplers"][s].get(key)) for m, s in cols]
                     + [_fmt(r.get(key)) for r in extra.values()]
@@ -129,6 +164,9 @@ def latent_table(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     rows = [["reconstruction accuracy (test, greedy)"] + [_fmt(r["reconstruction_accuracy"]) for r in ok.values()]]
     rows += [[f"property probe R² {p}"] + [_fmt(r["property_r2"].get(p)) for r in ok.values()]
              for p in ("logP", "QED", "SA", "MW")]
+    heads = sorted({p for r in ok.values() for p in r.get("property_head_r2", {})})
+    rows += [[f"property head R² {p} (joint)"] + [_fmt(r.get("property_head_r2", {}).get(p)) for r in ok.values()]
+             for p in heads]
     for sigma in doc["config"]["sigmas"]:
         key = str(sigma)
         for stat in ("valid", "same", "tanimoto"):
@@ -136,3 +174,37 @@ def latent_table(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     rows.append(["test loss (nats / molecule)"] + [_fmt(r["test_loss"].get("loss")) for r in ok.values()])
     rows.append(["training wall time (s)"] + [_fmt(r["timings"]["train"]["wall_s"]) for r in ok.values()])
     return header, rows
+
+
+def design_table_rows(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]] | None:
+    """(header, rows) of the Design section (metrics.json "design", vaelab.molecules.design.design_table), or None."""
+    from vaelab.molecules.design import SUMMARY_KEYS
+
+    d = doc.get("design")
+    if not d or not d.get("models"):
+        return None
+    header = ["model", "method"] + list(SUMMARY_KEYS)
+    rows = []
+    for name, per in d["models"].items():
+        for method, res in per.items():
+            if "error" in res:
+                rows.append([name, method, res["error"]] + [""] * (len(SUMMARY_KEYS) - 1))
+            else:
+                rows.append([name, method] + [design_cell(res["summary"][k]) for k in SUMMARY_KEYS])
+    return header, rows
+
+
+def design_cell(s: dict[str, float]) -> str:
+    if not s or s.get("n", 0) == 0 or not math.isfinite(s["mean"]):
+        return "n/a"
+    if s["n"] > 1 and math.isfinite(s["lo"]):
+        return f"{s['mean']:.3f} [{s['lo']:.3f}, {s['hi']:.3f}]"
+    return f"{s['mean']:.3f}"
+
+
+def path_grid_png(path, run: dict[str, Any], per_row: int = 6, max_cells: int = 12) -> None:
+    """A molecule grid of one design path: the start, then the decoded candidates with their true property."""
+    cells = run["path"][:max_cells]
+    legends = [f"{'start' if p['step'] == 0 else 'step ' + str(p['step'])}: "
+               f"{'invalid' if p['value'] is None else format(p['value'], '.2f')}" for p in cells]
+    mol_grid_png(path, [p["smiles"] for p in cells], legends, per_row=per_row, size=180)

@@ -124,6 +124,9 @@ MOLECULES_SECTION = """{% macro table(header, rows) %}<table>
 <h2 id="latent">Reconstruction, latent structure and smoothness</h2>
 <p>Smoothness: around test molecules, greedy decodes of z + σ·ε: <i>valid</i> fraction, <i>same</i> = fraction decoding to the centre molecule, <i>tanimoto</i> = mean similarity to it.</p>
 {{ table(*latent) }}
+{% if design %}<h2 id="design">Design: raising {{ doc.design.property }} in the latent space</h2>
+<p>From each of {{ doc.design.starts|length }} test molecules, {{ doc.design.steps }} steps of gradient ascent on the joint property head and of Bayesian optimisation (GP, expected improvement) over z; every decoded candidate scored by RDKit's true property. Mean over start molecules [95 % interval].{% if doc.design.answer %} {{ doc.design.answer }}{% endif %}</p>
+{{ table(*design) }}{% endif %}
 <h2 id="figures">Figures</h2>
 {% for f in figures %}{% if f.uri %}<figure id="fig-{{ f.file[:-4] }}"><h3>{{ f.title }}</h3><img src="{{ f.uri }}" alt="{{ f.title }}"></figure>
 {% endif %}{% endfor %}
@@ -239,14 +242,14 @@ def _test_time(doc: dict[str, Any]) -> dict[str, Any] | None:
 
 def _molecules_context(doc: dict[str, Any], fig_dir: Path) -> dict[str, Any]:
     """What the molecules section shows: the MOSES table, the reconstruction/smoothness table, the figures."""
-    from vaelab.molecules.report import latent_table, moses_table
+    from vaelab.molecules.report import design_table_rows, latent_table, moses_table
 
     figures = [{"title": title, "file": f, "uri": _data_uri(fig_dir / f)} for title, f in (doc.get("figures") or {}).items()]
     total = (doc.get("timings") or {}).get("total") or {}
     return dict(title="vaelab molecules", ds=doc["dataset"], c=doc["config"], tr=doc["train"],
                 total_s=total.get("wall_s", "?") if isinstance(total, dict) else total,
                 failed={m: r for m, r in doc["models"].items() if r.get("status") != "ok"},
-                moses=moses_table(doc), latent=latent_table(doc), figures=figures)
+                moses=moses_table(doc), latent=latent_table(doc), design=design_table_rows(doc), figures=figures)
 
 
 CONTEXTS = {"images": _images_context, "molecules": _molecules_context}   # metrics.json "kind" -> its section
