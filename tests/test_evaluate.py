@@ -23,8 +23,7 @@ from vaelab.train import fit
 N = 500          # generated samples per sampler: enough for stable orderings, fast on 2 cores
 KW = dict(n_samples=N, iw_k=10, n_interp_pairs=200, progress=False)
 TOP = {"model", "is_stochastic", "n_latent", "reconstruction", "likelihood", "generation", "interpolation",
-       "latent", "collapse", "denoising", "timings", "notes", "holes", "novelty", "intervals",
-       "_replicates", "_figure_arrays"}    # the two private ones: numpy arrays that compare strips (not JSON)
+       "latent", "collapse", "denoising", "timings", "notes", "holes", "novelty", "intervals"}
 GEN = {"fd", "precision", "recall", "density", "coverage_nn", "realism", "confidence", "coverage", "coverage_max"}
 LATENT = {"linear_probe", "knn", "kmeans_nmi", "kmeans_ari", "silhouette", "active_units", "n_latent",
           "kl_per_dim", "aggregate_kl", "mutual_information"}
@@ -146,9 +145,7 @@ def test_bernoulli_on_binary_data_is_a_true_nll(vae, digits):
 
 def test_same_seed_same_numbers(vae, digits, judge, vae_result):
     again = evaluate(vae, digits, judge=judge, **KW)
-    # the private keys hold numpy arrays (bootstrap replicates, figure arrays) that compare and
-    # evaluate_checkpoint pop before writing; the public numbers must be equal
-    strip = lambda r: {k: v for k, v in r.items() if k != "timings" and not k.startswith("_")}   # noqa: E731
+    strip = lambda r: {k: v for k, v in r.items() if k != "timings"}   # noqa: E731
     assert strip(again) == strip(vae_result)
     other = evaluate(vae, digits, judge=judge, **{**KW, "seed": 1})
     assert other["generation"]["prior"]["fd"] != vae_result["generation"]["prior"]["fd"]
@@ -236,9 +233,13 @@ def test_saving_the_figure_arrays_changes_no_metric(vae, digits, judge, vae_resu
 
     from vaelab.measure.store import load_arrays
 
-    with_arrays = evaluate(vae, digits, judge=judge, **KW, arrays_path=tmp_path / "vae.npz")
-    strip = lambda r: {k: v for k, v in r.items() if k != "timings" and not k.startswith("_")}  # noqa: E731
+    with_arrays = evaluate(vae, digits, judge=judge, **KW, arrays_path=tmp_path / "vae.npz",
+                           replicates_path=tmp_path / "reps.npz", novelty_path=tmp_path / "novelty.npz")
+    strip = lambda r: {k: v for k, v in r.items() if k != "timings"}  # noqa: E731
     assert strip(with_arrays) == strip(vae_result)
+    reps = load_arrays(tmp_path / "reps.npz")       # one (B,) replicate vector per interval, for paired differences
+    assert set(reps) == set(with_arrays["intervals"]) and all(v.ndim == 1 for v in reps.values())
+    assert load_arrays(tmp_path / "novelty.npz")
     a = load_arrays(tmp_path / "vae.npz")
     c, h, w = digits.shape
     assert a["recon"].shape == (10, c, h, w) and a["stochastic"].shape == (8, c, h, w)

@@ -99,3 +99,18 @@ def test_seed_interval_and_combination():
     assert one["seeds"] is None and one["half_width"] == pytest.approx(0.3)
     with pytest.raises(ValueError):
         I.seed_interval([1.0])
+
+
+def test_centred_interval_keeps_the_spread_and_drops_the_shift():
+    """Resamples shifted by +5 (a Fréchet distance's are biased upwards): the interval sits about the value."""
+    from vaelab.metrics.intervals import centred_interval, percentile_interval
+
+    rng = np.random.default_rng(0)
+    reps = 10.0 + 5.0 + rng.normal(0.0, 1.0, 20_000)
+    plain = percentile_interval(10.0, reps)
+    assert plain.low > 10.0                                     # the percentile interval excludes its own value
+    c = centred_interval(10.0, reps)
+    assert c.low < 10.0 < c.high
+    assert c.high - c.low == pytest.approx(plain.high - plain.low, rel=1e-12)
+    assert c.low == pytest.approx(10.0 - 1.96, abs=0.05) and c.high == pytest.approx(10.0 + 1.96, abs=0.05)
+    assert centred_interval(0.5, reps - 14.0, lower_bound=0.0).low == 0.0     # a distance is never negative

@@ -2,6 +2,7 @@
 the uniform posterior's boundaries, the VampPrior's definition, IW-NLL(K=1) == ELBO, checkpoints, bad input."""
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -190,3 +191,38 @@ def test_bad_prior_options_get_one_clear_message_each():
     with pytest.raises(ConfigError, match="cvae"):
         build_model(model_config("cvae", n_classes=3, prior="vamp"))
     assert math.isfinite(float(_vae("uniform").loss(torch.rand(4, 1, 8, 8)).total.detach()))
+
+
+# -- the priors axis of `vaelab compare` ------------------------------------------------------------
+def test_priors_axis_names_one_model_per_prior():
+    from vaelab.config import CompareConfig, split_model_name
+
+    cfg = CompareConfig(priors=("gaussian", "uniform"))
+    assert cfg.model_names() == ("ae", "vae-gaussian", "vae-uniform")     # default models: the AE and the VAE
+    assert CompareConfig(models=("ae", "beta-vae", "rae"), priors=("laplace",)).model_names() == \
+        ("ae", "beta-vae-laplace", "rae")
+    assert split_model_name("beta-vae-uniform") == ("beta-vae", "uniform")
+    assert split_model_name("beta-vae") == ("beta-vae", None) and split_model_name("vae-2d") == ("vae-2d", None)
+    with pytest.raises(ConfigError, match="--priors takes distinct priors"):
+        CompareConfig(priors=("gaussian", "gaussian"))
+    with pytest.raises(ConfigError, match="pass one"):
+        CompareConfig(priors=("uniform",), model=ModelConfig(prior="laplace"))
+
+
+@pytest.mark.slow
+def test_compare_priors_trains_each_prior_and_answers_from_paired_intervals(tmp_path):
+    from vaelab.cli import main
+
+    out = tmp_path / "run"
+    assert main(["compare", "--models", "ae,vae", "--priors", "gaussian,uniform", "--epochs", "2", "--no-pair",
+                 "--n-samples", "60", "--iw-k", "2", "--quiet", "--out", str(out)]) == 0
+    doc = json.loads((out / "metrics.json").read_text())
+    assert list(doc["models"]) == ["ae", "vae-gaussian", "vae-uniform"]
+    conf = json.loads((out / "models" / "vae-uniform" / "config.json").read_text())
+    assert conf["model"]["model"] == "vae" and conf["model"]["prior"] == "uniform"
+    assert "likelihood.iw_nll" in doc["differences"]["vae-uniform - vae-gaussian"]
+    h = doc["models"]["vae-uniform"]["holes"]             # the surgery against its own prior
+    assert h["marginal_kl"] == pytest.approx(h["kl_mean"] - h["mutual_information"]) and h["hole_mass"] is None
+    texts = [p["text"] for p in doc["answer"]["points"] if p["topic"] == "priors"]
+    assert texts and "vae-uniform against vae-gaussian" in texts[0] and "95 % interval" in texts[0]
+    assert (out / "figures" / "code_norms.png").stat().st_size > 1000

@@ -103,3 +103,31 @@ def test_png_bits_grow_with_image_complexity():
     noise = torch.rand(4, 1, 16, 16, generator=torch.Generator().manual_seed(0))
     assert np.all(png_bits(noise) > png_bits(flat) + 500)
     assert png_bits(flat)[0] == png_bits(flat)[1]
+
+
+def test_score_a_folder_of_images_with_a_digits_model(tmp_path):
+    """`vaelab score` on a user's folder of PNGs (folder:PATH, 8x8 grey like the model's digits): one row per file."""
+    from PIL import Image
+
+    from vaelab.cli import main
+    from vaelab.data import load_dataset
+    from vaelab.train import fit
+
+    digits = load_dataset("digits")
+    run = fit(ModelConfig(model="vae", input_shape=(1, 8, 8), n_latent=4, hidden=(64,)), digits,
+              TrainConfig(epochs=3, batch_size=64, seed=0, device="cpu"), tmp_path / "vae", progress=False,
+              data_meta={"spec": "digits", "split_seed": 0, "val_fraction": 0.1})
+    assert run.status == "completed"
+    folder = tmp_path / "mine"
+    for c in ("a", "b"):                         # two class folders of 8x8 grey PNGs
+        (folder / c).mkdir(parents=True)
+        for i in range(6):
+            img = (digits.x_test[i + (6 if c == "b" else 0), 0].numpy() * 255).astype(np.uint8)
+            Image.fromarray(img, mode="L").save(folder / c / f"{i}.png")
+    out = tmp_path / "scores.csv"
+    assert main(["score", str(tmp_path / "vae"), "--dataset", f"folder:{folder}", "--out", str(out), "--quiet",
+                 "--k", "4"]) == 0
+    lines = out.read_text().splitlines()
+    assert len(lines) == 1 + 12 and "vae:recon_error" in lines[0] and "vae:anomaly" in lines[0]
+    info = json.loads((tmp_path / "scores.csv.json").read_text())
+    assert info["models"]["vae"]["threshold"] > 0

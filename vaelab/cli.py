@@ -228,7 +228,7 @@ def datasets_cmd(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from vaelab.data import list_datasets
+    from vaelab.data.catalog import list_datasets
 
     t = Table(title="datasets vaelab can read (nothing is downloaded)")
     for col in ("name", "available", "read from", "detail"):
@@ -269,6 +269,12 @@ def sweep_train_config(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(**{**warm, **g})
 
 
+def sweep_model_config(args: argparse.Namespace, shape: tuple[int, ...]) -> ModelConfig:
+    """The sweep's shared beta-VAE config (its beta is replaced per point): no free bits unless asked for, since
+    they would floor every rate at D * lambda and bend the rate-distortion plane."""
+    return model_config_for("beta-vae", args, shape, beta=1.0, free_bits=given(args, "model").get("free_bits", 0.0))
+
+
 def sweep_cmd(args: argparse.Namespace) -> int:
     from vaelab import lock
     from vaelab.compare import resolve_workers, unit_executor
@@ -277,7 +283,7 @@ def sweep_cmd(args: argparse.Namespace) -> int:
 
     scfg, spec, tcfg = build(args, SweepConfig, "sweep"), data_spec(args), sweep_train_config(args)
     data = load_data(spec)
-    mcfg = model_config_for("beta-vae", args, data.shape, beta=1.0)
+    mcfg = sweep_model_config(args, data.shape)
     out = Path(args.out or f"runs/sweep-{_slug(spec.dataset)}")
     ecfg = build(args, ExecutorConfig, "executor")
     n_workers = resolve_workers(ecfg.n_workers, len(scfg.betas) + int(scfg.include_ae), resolve_device(tcfg.device), 0)
@@ -307,6 +313,7 @@ def compare_args(p: argparse.ArgumentParser) -> None:
     notes["model"]["beta"] = ("beta-vae's KL weight: default 4; the vae, cvae and iwae keep beta = 1 so the comparison "
                               "still has a plain VAE")
     notes["model"]["k"] = "default 1; 5 for iwae"
+    notes["model"]["free_bits"] = "default 0; 0.5 for beta-vae, which collapses on digits without it"
     add_options(p, CompareConfig, "compare", title="comparison")
     _run_args(p, "run folder (default runs/compare-DATASET[-classes-A-B])",
               "continue the run in --out: finished models are reused, unfinished ones resume; only --threads, the "

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from vaelab.config import (DEFAULT_MODELS, EXECUTOR_RESUME_FREE, SIZE_DEFAULTS, CompareConfig, ModelConfig,
-                           TrainConfig, config_diff, refuse_resume_differences, size_class)
+                           TrainConfig, config_diff, refuse_resume_differences, size_class, split_model_name)
 from vaelab.callable_module import make_callable
 from vaelab.errors import ConfigError, OutputError, VaelabError
 from vaelab.lock import LOCK_NAME
@@ -59,11 +59,15 @@ FAILURES = (VaelabError,)
 
 def model_cfg(cfg: CompareConfig, name: str, data: Any, n_latent: int | None = None) -> ModelConfig:
     """The ModelConfig of model ``name`` under the shared protocol (``cfg`` resolved): ``cfg.model`` with the
-    name, the data's shape and labels; open fields (beta, k) take the name's default; only beta-vae takes beta."""
+    name, the data's shape and labels; open fields (beta, k) take the name's default; only beta-vae takes beta.
+    A --priors name ("vae-uniform") is that model with that prior."""
     from vaelab.models import MODELS, model_config
 
+    name, prior = split_model_name(name)
     fields = {k: v for k, v in cfg.model.to_dict().items()
               if k not in ("model", "input_shape", "n_classes") and f"model.{k}" not in cfg.auto}
+    if prior:
+        fields["prior"] = prior
     if name != "beta-vae":
         fields.pop("beta", None)      # the plain VAEs keep beta = 1: the comparison has a VAE
     if not MODELS[name].is_stochastic:
@@ -242,7 +246,7 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
     timings: dict[str, float] = {}
     data = load_dataset(cfg.data.dataset, **{**cfg.data.load_kwargs(), "classes": training_classes(cfg)})
     rcfg = cfg.resolved(data.shape)
-    if "cvae" in rcfg.models and not data.has_labels:
+    if any(split_model_name(m)[0] == "cvae" for m in rcfg.model_names()) and not data.has_labels:
         raise ConfigError(f"cvae needs labels and {data.name} has none; drop it from --models.")
     device = _device(rcfg)          # a bad --device fails here, before anything is written
     sets: dict[str, Any] = {}
@@ -302,12 +306,12 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
         # --workers > 1) is in unit_timings
         timings["units"] = time.perf_counter() - t0
         unit_timings: dict[str, float] = {}
-        per_seed: dict[str, list[dict[str, Any]]] = {m: [] for m in rcfg.models}
+        per_seed: dict[str, list[dict[str, Any]]] = {m: [] for m in rcfg.model_names()}
         kept: dict[str, Any] = {}          # the first seed's trained models (test time) or their classes
         replicates: dict[str, Any] = {}    # the first seed's bootstrap replicates: paired differences
         curves: dict[str, Any] = {}
         for s in seeds:
-            for name in rcfg.models:
+            for name in rcfg.model_names():
                 rec = results[_unit_key(name, s)]
                 rec.pop("unit_seconds", None)
                 for phase, key in ((f"train:{name}", "train_wall_seconds"), (f"evaluate:{name}", "eval_seconds")):
@@ -315,7 +319,7 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
                 if s == seeds[0] and rec["status"] == "ok":
                     replicates[name] = load_arrays(_replicates_path(out, name))
                     kept[name] = (_load_trained(rec["train"]["folder"], device) if use_test_time(rcfg)
-                                  else MODELS[name])
+                                  else MODELS[split_model_name(name)[0]])
                     curves[name] = rec["train"].pop("history", None)
                 else:
                     rec.get("train", {}).pop("history", None)
@@ -418,7 +422,7 @@ def _kl_schedule_block(cfg: CompareConfig, models: dict[str, Any], curves: dict[
 
 
 def _run_model(name: str, cfg: CompareConfig, data: Any, seed: int, folder: Path, judge: Any, resume: bool,
-               progress: bool, evaluate: Any, arrays: Path | None = None) -> dict[str, Any]:
+               progress: bool, evaluate: Any, outputs: dict[str, str] | None = None) -> dict[str, Any]:
     """Train and evaluate one model for one seed; failures become a record, never an exception.
 
     ``arrays``: where evaluate saves the arrays of the model's figures (the first seed's), or None."""
@@ -437,7 +441,8 @@ def _run_model(name: str, cfg: CompareConfig, data: Any, seed: int, folder: Path
         e = cfg.eval
         res = evaluate(model, data, judge=judge, n_samples=e.n_samples, iw_k=e.iw_k, samplers=e.samplers,
                        n_interp_pairs=e.n_interp_pairs, seed=seed, progress=progress, name=name,
-                       arrays_path=arrays)
+                       arrays_path=(outputs or {}).get("arrays"), replicates_path=(outputs or {}).get("replicates"),
+                       novelty_path=(outputs or {}).get("novelty"))
         rec["eval_seconds"] = time.perf_counter() - t0
     except (VaelabError, ValueError) as e:
         return {**rec, "status": "failed", "error": f"evaluation: {e}"}
@@ -528,7 +533,7 @@ def image_units(cfg: CompareConfig, out: Path, seeds: list[int], resume: bool, p
     gpu = 1.0 if _device(cfg).type == "cuda" else 0.0
     units = []
     for s in seeds:
-        for name in cfg.models:
+        for name in cfg.model_names():
             folder = out / "models" / name if cfg.n_seeds == 1 else out / "models" / name / f"seed-{s}"
             outputs = {"arrays": str(arrays_path(out, name)), "replicates": str(_replicates_path(out, name)),
                        "novelty": str(out / ARRAYS_DIR / f"novelty-{name}.npz")} if s == seeds[0] else {}
@@ -549,10 +554,8 @@ def image_units(cfg: CompareConfig, out: Path, seeds: list[int], resume: bool, p
 
 def run_image_unit(spec: dict[str, Any]) -> dict[str, Any]:
     """Run one unit of ``image_units`` (in any process): train or reuse, evaluate; its JSON record."""
-    from vaelab.evaluate import FIGURE_ARRAYS, evaluate
+    from vaelab.evaluate import evaluate
     from vaelab.io import strict_json
-    from vaelab.measure.store import save_arrays
-    from vaelab.verdict import REPLICATES
 
     cfg = CompareConfig.from_dict(spec["config"])
     key = _inputs_key(cfg)
@@ -572,13 +575,8 @@ def run_image_unit(spec: dict[str, Any]) -> dict[str, Any]:
         rec = _pair_unit(spec["name"], cfg, data, folder, judge, resume, progress, outputs)
     else:
         rec = _run_model(spec["name"], cfg, data, int(spec["seed"]), folder, judge, resume, progress, evaluate,
-                         Path(outputs["arrays"]) if outputs else None)
+                         outputs)
         rec.pop("_model", None)
-        replicates, novelty = rec.pop(REPLICATES, None), rec.pop(FIGURE_ARRAYS, None)
-        if outputs and rec["status"] == "ok":
-            save_arrays(Path(outputs["replicates"]), replicates or {})
-            if novelty:
-                save_arrays(Path(outputs["novelty"]), novelty)
     rec["unit_seconds"] = time.perf_counter() - t0
     return strict_json(rec)
 
@@ -586,7 +584,7 @@ def run_image_unit(spec: dict[str, Any]) -> dict[str, Any]:
 def _executor(cfg: CompareConfig, data: Any, judge: Any, out: Path, progress: bool, n_threads: int,
               device: torch.device) -> tuple[Any, int]:
     """The image comparison's executor and its worker count (large images share the cores among workers)."""
-    n_units = cfg.n_seeds * len(cfg.models) + (len(PAIR_MODELS) if cfg.use_pair_2d else 0)
+    n_units = cfg.n_seeds * len(cfg.model_names()) + (len(PAIR_MODELS) if cfg.use_pair_2d else 0)
     n_workers = resolve_workers(cfg.executor.n_workers, n_units, device, data_bytes(data))
     if n_workers > 1 and size_class(data.shape) == "large" and not cfg.n_threads:
         n_threads = max(1, _cores() // n_workers)

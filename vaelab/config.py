@@ -47,6 +47,15 @@ ON_NAN = ("stop", "retry")
 SAMPLERS = ("prior", "gmm")
 MODEL_NAMES = ("ae", "dae", "vae", "beta-vae", "cvae", "iwae", "rae")   # == tuple(vaelab.models.MODELS) (tested)
 DEFAULT_MODELS = MODEL_NAMES
+STOCHASTIC_MODELS = ("vae", "beta-vae", "cvae", "iwae")   # the VAE family: a posterior and a prior (tested)
+
+
+def split_model_name(name: str) -> tuple[str, str | None]:
+    """"vae-uniform" -> ("vae", "uniform") (a model of a --priors comparison); "beta-vae" -> ("beta-vae", None)."""
+    for p in PRIORS:
+        if name.endswith(f"-{p}") and name[: -len(p) - 1] in STOCHASTIC_MODELS:
+            return name[: -len(p) - 1], p
+    return name, None
 
 # Upper bounds: no option passes an absurd number down to torch or numpy. Finer memory checks (a budget
 # from the machine's memory) are the data layer's; these only refuse what cannot be meant.
@@ -523,7 +532,8 @@ SIZE_DEFAULTS: dict[str, dict[str, Any]] = {
     "large": {"train.epochs": 20, "train.batch_size": 128, "model.hidden": (512, 256), "model.n_latent": 16,
               "eval.n_samples": 10_000, "eval.iw_k": 100, "eval.n_interp_pairs": 1000},
 }
-NAME_DEFAULTED = ("model.beta", "model.k")     # vaelab.models.MODEL_DEFAULTS: beta-vae's beta, iwae's k
+NAME_DEFAULTED = ("model.beta", "model.k", "model.free_bits")   # vaelab.models.MODEL_DEFAULTS: beta-vae's beta and
+                                                                 # free bits, iwae's k
 AUTO = tuple(SIZE_DEFAULTS["small"]) + NAME_DEFAULTED
 
 
@@ -557,6 +567,9 @@ class CompareConfig:
                             "lose to thread hand-off), else torch's default. Use 1 on a machine shared with other "
                             "jobs", flag="--threads", lo=0, hi=4096)
     use_pair_2d: bool = opt(True, "skip the 2-D-latent AE/VAE pair (no manifold grid or holes map)", flag="--no-pair")
+    priors: tuple[str, ...] | None = opt(None, "compare priors: every VAE-family model once per prior (named e.g. "
+                                         "vae-uniform), the AEs once; with the default --models, the AE and the VAE",
+                                         choices=PRIORS)
     inliers: tuple[int, ...] | None = opt(None, "train on these labels only, e.g. 0,1,2,3,4; the test images of the "
                                           "other classes are the anomalies of the report's test-time section "
                                           "(anomaly detection and uncertainty)", lo=0, hi=MAX_COUNT, max_len=100_000)
@@ -583,6 +596,14 @@ class CompareConfig:
         object.__setattr__(self, "auto", tuple(a for a in AUTO if a in self.auto and self._is_default(a)))
         if self.n_threads < 0:
             raise ConfigError(f"--threads must be >= 0 (0 = automatic), got {self.n_threads}.")
+        if self.priors is not None:
+            object.__setattr__(self, "priors", tuple(self.priors))
+            bad = [p for p in self.priors if p not in PRIORS]
+            if bad or not self.priors or len(set(self.priors)) != len(self.priors):
+                raise ConfigError(f"--priors takes distinct priors from {', '.join(PRIORS)}; got "
+                                  f"{','.join(self.priors) or 'none'}.")
+            if self.model.prior != "gaussian":
+                raise ConfigError("--prior sets one prior for every model and --priors compares several; pass one.")
         if self.inliers is not None:
             object.__setattr__(self, "inliers", tuple(int(c) for c in self.inliers))
             if len(self.inliers) < 2 or len(set(self.inliers)) != len(self.inliers):
@@ -592,6 +613,17 @@ class CompareConfig:
                 raise ConfigError("--inliers and --classes both choose the training classes; pass one of them "
                                   "(--inliers also makes the other test classes the anomalies).")
         _check_ranges(self)
+
+    def model_names(self) -> tuple[str, ...]:
+        """The models compared: ``models``, and with ``priors`` each VAE-family model once per prior
+        ("vae-uniform"; ``split_model_name`` reads it back) and the AEs once (the default models become ae, vae)."""
+        if not self.priors:
+            return self.models
+        models = ("ae", "vae") if self.models == DEFAULT_MODELS else self.models
+        out: list[str] = []
+        for m in models:
+            out += [f"{m}-{p}" for p in self.priors] if m in STOCHASTIC_MODELS else [m]
+        return tuple(out)
 
     def _is_default(self, dotted: str) -> bool:
         section, name = dotted.split(".")
@@ -617,6 +649,7 @@ class CompareConfig:
              "eval": self.eval.to_dict(), "executor": self.executor.to_dict(), "models": list(self.models),
              "n_seeds": self.n_seeds,
              "n_threads": self.n_threads, "use_pair_2d": self.use_pair_2d,
+             "priors": list(self.priors) if self.priors else None,
              "inliers": list(self.inliers) if self.inliers else None, "ood_dataset": self.ood_dataset}
         for dotted in self.auto:
             section, name = dotted.split(".")
@@ -642,7 +675,7 @@ class CompareConfig:
                 del part[name]
                 auto.append(f"{section}.{name}")
             kw[section] = sub.from_dict(part)
-        for name in ("models", "inliers"):
+        for name in ("models", "inliers", "priors"):
             if kw.get(name) is not None:
                 kw[name] = tuple(kw[name])
         return cls(**kw, auto=tuple(auto))
@@ -747,7 +780,7 @@ def _check_types(cfg: Any) -> None:
             continue
         if default is None:
             default = {"int | None": 0, "float | None": 0.0, "str | None": "",
-                       "tuple[int, ...] | None": (0,)}.get(str(f.type))
+                       "tuple[int, ...] | None": (0,), "tuple[str, ...] | None": ("",)}.get(str(f.type))
         if isinstance(default, bool):
             ok, kind = isinstance(v, bool), "true or false"
         elif isinstance(default, int):

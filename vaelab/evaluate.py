@@ -48,7 +48,6 @@ PR_K = 3
 KNN_K = 5
 COLLAPSE_FRACTION = 0.01
 SAMPLERS = ("prior", "gmm")
-FIGURE_ARRAYS = "_figure_arrays"   # key of the arrays the novelty figure is drawn from (saved, never JSON)
 
 
 # -- small helpers -------------------------------------------------------------------------------
@@ -233,7 +232,8 @@ def _likelihood(model: torch.nn.Module, data: Any, iw_k: int, seed: int, progres
         per_image[("likelihood", "neg_elbo")] = elbo["per_image"]
         per_image[("likelihood", "iw_nll")] = c["per_image_nll"]
     kind, note = M.likelihood_kind(model.cfg, {"is_binary": bool(((x == 0) | (x == 1)).all())})
-    return {"neg_elbo": elbo["neg_elbo"], "iw_nll": c["nll"][-1], "iw_nll_se": c["se"][-1], "iw_k": int(iw_k),
+    return {"neg_elbo": elbo["neg_elbo"], "kl": elbo["kl"], "iw_nll": c["nll"][-1], "iw_nll_se": c["se"][-1],
+            "iw_k": int(iw_k),
             "bits_per_dim": c["bits_per_dim"][-1], "kind": kind, "note": note,
             "iw_curve": {"k": [int(k) for k in c["k"]], "nll": c["nll"], "se": c["se"]}}
 
@@ -277,6 +277,17 @@ def _latent(model: torch.nn.Module, data: Any, mu_train: Tensor, mu_test: Tensor
     return out
 
 
+def _prior_surgery(lik: dict[str, Any] | None, latent: dict[str, Any], prior: str) -> dict[str, Any]:
+    """The ELBO surgery of a model with a non-Gaussian prior (Hoffman & Johnson 2016):
+    KL(q(z) || p(z)) = E_x KL(q(z|x) || p(z)) - I(x; z), the first term the model's own KL (closed form or
+    Monte Carlo at its posterior samples), I(x; z) from ``latent``."""
+    kl = (lik or {}).get("kl")
+    mi = latent.get("mutual_information")
+    return {"kl_mean": kl, "mutual_information": mi,
+            "marginal_kl": kl - mi if kl is not None and mi is not None else None,
+            "q": f"the model's KL to its {prior} prior minus I(x; z)", "hole_mass": None, "hole_mass_se": None}
+
+
 def _collapse(model: torch.nn.Module, data: Any, mu_test: Tensor, kl_per_dim: list[float] | None,
               seed: int) -> dict[str, Any]:
     x, y = data.x_test, data.y_test if model.is_conditional else None
@@ -315,7 +326,8 @@ def _denoising(model: torch.nn.Module, data: Any, seed: int, per_image: dict | N
 # -- the entry point -----------------------------------------------------------------------------
 def evaluate(model: torch.nn.Module, data: Any, *, judge: Any = None, n_samples: int = 10_000, iw_k: int = 100,
              samplers: Sequence[str] = SAMPLERS, n_interp_pairs: int = 1000, seed: int = 0, progress: bool = True,
-             name: str | None = None, arrays_path: str | Path | None = None) -> dict[str, Any]:
+             name: str | None = None, arrays_path: str | Path | None = None,
+             replicates_path: str | Path | None = None, novelty_path: str | Path | None = None) -> dict[str, Any]:
     """All metrics of one trained model on ``data`` (DESIGN.md "Metric definitions").
 
     Args:
@@ -328,6 +340,9 @@ def evaluate(model: torch.nn.Module, data: Any, *, judge: Any = None, n_samples:
         arrays_path: where to save the arrays the report's figures are drawn from (an .npz,
             ``vaelab.measure.views.model_views``: reconstructions, samples, ...), after every metric
             (their draws have their own generators: the metrics are the same with or without it); None: not saved.
+        replicates_path: an .npz for the bootstrap replicates of every interval ({metric key: (B,)}), from
+            which a comparison computes paired differences across models; novelty_path: an .npz for the
+            images of the novelty figure (nearest training images of generated samples). None: not saved.
     Returns:
         a JSON-able dict: model, is_stochastic, n_latent, reconstruction, likelihood, generation,
         interpolation, latent, collapse, denoising, timings, notes (see module docstring / DESIGN.md).
@@ -437,8 +452,17 @@ def evaluate(model: torch.nn.Module, data: Any, *, judge: Any = None, n_samples:
                 res["latent"] = _latent(model, data, mu_train, mu_test, logvar_test, seed, notes, per_image)
 
             with phases("holes"):
-                res["holes"] = holes_block(mu_test.double().numpy(), None if logvar_test is None
-                                           else logvar_test.double().numpy(), seed)
+                prior = getattr(model.cfg, "prior", "gaussian")
+                if model.is_stochastic and prior != "gaussian":
+                    res["holes"] = _prior_surgery(res["likelihood"], res["latent"], prior)
+                    res["latent"]["aggregate_kl"] = None
+                    notes.append(f"{prior} prior: the ELBO surgery is E KL(q(z|x) || p) (the model's own KL term) "
+                                 "= I(x; z) + KL(q(z) || p), with I(x; z) from Gaussian moment matches of the "
+                                 "posteriors; the prior-hole mass and the Gaussian aggregate KL are measured against "
+                                 "N(0, I) only, so they are null here.")
+                else:
+                    res["holes"] = holes_block(mu_test.double().numpy(), None if logvar_test is None
+                                               else logvar_test.double().numpy(), seed)
 
             with phases("collapse"):
                 res["collapse"] = _collapse(model, data, mu_test, res["latent"]["kl_per_dim"], seed)
@@ -472,10 +496,14 @@ def evaluate(model: torch.nn.Module, data: Any, *, judge: Any = None, n_samples:
     res["timings"] = phases.timings
     res["notes"] = notes
     res["intervals"] = intervals
-    res = strict_json(res)
-    # not JSON: the bootstrap replicates (paired differences across models) and the novelty figure's images
-    res[REPLICATES], res[FIGURE_ARRAYS] = replicates, figure_arrays
-    return res
+    # not JSON, so in files: the bootstrap replicates (paired differences across models) and the novelty images
+    from vaelab.measure.store import save_arrays
+
+    if replicates_path is not None:
+        save_arrays(replicates_path, replicates)
+    if novelty_path is not None and figure_arrays:
+        save_arrays(novelty_path, figure_arrays)
+    return strict_json(res)
 
 
 # -- the `vaelab evaluate` command -----------------------------------------------------------------
@@ -505,9 +533,6 @@ def evaluate_checkpoint(ckpt: str, out: str, *, n_samples: int = 10_000, iw_k: i
     t0 = time.perf_counter()
     result = evaluate(ck.model, data, judge=judge, n_samples=n_samples, iw_k=iw_k, samplers=samplers,
                       seed=seed, progress=progress)
-    from vaelab.verdict import REPLICATES
-
-    result.pop(REPLICATES), result.pop(FIGURE_ARRAYS)
     reference = reference_rows(data, judge, n_samples=n_samples, seed=seed)
     doc = {"schema_version": 1, "checkpoint": str(ck.path), "dataset": data.summary(),
            "judge": None if judge is None else {"test_accuracy": judge.test_accuracy,

@@ -81,7 +81,7 @@ def _kind(f: dataclasses.Field) -> str:
     d = f.default
     if d is None or d is dataclasses.MISSING:
         return {"int | None": "int", "float | None": "float", "str | None": "str",
-                "tuple[int, ...] | None": "ints"}.get(str(f.type), "str")
+                "tuple[int, ...] | None": "ints", "tuple[str, ...] | None": "names"}.get(str(f.type), "str")
     if isinstance(d, bool):
         return "bool"
     if isinstance(d, tuple):

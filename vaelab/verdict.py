@@ -95,7 +95,7 @@ def _reference_moments(real: np.ndarray, seed: int, n_boot: int) -> list[tuple[n
 
 def fd_interval(feats: np.ndarray, real: np.ndarray, seed: int, n_boot: int = N_BOOT_FD
                 ) -> tuple[dict, np.ndarray]:
-    """FD (judge features) with a percentile bootstrap over both the samples and the reference.
+    """FD (judge features) with a bootstrap interval over both the samples and the reference, centred on the value.
 
     Replicate b: FD between the Gaussian fits of the b-th resample of the samples and of the reference
     (resampling = multinomial counts as weights, the same moments as refitting on the resampled rows). The
@@ -112,8 +112,9 @@ def fd_interval(feats: np.ndarray, real: np.ndarray, seed: int, n_boot: int = N_
         m_s, c_s = _weighted_moments(feats, w)
         reps[b] = gaussian_frechet_distance(m_r, c_r, m_s, c_s, sqrt_cov1=a_r)
     method = (f"percentile bootstrap over {len(feats)} samples and {len(real)} reference images (both resampled), "
-              f"B={n_boot}, seed {seed}")
-    iv = I.percentile_interval(frechet_distance(feats, real), reps, method=method, n=len(feats) + len(real))
+              f"B={n_boot}, seed {seed}, centred on the value (resampled FDs are shifted upwards)")
+    iv = I.centred_interval(frechet_distance(feats, real), reps, method=method, n=len(feats) + len(real),
+                          lower_bound=0.0)
     return iv.to_dict(), reps
 
 
@@ -229,7 +230,7 @@ def sampler_differences(reps: dict[str, dict[str, np.ndarray]], intervals: dict[
 def comparison_pairs(names: list[str]) -> list[tuple[str, str]]:
     """The (a, b) pairs whose differences metrics.json stores: every model against ae and against vae."""
     pairs = []
-    for a in ("ae", "vae"):
+    for a in ("ae", "vae", "vae-gaussian"):      # vae-gaussian: the reference of a --priors comparison
         if a in names:
             pairs += [(a, b) for b in names if b != a and (b, a) not in pairs]
     return pairs

@@ -32,12 +32,22 @@ Layout: ``base`` (Dataset, the unsplit ``RawData`` arrays), one module per sourc
 """
 from __future__ import annotations
 
-from vaelab.data.base import Dataset, is_vector_shape
-from vaelab.data.corruptions import CORRUPTIONS, VECTOR_CORRUPTIONS, corrupt, corruptions_for, parse_corruption
-from vaelab.data.idx import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR
-from vaelab.data.sources import SPEC_FORMS, fit_standardization, list_datasets, load_dataset, standardize
-from vaelab.data.splits import TEST_FRACTION
+import importlib
+from typing import Any
 
-__all__ = ["CORRUPTIONS", "VECTOR_CORRUPTIONS", "corruptions_for", "Dataset", "FASHION_MNIST_CLASSES", "FASHION_MNIST_DIR", "SPEC_FORMS", "TEST_FRACTION",
-           "corrupt", "fit_standardization", "is_vector_shape", "list_datasets", "load_dataset", "parse_corruption",
-           "standardize"]
+# name -> the module that holds it, imported on first use: `vaelab datasets` (vaelab.data.catalog) and
+# `vaelab --help` need no numpy or torch
+_HOMES = {"Dataset": "base", "is_vector_shape": "base",
+          "CORRUPTIONS": "corruptions", "VECTOR_CORRUPTIONS": "corruptions", "corrupt": "corruptions",
+          "corruptions_for": "corruptions", "parse_corruption": "corruptions",
+          "FASHION_MNIST_CLASSES": "idx", "FASHION_MNIST_DIR": "catalog", "list_datasets": "catalog",
+          "SPEC_FORMS": "sources", "fit_standardization": "sources", "load_dataset": "sources",
+          "standardize": "sources", "TEST_FRACTION": "splits"}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        return getattr(importlib.import_module(f"vaelab.data.{_HOMES[name]}"), name)
+    raise AttributeError(f"module 'vaelab.data' has no attribute {name!r}")

@@ -13,16 +13,14 @@ from typing import BinaryIO
 import numpy as np
 
 from vaelab import budget
+from vaelab.data.catalog import FASHION_MNIST_DIR, find_idx_files  # noqa: F401 (re-exported)
 from vaelab.data.base import check_count, check_label_range, arrays_digest, RawData
 from vaelab.errors import DataError
 
-FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                          "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 _IDX_IMAGES_MAGIC = 0x00000803   # unsigned bytes, 3 dims (N, H, W)
 _IDX_LABELS_MAGIC = 0x00000801   # unsigned bytes, 1 dim (N,)
-_IDX_NAMES = {"train_x": "train-images", "train_y": "train-labels",
-              "test_x": "t10k-images", "test_y": "t10k-labels"}
 _RACY_SECONDS = 2.0              # files modified more recently than this are never cached
 _CHUNK = 1 << 20                 # bytes per read: bounds what one read inflates
 _DEFLATE_MAX_RATIO = 1032        # deflate's largest expansion (RFC 1951: 258 bytes per 2-bit code, ~1032:1)
@@ -153,20 +151,6 @@ def _read_idx(path: str, is_labels: bool) -> tuple[np.ndarray, str]:
         arr = _read_idx_file(path, is_labels)
         return arr, arrays_digest(arr)
     return _read_idx_cached(path, is_labels, key)
-
-
-def find_idx_files(folder: str) -> tuple[dict[str, str], list[str]]:
-    """Paths of the four IDX files in ``folder`` (gz or raw, "-idx" or ".idx" names) and the missing ones."""
-    found, missing = {}, []
-    for key, stem in _IDX_NAMES.items():
-        suffix = "idx1-ubyte" if key.endswith("_y") else "idx3-ubyte"
-        names = [f"{stem}-{suffix}.gz", f"{stem}-{suffix}", f"{stem}.{suffix}.gz", f"{stem}.{suffix}"]
-        path = next((os.path.join(folder, n) for n in names if os.path.isfile(os.path.join(folder, n))), None)
-        if path is None:
-            missing.append(f"{stem}-{suffix}[.gz]")
-        else:
-            found[key] = path
-    return found, missing
 
 
 def idx_raw(folder: str, name: str, source: str, install_hint: str,

@@ -14,7 +14,8 @@ from vaelab.data.base import Dataset, RawData, is_vector_shape
 from vaelab.data.csv import csv_raw
 from vaelab.data.digits import digits_raw
 from vaelab.data.folder import folder_raw
-from vaelab.data.idx import FASHION_MNIST_DIR, fashion_raw, find_idx_files, idx_raw
+from vaelab.data.catalog import list_datasets  # noqa: F401 (re-exported)
+from vaelab.data.idx import fashion_raw, idx_raw
 from vaelab.data.npz import npz_raw
 from vaelab.data.splits import TEST_FRACTION, check_classes, n_hold, split_indices, to_x
 from vaelab.errors import ConfigError, DataError
@@ -176,37 +177,3 @@ def standardize(x: np.ndarray, stats: dict) -> np.ndarray:
         raise DataError(f"the data have {x.shape[-1]} features but the saved standardisation has {len(mean)}; use data "
                         "with the same columns as the training data.")
     return ((np.asarray(x, dtype=np.float64) - mean) / std).astype(np.float32)
-
-
-def list_datasets(data_dir: str | None = None) -> list[dict]:
-    """What `vaelab datasets` shows: one dict per dataset with name, available, source, detail."""
-    out = [{"name": "digits", "available": True, "source": "scikit-learn load_digits (embedded)",
-            "detail": "1797 images 1x8x8, 10 classes; seeded split 20% test, then val_fraction of the rest. Default."}]
-    folder = os.path.abspath(os.path.expanduser(data_dir)) if data_dir else FASHION_MNIST_DIR
-    found, missing = find_idx_files(folder) if os.path.isdir(folder) else ({}, ["folder"])
-    if not missing:
-        size = sum(os.path.getsize(p) for p in found.values())
-        detail = f"60000 train + 10000 test images 1x28x28, 10 classes; files {size / 1e6:.1f} MB in {folder}"
-    else:
-        what = f"{folder} does not exist" if missing == ["folder"] else f"{folder} lacks {', '.join(missing)}"
-        detail = (f"not available: {what}. Install with `sudo apt-get install dataset-fashion-mnist` "
-                  "or pass --data-dir FOLDER with the four IDX files.")
-    out.append({"name": "fashion-mnist", "available": not missing, "source": folder, "detail": detail})
-    out.append({"name": "idx:FOLDER", "available": True, "source": "a folder you give",
-                "detail": "any MNIST-format IDX folder (train-/t10k- images and labels, .gz or raw), "
-                          "e.g. MNIST: --dataset idx:~/mnist"})
-    out.append({"name": "npz:FILE", "available": True, "source": "a file you give",
-                "detail": "np.savez(FILE, x=(N,H,W) or (N,C,H,W) uint8 0..255 or float [0,1], optional y, "
-                          "x_test, y_test, class_names); read with allow_pickle=False"})
-    out.append({"name": "folder:PATH", "available": True, "source": "a folder you give",
-                "detail": "PNG/JPEG/BMP/WebP files, searched recursively; one sub-folder per class gives labels, "
-                          "flat = unlabelled; train/ + test/ sub-folders keep that split; --image-size S (centre "
-                          "crop), --image-channels 1|3, --skip-unreadable; decoded once, cached in "
-                          "~/.cache/vaelab/data"})
-    out.append({"name": "csv:FILE", "available": True, "source": "a file you give",
-                "detail": "a table with a header row: numeric feature columns, --label-column NAME for the classes; "
-                          "standardised with the training split's mean/std (saved in the checkpoint); MLP backbone, "
-                          "Gaussian likelihood with a learned per-feature sigma. An npz with a 2-D x (N, D) is read "
-                          "the same way"})
-    return out
-

@@ -25,6 +25,7 @@ N_SHOWN = 36            # samples per model and sampler (a 6 x 6 grid)
 N_CVAE_ROWS = 6         # z rows of the CVAE label figure
 N_STEPS, N_PAIRS = 10, 2    # interpolation steps and pairs
 N_SCATTER = 2000        # test codes in the latent scatter
+N_PRIOR_NORMS = 2000    # prior draws whose radius the code-norm histogram shows
 N_DENOISE = 8           # test images per corruption
 N_HOLES_CODES = 1000    # test codes drawn as dots on the holes map
 
@@ -99,7 +100,8 @@ def model_views(model: torch.nn.Module, data: Any, *, mu_test: Tensor, densities
             the fitted density (``vaelab.sampling.fit_density``) of each sampler to show.
     Returns keys: "recon" (10 images), "stochastic" (8 decodes of z ~ q(z|x) of "stochastic_x"),
         "samples__<sampler>" (36), "cvae_labels" (rows, classes, C, H, W; CVAE only), "interpolations"
-        (pairs, steps, C, H, W), "scatter" (n, 2) + "scatter_is_pca", "denoise__<kind>" (8 per corruption).
+        (pairs, steps, C, H, W), "scatter" (n, 2) + "scatter_is_pca", "denoise__<kind>" (8 per corruption),
+        "code_norms" (N_test,) = ||mu(x)|| and, for the VAE family, "prior_norms" (2000,) = ||z||, z ~ p(z).
     """
     from vaelab.data import corrupt, corruptions_for
     from vaelab.sampling import sample_labels
@@ -144,6 +146,10 @@ def model_views(model: torch.nn.Module, data: Any, *, mu_test: Tensor, densities
     out["interpolations"] = np.stack(rows)                               # (P, T, C, H, W)
 
     out.update(_scatter(mu_test))
+    out["code_norms"] = mu_test.double().norm(dim=1).numpy().astype(np.float32)      # ||E_q[z|x]|| of the test split
+    if model.is_stochastic and hasattr(model, "prior"):       # ||z|| of z ~ p(z): the radius the prior expects
+        z = model.prior.sample(N_PRIOR_NORMS, generator=torch.Generator().manual_seed(seed))
+        out["prior_norms"] = z.double().norm(dim=1).cpu().numpy().astype(np.float32)
 
     idx = _pick(data, N_DENOISE)
     x, y = data.x_test[idx], _labels(data, idx)

@@ -14,10 +14,9 @@ the answer speaks to the founding question: how the two clusters differ and what
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
-from vaelab.metrics.intervals import verdict as interval_verdict
+from vaelab.report.differences import called, difference
 from vaelab.report.table import get
 
 QUESTION = "What does a VAE buy me over a deterministic autoencoder, on this data?"
@@ -37,25 +36,6 @@ def _sd(doc: dict[str, Any], model: str, path: tuple[str, ...]) -> float | None:
     m = doc.get("models", {}).get(model) or {}
     v = get(m.get("sd"), path) if m.get("sd") else None
     return float(v) if isinstance(v, (int, float)) else None
-
-
-def difference(doc: dict[str, Any], a: str, b: str, key: str) -> dict | None:
-    """The interval of b - a for metric ``key`` ("generation.prior.fd"), from metrics.json "differences"."""
-    block = (doc.get("differences") or {}).get(f"{b} - {a}") or {}
-    iv = block.get(key)
-    if iv is None:
-        inv = ((doc.get("differences") or {}).get(f"{a} - {b}") or {}).get(key)
-        if inv is not None and inv.get("low") is not None and inv.get("high") is not None:
-            iv = {**inv, "value": -inv["value"], "low": -inv["high"], "high": -inv["low"]}
-    return iv
-
-
-def called(diff: dict | None, better: str, n_test: int | None = None) -> str:
-    """'better' / 'worse' when the interval of the difference excludes 0, else 'similar' (also without one)."""
-    if diff is None:
-        return "similar"
-    v = interval_verdict(diff, better, n_test)
-    return v if v in ("better", "worse") else "similar"
 
 
 def _pm(diff: dict | None, spec: str = ".2f") -> str:
@@ -98,7 +78,10 @@ def make_answer(doc: dict[str, Any]) -> dict[str, Any]:
     if ae is None or vae is None:
         missing = "a deterministic AE" if ae is None else "a VAE"
         text = f"This run has no successfully trained {missing}, so it cannot answer the question; see the table."
-        return {"question": question, "short": text, "points": [], "baseline": ae, "contender": vae}
+        from vaelab.report.priors import answer as priors_answer
+
+        points = [{"topic": "priors", "text": t} for t in priors_answer(doc)]
+        return {"question": question, "short": text, "points": points, "baseline": ae, "contender": vae}
 
     def pair(path: tuple[str, ...]) -> tuple[float | None, float | None, float | None, float | None]:
         return _v(doc, ae, path), _v(doc, vae, path), _sd(doc, ae, path), _sd(doc, vae, path)
@@ -249,6 +232,12 @@ def make_answer(doc: dict[str, Any]) -> dict[str, Any]:
         tt = test_time_answer(doc["test_time"])
         points += [{"topic": "test time", "text": t} for t in tt]
         short += tt[:1]
+
+    from vaelab.report.priors import answer as priors_answer
+
+    pr = priors_answer(doc)
+    points += [{"topic": "priors", "text": t} for t in pr]
+    short += pr[:1]
 
     intro = f"On {ds.get('name')}" + (f" ({' vs '.join(map(str, names))})" if is_two else "")
     text = (f"{intro}, {VAE} vs {AE}. " + " ".join(short)) if short else f"{intro}: no comparable numbers (see the table)."

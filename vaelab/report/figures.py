@@ -23,6 +23,12 @@ from vaelab.report.png import save_png
 from vaelab.measure.grid import CONFIDENT
 
 FIGURES: dict[str, tuple[str, str]] = {
+    "code_norms": (
+        "Latent geometry: how far from the origin the codes lie",
+        "Histogram of ||mu(x)|| over the test split (filled) against ||z|| of 2,000 draws from the model's prior "
+        "(line). A d-dimensional N(0, I) puts its mass on a shell near radius sqrt(d), not at the origin; codes "
+        "inside or outside that shell are where prior samples decode from regions the encoder never used. The AEs "
+        "have no prior: only their codes are shown."),
     "reconstructions": (
         "Reconstructions",
         "Top row: test images; below, each model's reconstruction through the posterior mean. Look for blur "
@@ -322,6 +328,29 @@ def fig_rmse_per_feature(path: Path, doc: dict[str, Any]) -> None:
     save_png(fig, path)
 
 
+def fig_code_norms(path: Path, models: dict[str, Arrays]) -> None:
+    """Latent geometry: histograms of ||mu(x)|| of the test codes against ||z|| of prior draws, one panel a model."""
+    plt = _plt()
+    names = [n for n, a in models.items() if "code_norms" in a]
+    cols = min(len(names), 4)
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.4 * rows), squeeze=False)
+    for ax, n in zip(axes.flat, names):
+        codes, prior = models[n]["code_norms"], models[n].get("prior_norms")
+        hi = float(max(codes.max(), prior.max() if prior is not None else 0.0)) * 1.05 + 1e-9
+        bins = np.linspace(0.0, hi, 40)
+        ax.hist(codes, bins=bins, density=True, alpha=0.6, color="C0", label="test codes ||mu(x)||")
+        if prior is not None:
+            ax.hist(prior, bins=bins, density=True, histtype="step", color="C3", lw=1.5, label="prior ||z||")
+        ax.set_title(n, fontsize=9)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle(FIGURES["code_norms"][0], fontsize=10)
+    save_png(fig, path)
+
+
 # -- all of them, from a run folder's files ------------------------------------------------------
 def plan(doc: dict[str, Any], arrays: dict[str, Arrays]) -> list[tuple[str, Callable[[Path], Any]]]:
     """(figure name, draw(path)) of every figure that applies to ``doc`` (a metrics.json dict) and ``arrays``.
@@ -360,6 +389,8 @@ def plan(doc: dict[str, Any], arrays: dict[str, Arrays]) -> list[tuple[str, Call
     if scatter:
         labels = data_arrays.get("scatter_y") if data_arrays is not None else None
         out.append(("latent_scatter", lambda p: fig_latent_scatter(p, scatter, labels, names)))
+    if any("code_norms" in a for a in models.values()):
+        out.append(("code_norms", lambda p: fig_code_norms(p, models)))
     if pair_pictures:
         out.append(("manifold_2d", lambda p: fig_manifold_2d(p, pair)))
         if all("grid_prior" in pair_docs[n] for n in pair):
