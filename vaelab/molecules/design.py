@@ -74,7 +74,7 @@ def gradient_path(model: torch.nn.Module, z0: Tensor, name: str, steps: int, ste
     with torch.enable_grad():
         zg = z.clone().requires_grad_(True)
         value = f(zg[None])[0]
-        preds.append(float(value))
+        preds.append(float(value.detach()))
         for _ in range(steps):
             (g,) = torch.autograd.grad(value, zg)
             norm = float(g.norm())
@@ -86,14 +86,14 @@ def gradient_path(model: torch.nn.Module, z0: Tensor, name: str, steps: int, ste
             for _ in range(11):
                 cand = (zg.detach() + eta * g / norm).requires_grad_(True)
                 new = f(cand[None])[0]
-                if float(new) >= preds[-1]:
+                if float(new.detach()) >= preds[-1]:
                     break
                 eta /= 2
             else:                   # no ascent direction at this scale: stay
                 cand, new = zg.detach().clone().requires_grad_(True), f(zg.detach()[None])[0]
             zg, value = cand, new
             path.append(zg.detach().clone())
-            preds.append(float(value))
+            preds.append(float(value.detach()))
     model.train(was_training)
     return torch.stack(path), preds
 

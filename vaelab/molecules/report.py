@@ -205,6 +205,6 @@ def design_cell(s: dict[str, float]) -> str:
 def path_grid_png(path, run: dict[str, Any], per_row: int = 6, max_cells: int = 12) -> None:
     """A molecule grid of one design path: the start, then the decoded candidates with their true property."""
     cells = run["path"][:max_cells]
-    legends = [f"{'start' if p['step'] == 0 else 'step ' + str(p['step'])}: "
+    legends = [f"{'decoded start' if p['step'] == 0 else 'step ' + str(p['step'])}: "
                f"{'invalid' if p['value'] is None else format(p['value'], '.2f')}" for p in cells]
     mol_grid_png(path, [p["smiles"] for p in cells], legends, per_row=per_row, size=180)
