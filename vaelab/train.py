@@ -15,7 +15,6 @@ Retries on a NaN (vaelab.retry) and per-epoch diagnostics (``on_epoch``) belong 
 """
 from __future__ import annotations
 
-import math
 import sys
 import time
 from dataclasses import dataclass, field, replace
