@@ -20,7 +20,7 @@ EPOCHS = 4
 def _args(smiles_file, out) -> list[str]:
     return [sys.executable, "-m", "vaelab", "compare", "--dataset", f"smiles:{smiles_file}", "--models", "ae,vae",
             "--epochs", str(EPOCHS), "--n-test", "40", "--n-samples", "40", "--latent-dim", "8", "--hidden", "32",
-            "--embed-dim", "16", "--sigmas", "0.5", "--quiet", "--out", str(out)]
+            "--embed-dim", "16", "--sigmas", "0.5", "--design-starts", "0", "--quiet", "--out", str(out)]
 
 
 def test_a_killed_molecule_compare_resumes_to_the_uninterrupted_numbers(smiles_file, tmp_path, judge_cache):  # noqa: F811

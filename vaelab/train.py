@@ -96,138 +96,69 @@ def evaluate_loss(model: Autoencoder, x: Tensor, y: Tensor | None = None, batch_
     return {k: v / n for k, v in zip(names, sums.tolist())}
 
 
+@dataclass
+class _Loop:
+    """What the loop needs, prepared once by ``_prepare``: the model on its device, the splits as modelled, the
+    optimiser, the objective (DDP/compile-wrapped), the global batches and the run folder (None: in memory)."""
+
+    model: Autoencoder
+    cfg: TrainConfig
+    dctx: Any
+    device: torch.device
+    splits: tuple[Tensor, ...]       # x_train, y_train, x_static, x_val, x_test (see _splits_as_modelled)
+    opt: torch.optim.Optimizer
+    objective: torch.nn.Module
+    bounds: list[tuple[int, int]]     # global batches [b0, b1) of one epoch
+    shuffle_gen: torch.Generator
+    folder: rundir.RunDir | None
+    training_info: dict[str, Any]
+
+
 def fit(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig = TrainConfig(), out: str | Path | None = None,
         *, resume: bool = False, overwrite: bool = False, progress: bool = True,
         data_meta: dict[str, Any] | None = None, training_info: dict[str, Any] | None = None,
         on_epoch: Callable[[Autoencoder, Tensor, Tensor | None, dict[str, Any]], None] | None = None) -> Run:
     """Train ``model`` on ``data.x_train`` (validating on ``data.x_val``) under ``cfg``.
 
-    Under torchrun (WORLD_SIZE > 1) this is data-parallel: ``cfg.batch_size`` is the per-rank batch,
-    the global batch is batch_size x world size, and only rank 0 validates and writes
-    (see vaelab.distributed and docs/distributed.md).
+    Under torchrun (WORLD_SIZE > 1) ``cfg.batch_size`` is the per-rank batch and only rank 0 validates and
+    writes (vaelab.distributed, docs/distributed.md).
 
     Args:
-        model: a model, or a ModelConfig to build one (then its initialisation is seeded by cfg.seed too)
+        model: a model, or a ModelConfig to build one (its initialisation then seeded by cfg.seed too)
         data: a vaelab.data.Dataset (x_train (N, C, H, W) in [0, 1], y_train (N,) or None, x_val, y_val)
-        out: model folder for config.json, weights.safetensors (best), last.safetensors, train_log.jsonl
+        out: model folder (config.json, weights.safetensors = best, last.safetensors, train_log.jsonl)
         resume: continue from out/last.safetensors (model, optimiser, RNG, epoch, history)
-        data_meta: extra JSON written under "data" in config.json (how to reload the dataset)
-        training_info: extra JSON written under "training" in config.json (e.g. the retries of fit_with_retries)
-        on_epoch: called on rank 0 after each epoch's validation as on_epoch(model, x_val (as modelled), y_val,
-            record); it may add keys to the epoch's record (e.g. vaelab.metrics.collapse.record_epoch)
+        data_meta / training_info: extra JSON under "data" / "training" in config.json
+        on_epoch: called on rank 0 after each validation as on_epoch(model, x_val, y_val, record); may add keys
     Returns:
-        Run with the best weights loaded into ``run.model``.
-    Raises:
-        DivergenceError when a loss term or the gradient becomes NaN/inf (the last good checkpoint is kept).
+        Run with the best weights loaded. Raises DivergenceError on a NaN/inf (the last good checkpoint is kept).
     """
-    dctx = distributed.setup(resolve_device(cfg.device).type)
-    ddp = dctx.is_distributed
-    device = distributed.local_device(resolve_device(cfg.device), dctx)
-    torch.manual_seed(cfg.seed)
-    n_params = sum(p.numel() for p in model.parameters()) if isinstance(model, torch.nn.Module) else count_params(model)
-    budget.check_training(getattr(model, "cfg", model), n_params, min(cfg.batch_size, len(data.x_train)))
-    if not isinstance(model, torch.nn.Module):   # a ModelConfig (or SeqModelConfig)
-        model = build_model(model)
-    model.to(device)
-    mcfg: ModelConfig = model.cfg
-    x_grey, y, x_static, x_val, x_test = _splits_as_modelled(model, data, device)
-    n = x_grey.shape[0]
-    batch_size, note = capped_batch_size(cfg.batch_size, n, dctx.world_size)
-    if note:
-        cfg = replace(cfg, batch_size=batch_size)
-        training_info = {**(training_info or {}), "notes": [note]}
-        if dctx.is_main:
-            print(f"vaelab: {note}", file=sys.stderr)
-    # channels-last: oneDNN (CPU) and cuDNN (GPU) convolutions run faster on NHWC (benchmarks/README.md)
-    channels_last = mcfg.backbone == "conv"
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    opt = make_optimizer(model, cfg)
-    shuffle_gen = torch.Generator().manual_seed(cfg.seed)
-    params = list(model.parameters())
     out = Path(out) if out is not None else None
-    folder = rundir.RunDir(out, model, cfg, data, data_meta, dctx.is_main) if out is not None else None
-    s = (folder.start(opt, shuffle_gen, resume, overwrite, {"status": "running", "world_size": dctx.world_size,
-                                                            **(training_info or {})})
-         if folder else rundir.LoopState())
-    # the objective as a module, so DistributedDataParallel (which hooks forward) can average gradients
-    objective = distributed.wrap(_Objective(model), dctx, device)
-    if cfg.compile:
-        objective = torch.compile(objective)
-    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
-    guard = NanGuard(model, mcfg.model, cfg.lr, out)
-    bounds = distributed.global_batches(n, cfg.batch_size, dctx)
-    n_epoch = bounds[-1][1]                 # images per epoch (all ranks together)
-    xbuf = torch.empty((cfg.batch_size + 1, *x_grey.shape[1:]), dtype=x_grey.dtype, device=device)  # +1: uneven last batch
-    bar = _progress(total=cfg.epochs * len(bounds), initial=s.epoch * len(bounds), desc=mcfg.model,
+    lp, s = _prepare(model, data, cfg, out, resume, overwrite, data_meta, training_info)
+    model, cfg, dctx = lp.model, lp.cfg, lp.dctx
+    guard = NanGuard(model, model.cfg.model, cfg.lr, out)
+    bar = _progress(total=cfg.epochs * len(lp.bounds), initial=s.epoch * len(lp.bounds), desc=model.cfg.model,
                     enabled=progress and dctx.is_main)
     t_start, status, best_state, ctrl_c = time.perf_counter(), "completed", None, CtrlC()
     try:
         for epoch in range(s.epoch + 1, cfg.epochs + 1):
-            model.train()
-            if ddp:         # independent noise per rank, and a resume point at every epoch
-                torch.manual_seed(cfg.seed + 1_000_003 * epoch + 7919 * dctx.rank)
             t0, c0 = time.perf_counter(), time.process_time()
-            names: list[str] = []
-            sums = torch.zeros(0, device=device)   # (1 + n_terms,) running sum of terms x images, on the device
-            guard.start_epoch(device)
-            x = preprocess.training_view(x_grey, mcfg, cfg.seed, epoch, x_static)
-            perm = torch.randperm(n, generator=shuffle_gen).to(device)
-            for j, (b0, b1) in enumerate(bounds):
-                if ctrl_c.requested:        # checked between steps: never inside a write or a kernel
-                    raise KeyboardInterrupt
-                lo, hi = distributed.rank_slice(b0, b1, dctx)
-                m = hi - lo
-                xb = torch.index_select(x, 0, perm[lo:hi], out=xbuf[:m])
-                if channels_last and xb.shape[1] > 1:      # one channel: NCHW already is NHWC
-                    xb = xb.contiguous(memory_format=torch.channels_last)
-                yb = y[perm[lo:hi]] if y is not None else None
-                with amp:
-                    lt = objective(xb, yb, kl_weight(cfg, s.step))
-                # DDP averages gradients over ranks: weight each rank by its share of the global batch
-                scale = m * dctx.world_size / (b1 - b0)
-                opt.zero_grad(set_to_none=True)
-                (lt.total if scale == 1 else lt.total * scale).backward()
-                grad_norm = _clip_grad_norm(params, cfg.grad_clip)
-                opt.step()
-                s.step += 1
-                vals = torch.stack([lt.total.detach(), *lt.terms.values(), grad_norm]).double()  # (1 + T + 1,)
-                if not names:
-                    names = ["loss", *lt.terms]
-                    sums = torch.zeros(len(names), device=device, dtype=torch.float64)
-                sums.add_(vals[:-1], alpha=m)
-                guard.observe(vals, s.step)
-                # progress and the guard's check on a stride: one device sync (and one all-reduce in DDP)
-                # per log_every steps. Checkpoints are written only after an epoch passed the check.
-                last = j == len(bounds) - 1
-                if s.step % cfg.log_every == 0 or last:
-                    tot = distributed.all_reduce_sum(torch.cat([sums, guard.flag()]), dctx).tolist()
-                    guard.check(tot[-1], names, epoch, s.step, dctx.world_size, s.history)
-                    bar.set_postfix(epoch=f"{epoch}/{cfg.epochs}", **{k: f"{v / b1:.2f}" for k, v in zip(names, tot)},
-                                    img_s=f"{b1 / (time.perf_counter() - t0):.0f}", refresh=False)
-                    if last:
-                        sums = torch.tensor(tot[:-1], dtype=torch.float64)
-                bar.update(1)
+            train_terms = _train_epoch(lp, s, guard, bar, epoch, ctrl_c)
             seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
-            train_terms = {k: v / n_epoch for k, v in zip(names, sums.tolist())}
-            val_terms = (evaluate_loss(model, x_val, data.y_val) if x_val.shape[0] else train_terms) if dctx.is_main else {}
-            if ddp:         # rank 0's validation loss decides best weights and early stopping on every rank
-                val = distributed.broadcast_floats([val_terms.get("loss", 0.0)], dctx, device)[0]
-            else:
-                val = val_terms.get("loss", 0.0)
+            val_terms, val = _validate(lp, data, train_terms)
             guard.check_val(val_terms, val, epoch, s.step)    # this epoch's checkpoints are not written
             record = {"epoch": epoch, "step": s.step, "seconds": round(seconds, 4), "cpu_seconds": round(cpu_seconds, 4),
-                      "images_per_s": round(n_epoch / seconds, 1), "kl_weight": kl_weight(cfg, s.step),
+                      "images_per_s": round(lp.bounds[-1][1] / seconds, 1), "kl_weight": kl_weight(cfg, s.step),
                       "train": train_terms, "val": val_terms}
             if on_epoch is not None and dctx.is_main:
-                on_epoch(model, x_val, data.y_val, record)
+                on_epoch(model, lp.splits[3], data.y_val, record)
             improved = s.end_epoch(record, val)
             good_state = guard.passed_epoch()
-            if folder:
-                folder.save_epoch(opt, shuffle_gen, s, improved)
+            if lp.folder:
+                lp.folder.save_epoch(lp.opt, lp.shuffle_gen, s, improved)
             elif improved:
                 best_state = good_state
-            if ddp:         # the other ranks wait until rank 0 has written the epoch (a kill leaves one state)
+            if dctx.is_distributed:   # the other ranks wait until rank 0 has written the epoch (a kill leaves one state)
                 distributed.barrier()
             if cfg.patience and s.bad_epochs >= cfg.patience:
                 status = "early-stopped"
@@ -238,19 +169,133 @@ def fit(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig = TrainCon
     finally:
         ctrl_c.restore()
         bar.close()
-    seconds = time.perf_counter() - t_start
+    return _finish(lp, s, data, status, best_state, time.perf_counter() - t_start, out)
 
-    # hand back the best weights, and their test loss
-    if folder:
-        folder.load_best()
+
+def _prepare(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig, out: Path | None, resume: bool,
+             overwrite: bool, data_meta: dict[str, Any] | None,
+             training_info: dict[str, Any] | None) -> tuple[_Loop, rundir.LoopState]:
+    """Device, model (built under cfg.seed), splits, capped batch, optimiser, run folder (started or resumed)."""
+    dctx = distributed.setup(resolve_device(cfg.device).type)
+    device = distributed.local_device(resolve_device(cfg.device), dctx)
+    torch.manual_seed(cfg.seed)
+    n_params = sum(p.numel() for p in model.parameters()) if isinstance(model, torch.nn.Module) else count_params(model)
+    budget.check_training(getattr(model, "cfg", model), n_params, min(cfg.batch_size, len(data.x_train)))
+    if not isinstance(model, torch.nn.Module):   # a ModelConfig (or SeqModelConfig)
+        model = build_model(model)
+    model.to(device)
+    splits = _splits_as_modelled(model, data, device)
+    n = splits[0].shape[0]
+    batch_size, note = capped_batch_size(cfg.batch_size, n, dctx.world_size)
+    training_info = dict(training_info or {})
+    if note:
+        cfg = replace(cfg, batch_size=batch_size)
+        training_info["notes"] = [note]
+        if dctx.is_main:
+            print(f"vaelab: {note}", file=sys.stderr)
+    # channels-last: oneDNN (CPU) and cuDNN (GPU) convolutions run faster on NHWC (benchmarks/README.md)
+    if model.cfg.backbone == "conv":
+        model.to(memory_format=torch.channels_last)
+    opt = make_optimizer(model, cfg)
+    shuffle_gen = torch.Generator().manual_seed(cfg.seed)
+    folder = rundir.RunDir(out, model, cfg, data, data_meta, dctx.is_main) if out is not None else None
+    s = (folder.start(opt, shuffle_gen, resume, overwrite, {"status": "running", "world_size": dctx.world_size,
+                                                            **training_info})
+         if folder else rundir.LoopState())
+    # the objective as a module, so DistributedDataParallel (which hooks forward) can average gradients
+    objective = distributed.wrap(_Objective(model), dctx, device)
+    if cfg.compile:
+        objective = torch.compile(objective)
+    return _Loop(model, cfg, dctx, device, splits, opt, objective, distributed.global_batches(n, cfg.batch_size, dctx),
+                 shuffle_gen, folder, training_info), s
+
+
+def _train_epoch(lp: _Loop, s: rundir.LoopState, guard: NanGuard, bar: Any, epoch: int, ctrl_c: CtrlC) -> dict[str, float]:
+    """One epoch of optimiser steps; returns the mean training terms (over all ranks' images).
+
+    No host-device sync per step: the terms accumulate on the device and are read (with the NaN guard's flag,
+    one all-reduce under DDP) every ``log_every`` steps and at the epoch's end.
+    """
+    model, cfg, dctx, device = lp.model, lp.cfg, lp.dctx, lp.device
+    x_grey, y, x_static = lp.splits[:3]
+    n = x_grey.shape[0]
+    channels_last = model.cfg.backbone == "conv"
+    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
+    xbuf = torch.empty((cfg.batch_size + 1, *x_grey.shape[1:]), dtype=x_grey.dtype, device=device)  # +1: uneven last batch
+    params = list(model.parameters())
+    model.train()
+    if dctx.is_distributed:     # independent noise per rank, and a resume point at every epoch
+        torch.manual_seed(cfg.seed + 1_000_003 * epoch + 7919 * dctx.rank)
+    t0 = time.perf_counter()
+    names: list[str] = []
+    sums = torch.zeros(0, device=device)   # (1 + n_terms,) running sum of terms x images, on the device
+    guard.start_epoch(device)
+    x = preprocess.training_view(x_grey, model.cfg, cfg.seed, epoch, x_static)
+    perm = torch.randperm(n, generator=lp.shuffle_gen).to(device)
+    for j, (b0, b1) in enumerate(lp.bounds):
+        if ctrl_c.requested:        # checked between steps: never inside a write or a kernel
+            raise KeyboardInterrupt
+        lo, hi = distributed.rank_slice(b0, b1, dctx)
+        m = hi - lo
+        xb = torch.index_select(x, 0, perm[lo:hi], out=xbuf[:m])
+        if channels_last and xb.shape[1] > 1:      # one channel: NCHW already is NHWC
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        yb = y[perm[lo:hi]] if y is not None else None
+        with amp:
+            lt = lp.objective(xb, yb, kl_weight(cfg, s.step))
+        # DDP averages gradients over ranks: weight each rank by its share of the global batch
+        scale = m * dctx.world_size / (b1 - b0)
+        lp.opt.zero_grad(set_to_none=True)
+        (lt.total if scale == 1 else lt.total * scale).backward()
+        grad_norm = _clip_grad_norm(params, cfg.grad_clip)
+        lp.opt.step()
+        s.step += 1
+        vals = torch.stack([lt.total.detach(), *lt.terms.values(), grad_norm]).double()  # (1 + T + 1,)
+        if not names:
+            names = ["loss", *lt.terms]
+            sums = torch.zeros(len(names), device=device, dtype=torch.float64)
+        sums.add_(vals[:-1], alpha=m)
+        guard.observe(vals, s.step)
+        # progress and the guard's check on a stride. Checkpoints are written only after an epoch passed the check.
+        last = j == len(lp.bounds) - 1
+        if s.step % cfg.log_every == 0 or last:
+            tot = distributed.all_reduce_sum(torch.cat([sums, guard.flag()]), dctx).tolist()
+            guard.check(tot[-1], names, epoch, s.step, dctx.world_size, s.history)
+            bar.set_postfix(epoch=f"{epoch}/{cfg.epochs}", **{k: f"{v / b1:.2f}" for k, v in zip(names, tot)},
+                            img_s=f"{b1 / (time.perf_counter() - t0):.0f}", refresh=False)
+            if last:
+                sums = torch.tensor(tot[:-1], dtype=torch.float64)
+        bar.update(1)
+    return {k: v / lp.bounds[-1][1] for k, v in zip(names, sums.tolist())}
+
+
+def _validate(lp: _Loop, data: Any, train_terms: dict[str, float]) -> tuple[dict[str, float], float]:
+    """Rank 0's validation terms (the training terms when there is no validation split) and the loss that decides
+    best weights and early stopping (broadcast to every rank under DDP)."""
+    x_val = lp.splits[3]
+    if not lp.dctx.is_main:
+        val_terms: dict[str, float] = {}
+    else:
+        val_terms = evaluate_loss(lp.model, x_val, data.y_val) if x_val.shape[0] else train_terms
+    if lp.dctx.is_distributed:
+        return val_terms, distributed.broadcast_floats([val_terms.get("loss", 0.0)], lp.dctx, lp.device)[0]
+    return val_terms, val_terms.get("loss", 0.0)
+
+
+def _finish(lp: _Loop, s: rundir.LoopState, data: Any, status: str, best_state: Any, seconds: float,
+            out: Path | None) -> Run:
+    """Hand back the best weights and their test loss; close the run folder."""
+    model, x_test = lp.model, lp.splits[4]
+    if lp.folder:
+        lp.folder.load_best()
     elif s.best_epoch:
         model.load_state_dict(best_state)
     model.eval()
-    test = evaluate_loss(model, x_test, data.y_test) if x_test.shape[0] and dctx.is_main else {}
-    if folder:
-        folder.finish({**(training_info or {}), "status": status, "best_epoch": s.best_epoch, "best_val_loss": s.best_val,
-                       "epochs_done": s.epoch, "steps": s.step, "world_size": dctx.world_size,
-                       "images_per_s_last_epoch": s.history[-1]["images_per_s"] if s.history else None}, test)
+    test = evaluate_loss(model, x_test, data.y_test) if x_test.shape[0] and lp.dctx.is_main else {}
+    if lp.folder:
+        lp.folder.finish({**lp.training_info, "status": status, "best_epoch": s.best_epoch, "best_val_loss": s.best_val,
+                          "epochs_done": s.epoch, "steps": s.step, "world_size": lp.dctx.world_size,
+                          "images_per_s_last_epoch": s.history[-1]["images_per_s"] if s.history else None}, test)
     distributed.barrier()
     return Run(model, s.history, s.best_epoch, s.best_val, status, seconds, out, test)
 
