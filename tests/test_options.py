@@ -19,16 +19,17 @@ import pytest
 
 import vaelab
 from vaelab import cli
-from vaelab.config import (CompareConfig, DataSpec, EvalConfig, ModelConfig, MoleculeCompareConfig, SampleConfig,
+from vaelab.config import (CompareConfig, DataSpec, DesignConfig, EvalConfig, ModelConfig, MoleculeCompareConfig, SampleConfig,
                            ExecutorConfig, ScoreConfig, SweepConfig, TrainConfig, flag_of, options_summary)
 from vaelab.options import cli_fields
 
 ROOT = Path(__file__).resolve().parents[1]
 POSITIONALS = {"train": ["vae"], "evaluate": ["CKPT", "--out", "x.json"], "sample": ["CKPT", "--out", "x.png"],
-               "compare": [], "sweep": [], "compare-molecules": [], "score": ["RUN", "--dataset", "digits", "--out", "s.csv"]}
+               "compare": [], "sweep": [], "compare-molecules": [], "score": ["RUN", "--dataset", "digits", "--out", "s.csv"],
+               "design": ["RUN"]}
 CLASSES = {"data": DataSpec, "model": ModelConfig, "train": TrainConfig, "eval": EvalConfig, "compare": CompareConfig,
            "sample": SampleConfig, "sweep": SweepConfig, "mol": MoleculeCompareConfig, "score": ScoreConfig,
-           "executor": ExecutorConfig}
+           "executor": ExecutorConfig, "design": DesignConfig}
 # options that need a companion to be valid, and values where "default + 1" is not one
 COMPANIONS = {"kl_cycle_steps": ["--kl-schedule", "cyclical", "--kl-warmup-steps", "10"],
               "kl_schedule": ["--kl-warmup-steps", "10"], "learn_sigma": ["--likelihood", "gaussian"]}
@@ -38,7 +39,7 @@ VALUES = {"dataset": "npz:x.npz", "data_dir": "/data/elsewhere", "classes": (3, 
           "max_train": 300, "sampler": "gmm", "sigmas": (0.2, 2.0), "beta": 2.0, "subset": 500,
           "image_size": 16, "image_channels": 3, "inliers": (0, 1, 2), "ood_dataset": "fashion-mnist",
           "ray_address": "10.0.0.1:6379", "ray_shared_dir": "/shared/runs", "priors": ("gaussian", "uniform"),
-          "label_column": "kind", "properties": ("qed",)}
+          "label_column": "kind", "properties": ("qed",), "start": "CCO", "from_test": 3, "methods": ("bo",)}
 
 
 def _subparser(command: str) -> argparse.ArgumentParser:
@@ -99,6 +100,8 @@ def _used_configs(command: str, args: argparse.Namespace) -> dict[str, object]:
         return {"mol": mol, "executor": mol.executor}
     if command == "score":
         return {"score": cli.build(args, ScoreConfig, "score")}
+    if command == "design":
+        return {"design": cli.build(args, DesignConfig, "design")}
     return {"eval": cli.build(args, EvalConfig, "eval"), "sample": cli.build(args, SampleConfig, "sample")}
 
 

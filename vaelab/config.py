@@ -445,6 +445,8 @@ EXECUTOR_RESUME_FREE = {f"executor.{f.name}": "where and how many units run at o
 MOLECULE_MODELS = ("ae", "dae", "vae", "beta-vae", "iwae", "rae")
 TOKENIZERS = ("selfies", "smiles")
 MOLECULE_PROPERTIES = ("qed", "logp", "sa", "mw", "penalized-logp")   # vaelab.molecules.properties.PROPERTIES
+DESIGN_PROPERTIES = ("qed", "logp", "penalized-logp")                  # what design raises (vaelab.molecules.design)
+DESIGN_METHODS = ("gradient", "bo")
 
 
 @dataclass(frozen=True)
@@ -487,7 +489,7 @@ class MoleculeCompareConfig:
     recon_history_n: int = opt(MD.RECON_HISTORY_N, "validation molecules whose token accuracy and exact "
                                "reconstruction are recorded per epoch; 0 = none", lo=0, hi=MAX_COUNT)
     design_property: str = opt(MD.DESIGN_PROPERTY, "the Design section raises this property",
-                               choices=("qed", "logp", "penalized-logp"))
+                               choices=DESIGN_PROPERTIES)
     design_starts: int = opt(MD.DESIGN_STARTS, "test molecules each model designs from; 0 = no Design section",
                              lo=0, hi=10_000)
     design_steps: int = opt(MD.DESIGN_STEPS, "design steps (decoded candidates) per start molecule and method",
@@ -518,6 +520,33 @@ class MoleculeCompareConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(dataclasses.asdict(self))
+
+
+@dataclass(frozen=True)
+class DesignConfig:
+    """`vaelab design RUN`: property-guided search in the latent spaces of a molecule run's models."""
+
+    prop: str = opt(MD.DESIGN_PROPERTY, "the property to raise", flag="--property", choices=DESIGN_PROPERTIES)
+    start: str | None = opt(None, "the start molecule (default: the run's first --from-test test molecules)",
+                            flag="--from", metavar="SMILES")
+    from_test: int | None = opt(None, "start from each of the run's first N test molecules (default 1)", lo=1,
+                                hi=10_000)
+    steps: int = opt(MD.DESIGN_STEPS, "design steps (decoded candidates) per start molecule and method", lo=1,
+                     hi=10_000)
+    methods: tuple[str, ...] = opt(DESIGN_METHODS, "search methods, comma-separated: gradient (ascent on the property "
+                                   "head's prediction) and bo (Bayesian optimisation in z)", flag="--method",
+                                   choices=DESIGN_METHODS)
+    models: tuple[str, ...] | None = opt(None, "models of the run, comma-separated (default: every trained one)")
+    seed: int = opt(0, "seed of BO's random candidates", lo=0, hi=MAX_SEED)
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        if self.start is not None and self.from_test is not None:
+            raise ConfigError("--from and --from-test exclude each other: give a start molecule or a number of the "
+                              "run's test molecules.")
+        if not self.methods:
+            raise ConfigError(f"--method needs at least one of {', '.join(DESIGN_METHODS)}.")
+        _check_ranges(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> MoleculeCompareConfig:

@@ -23,13 +23,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from vaelab.config import DESIGN_METHODS
 from vaelab.errors import ConfigError, DataError
 from vaelab.molecules.data import canonical_smiles, quiet_rdkit
 from vaelab.molecules.latent import MoleculeModel, decode_codes, encode_smiles, tanimoto_to
 from vaelab.molecules.properties import (CYCLE_MEAN, CYCLE_STD, LOGP_MEAN, LOGP_STD, SA_MEAN, SA_STD,
                                          check_property, property_values)
 
-METHODS = ("gradient", "bo")
+METHODS = DESIGN_METHODS          # vaelab.config: the options know them without importing torch
 
 
 def head_objective(model: torch.nn.Module, name: str):

@@ -8,28 +8,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 from typing import Any
 
+from vaelab.config import DesignConfig
 from vaelab.errors import ConfigError, DataError
-
-DESIGN_PROPERTIES = ("qed", "logp", "penalized-logp")
+from vaelab.options import add_options, build
 
 
 def design_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", metavar="RUN", help="a molecule run folder written by `vaelab compare --dataset moses`")
-    p.add_argument("--property", required=True, help=f"the property to raise: {', '.join(DESIGN_PROPERTIES)}")
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--from", dest="start", default=None, metavar="SMILES", help="the start molecule")
-    src.add_argument("--from-test", type=int, default=None, metavar="N",
-                     help="start from each of the run's first N test molecules (default: 1)")
-    p.add_argument("--steps", type=int, default=20, help="design steps (decoded candidates) per start (default 20)")
-    p.add_argument("--method", default="gradient,bo", help="gradient, bo or both (default gradient,bo)")
-    p.add_argument("--models", default=None, help="comma-separated models of the run (default: all)")
-    p.add_argument("--seed", type=int, default=0, help="seed of BO's random candidates (default 0)")
-    p.add_argument("--json", default=None, help="FILE.json: write every path and summary there")
-    p.add_argument("--png-dir", default=None, help="folder for a molecule grid of each path")
+    add_options(p, DesignConfig, "design", title="design")
+    out = p.add_argument_group("output")
+    out.add_argument("--json", default=None, metavar="FILE", help="FILE.json: write every path and summary there")
+    out.add_argument("--png-dir", default=None, metavar="DIR", help="folder for a molecule grid of each path")
 
 
 def _run_doc(run: Path) -> dict[str, Any]:
@@ -60,37 +52,24 @@ def test_smiles(doc: dict[str, Any], n: int) -> list[str]:
 
 
 def design_cmd(args: argparse.Namespace) -> int:
-    from vaelab.molecules.design import METHODS, design_table
+    from vaelab.molecules.design import design_table
     from vaelab.molecules.report import path_grid_png
     from vaelab.molecules.latent import load_molecule_model
-    from vaelab.molecules.properties import check_property
 
-    prop = check_property(args.property)
-    if prop not in DESIGN_PROPERTIES:
-        raise ConfigError(f"--property {args.property}: design raises one of {', '.join(DESIGN_PROPERTIES)}.")
-    if not 1 <= args.steps <= 10_000:
-        raise ConfigError(f"--steps must be between 1 and 10000, got {args.steps}.")
-    methods = tuple(m.strip() for m in args.method.split(",") if m.strip())
-    bad = [m for m in methods if m not in METHODS]
-    if bad or not methods:
-        raise ConfigError(f"--method takes {', '.join(METHODS)} (comma-separated); got {args.method!r}.")
+    c = build(args, DesignConfig, "design")
     run = Path(args.run)
     doc = _run_doc(run)
-    names = [m.strip() for m in args.models.split(",")] if args.models else [
-        m for m, r in doc["models"].items() if r.get("status") == "ok"]
+    names = list(c.models) if c.models else [m for m, r in doc["models"].items() if r.get("status") == "ok"]
     models = {}
     for name in names:
         if not (run / "models" / name / "config.json").is_file():
             raise ConfigError(f"{run} has no trained model {name!r}; it has {', '.join(doc['models'])}.")
         models[name] = load_molecule_model(run / "models" / name)
-    if args.start is not None:
-        starts = [args.start]
-    else:
-        starts = test_smiles(doc, args.from_test or 1)
+    starts = [c.start] if c.start is not None else test_smiles(doc, c.from_test or 1)
     from vaelab.molecules.data import load_moses
 
     train = frozenset(load_moses("train")) if doc["config"]["dataset"] == "moses" else None
-    table = design_table(models, starts, prop, steps=args.steps, methods=methods, seed=args.seed, train=train)
+    table = design_table(models, starts, c.prop, steps=c.steps, methods=c.methods, seed=c.seed, train=train)
     print(markdown_design_table(table))
     if args.json:
         from vaelab.io import atomic_write_json, strict_json
