@@ -57,3 +57,32 @@ def test_a_killed_molecule_compare_resumes_to_the_uninterrupted_numbers(smiles_f
     r = subprocess.run(_args(smiles_file, out) + ["--resume", "--lr", "0.01"], capture_output=True, text=True,
                        timeout=300)
     assert r.returncode != 0 and "lr" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_the_gpu_preset_sets_the_full_moses_protocol_and_options_override_it():
+    from vaelab import cli
+    from vaelab.molecules import defaults
+
+    def config(*argv):
+        args = cli.build_parser(["compare-molecules"]).parse_args(["compare-molecules", *argv])
+        return cli.mol_cli.compare_config(args)
+
+    cpu, gpu = config(), config("--preset", "gpu")
+    assert (cpu.subset, cpu.hidden, cpu.epochs) == (defaults.SUBSET, defaults.HIDDEN, defaults.EPOCHS)
+    assert gpu.subset is None and gpu.max_smiles_len is None and gpu.n_ref is None       # all of MOSES
+    assert (gpu.hidden, gpu.latent_dim, gpu.batch_size, gpu.lr, gpu.epochs, gpu.n_samples, gpu.device) == \
+        (512, 128, 512, 3e-4, 100, 30_000, "cuda")
+    mixed = config("--preset", "gpu", "--epochs", "3", "--subset", "2000")
+    assert (mixed.epochs, mixed.subset, mixed.hidden) == (3, 2000, 512)     # what the user typed wins
+
+
+def test_the_gpu_preset_without_a_gpu_is_one_clear_message(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    r = subprocess.run([sys.executable, "-m", "vaelab", "compare", "--dataset", "moses", "--preset", "gpu", "--out",
+                        str(tmp_path / "run")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "--preset gpu" in r.stderr and "needs a CUDA GPU" in r.stderr and "--device cpu" in r.stderr
+    assert not (tmp_path / "run").exists()
