@@ -196,3 +196,21 @@ def test_sweep_units_in_workers_give_the_same_points(tmp_path):
     a, b = (json.loads((tmp_path / w / "sweep.json").read_text()) for w in ("w1", "w2"))
     assert a["points"] == b["points"] and a["ae"] == b["ae"] and len(a["points"]) == 2
     assert (tmp_path / "w2" / "models" / "beta-4" / "weights.safetensors").is_file()
+
+
+def test_auto_workers_use_the_cores_only_for_units_worth_a_worker():
+    import torch
+
+    from vaelab.compare import AUTO_MIN_WORK, resolve_workers, training_work
+    from vaelab.config import ExecutorConfig
+    from vaelab.executor import default_workers
+
+    cpu = torch.device("cpu")
+    assert ExecutorConfig().n_workers == 0                                 # the default is auto
+    digits_unit = training_work(1294, 60, (1, 8, 8))                      # the default digits compare's unit
+    assert digits_unit >= AUTO_MIN_WORK > training_work(300, 2, (1, 8, 8))
+    assert resolve_workers(0, 8, cpu, 0, digits_unit) == min(default_workers(600 * 2**20), 8)
+    assert resolve_workers(0, 8, cpu, 0, training_work(300, 2, (1, 8, 8))) == 1   # a tiny run stays in-process
+    assert resolve_workers(0, 1, cpu, 0, digits_unit) == 1                 # never more workers than units
+    assert resolve_workers(0, 8, torch.device("cuda"), 0, digits_unit) == 1   # one GPU: one process
+    assert resolve_workers(3, 8, cpu, 0, 10) == 3                          # what the user asked for

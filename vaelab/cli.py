@@ -307,7 +307,7 @@ def sweep_model_config(args: argparse.Namespace, shape: tuple[int, ...]) -> Mode
 
 def sweep_cmd(args: argparse.Namespace) -> int:
     from vaelab import lock
-    from vaelab.compare import resolve_workers, unit_executor
+    from vaelab.compare import resolve_workers, training_work, unit_executor
     from vaelab.sweep import sweep
     from vaelab.train import resolve_device
 
@@ -317,7 +317,8 @@ def sweep_cmd(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/sweep-{_slug(spec.dataset)}")
     _check_mlflow(args, out)
     ecfg = build(args, ExecutorConfig, "executor")
-    n_workers = resolve_workers(ecfg.n_workers, len(scfg.betas) + int(scfg.include_ae), resolve_device(tcfg.device), 0)
+    n_workers = resolve_workers(ecfg.n_workers, len(scfg.betas) + int(scfg.include_ae), resolve_device(tcfg.device), 0,
+                                training_work(len(data.x_train), tcfg.epochs, data.shape))
     executor = unit_executor(ecfg, n_workers, 1, not args.quiet, out, [])
     with lock.hold(out, "sweep"):
         result = sweep(data, scfg.betas, mcfg, tcfg, out, include_ae=scfg.include_ae, overwrite=args.overwrite,

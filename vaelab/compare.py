@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import shutil
 import sys
@@ -585,19 +586,38 @@ def _executor(cfg: CompareConfig, data: Any, judge: Any, out: Path, progress: bo
               device: torch.device) -> tuple[Any, int]:
     """The image comparison's executor and its worker count (large images share the cores among workers)."""
     n_units = cfg.n_seeds * len(cfg.model_names()) + (len(PAIR_MODELS) if cfg.use_pair_2d else 0)
-    n_workers = resolve_workers(cfg.executor.n_workers, n_units, device, data_bytes(data))
+    n_workers = resolve_workers(cfg.executor.n_workers, n_units, device, data_bytes(data),
+                                training_work(len(data.x_train), cfg.train.epochs, data.shape))
     if n_workers > 1 and size_class(data.shape) == "large" and not cfg.n_threads:
         n_threads = max(1, _cores() // n_workers)
     cache = [f"judge/{judge.fingerprint}"] if judge is not None else []
     return unit_executor(cfg.executor, n_workers, n_threads, progress, out, cache), n_workers
 
 
-def resolve_workers(requested: int, n_units: int, device: torch.device, n_data_bytes: int) -> int:
-    """``--workers``: 0 = the cores, capped by memory (a worker holds ~0.6 GB + 6x the data); one on a GPU."""
+# auto workers (--workers 0) only when a unit trains on at least this many elements (images x epochs x pixels, or
+# molecules x epochs x tokens): a worker's start (torch import, data, judge) costs a few CPU-seconds, which a
+# smaller unit does not win back (the default digits compare: 5.0M per unit; a test's tiny compare: ~0.05M)
+AUTO_MIN_WORK = 1_000_000
+
+
+def resolve_workers(requested: int, n_units: int, device: torch.device, n_data_bytes: int,
+                    work_per_unit: float = math.inf) -> int:
+    """``--workers``: 0 = auto: the cores, capped by memory (a worker holds ~0.6 GB + 6x the data) and by the units,
+    when each unit trains on at least AUTO_MIN_WORK elements (else in this process); one on a GPU."""
     from vaelab.executor import default_workers as by_memory
 
-    n = requested or (1 if device.type == "cuda" else by_memory(600 * 2**20 + 6 * n_data_bytes))
+    if requested:
+        n = requested
+    elif device.type == "cuda" or work_per_unit < AUTO_MIN_WORK:
+        n = 1
+    else:
+        n = by_memory(600 * 2**20 + 6 * n_data_bytes)
     return max(1, min(n, n_units))
+
+
+def training_work(n_train: int, epochs: int, shape: tuple[int, ...]) -> int:
+    """Elements one unit trains on: training examples x epochs x elements per example (resolve_workers)."""
+    return int(n_train) * int(epochs) * math.prod(shape)
 
 
 def unit_executor(ecfg: Any, n_workers: int, n_threads: int, progress: bool, out: Path,

@@ -411,9 +411,10 @@ class ExecutorConfig:
     assembled by name, so ``--resume`` may change them.
     """
 
-    n_workers: int = opt(1, "units (one model for one seed) trained and evaluated at once in worker processes; 1 = "
-                            "one after the other in this process; 0 = the number of cores, capped by memory. The "
-                            "numbers do not depend on it", flag="--workers", lo=0, hi=4096)
+    n_workers: int = opt(0, "units (one model for one seed) trained and evaluated at once in worker processes; 1 = "
+                            "one after the other in this process; 0 = auto: one per core, capped by memory, when each "
+                            "unit trains on at least 1M elements (images x epochs x pixels) so that a worker's start "
+                            "pays, else 1. The numbers do not depend on it", flag="--workers", lo=0, hi=4096)
     executor: str = opt("local", "local (this machine: --workers processes) or ray (each unit a Ray task on the "
                                  "cluster of --ray-address; pip install 'vaelab[cluster]'; docs/distributed.md)",
                         choices=EXECUTORS)

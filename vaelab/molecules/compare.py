@@ -292,7 +292,7 @@ def run_compare(cfg: MoleculeCompareConfig, out: str | Path, overwrite: bool = F
     write the run folder; return metrics.json's content. ``resume`` reuses finished models and continues
     unfinished ones from their last epoch (a run killed with kill -9 finishes with the same numbers)."""
     from vaelab.checkpoint import versions
-    from vaelab.compare import prepare_run_folder, resolve_workers, unit_executor
+    from vaelab.compare import prepare_run_folder, resolve_workers, training_work, unit_executor
     from vaelab.config import config_diff
     from vaelab.executor import Unit
     from vaelab.models import ALL_MODELS as SEQ_MODELS
@@ -327,7 +327,8 @@ def run_compare(cfg: MoleculeCompareConfig, out: str | Path, overwrite: bool = F
 
     seeds = [cfg.seed + i for i in range(cfg.n_seeds)]
     units_list = []
-    n_workers = resolve_workers(cfg.executor.n_workers, len(seeds) * len(cfg.models), device, 0)
+    n_workers = resolve_workers(cfg.executor.n_workers, len(seeds) * len(cfg.models), device, 0,
+                                training_work(len(data.x_train), cfg.epochs, tuple(data.x_train.shape[1:])))
     in_process = n_workers == 1 and cfg.executor.executor == "local"
     for s in seeds:
         for name in cfg.models:
