@@ -98,7 +98,9 @@ def test_fewer_codes_than_components_warns_and_reduces():
 
 
 def test_make_density_and_errors():
-    assert set(SAMPLERS) == {"prior", "gmm"}
+    from vaelab.config import SAMPLERS as CLI_SAMPLERS
+
+    assert set(SAMPLERS) == set(CLI_SAMPLERS) == {"prior", "gmm", "gaussian-fit", "uniform-cdf", "uniform-box"}
     assert isinstance(make_density("prior", 8, seed=1), StandardNormalPrior)
     assert isinstance(make_density("gmm", 8, seed=1), GaussianMixtureDensity)
     with pytest.raises(ConfigError, match="prior, gmm"):

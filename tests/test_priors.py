@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch.distributions import Kumaraswamy, Laplace, Normal, kl_divergence
@@ -226,3 +227,30 @@ def test_compare_priors_trains_each_prior_and_answers_from_paired_intervals(tmp_
     texts = [p["text"] for p in doc["answer"]["points"] if p["topic"] == "priors"]
     assert texts and "vae-uniform against vae-gaussian" in texts[0] and "95 % interval" in texts[0]
     assert (out / "figures" / "code_norms.png").stat().st_size > 1000
+    # the prior swap: vae-gaussian's decoder decoded every sampler; the others kept --samplers
+    assert set(doc["models"]["vae-gaussian"]["generation"]) == {"prior", "gmm", "gaussian-fit", "uniform-cdf",
+                                                                "uniform-box"}
+    assert set(doc["models"]["vae-uniform"]["generation"]) == {"prior", "gmm"}
+    html = (out / "report.html").read_text()
+    assert 'id="prior-swap"' in html and "Prior swap on vae-gaussian" in html and "uniform-box" in html
+
+
+def test_the_swap_samplers_have_their_distributions():
+    from vaelab.density import GaussianFit, UniformBox, UniformViaCDF, density_from_dict, make_density
+
+    n, d = 200_000, 3
+    z = UniformViaCDF(d, seed=1).sample(n)                      # N(0, I) by the inverse-CDF method
+    assert z.mean(0).abs().max() < 0.01 and (z.std(0) - 1).abs().max() < 0.01
+    assert abs(float((z[:, 0] < 1.0).double().mean()) - 0.841345) < 0.003     # Phi(1)
+    b = UniformBox(d, seed=1).sample(n)                         # mean 0, variance 1, bounded by sqrt 3
+    assert b.abs().max() <= 3 ** 0.5 and (b.var(0) - 1).abs().max() < 0.01
+    box = UniformBox(1)
+    grid = torch.linspace(-2, 2, 40_001, dtype=torch.float64)[:, None]
+    mass = float(torch.trapezoid(box.log_prob(grid).exp(), grid[:, 0]))
+    assert mass == pytest.approx(1.0, abs=1e-3) and box.log_prob(torch.tensor([[1.9]])).item() == -math.inf
+    codes = torch.randn(5000, 2, generator=torch.Generator().manual_seed(0)) @ torch.tensor([[2.0, 0.5], [0.0, 1.0]])
+    g = GaussianFit(seed=0).fit(codes)                          # recovers the codes' mean and covariance
+    assert np.allclose(g.covariances_[0], np.cov(codes.numpy().T, bias=True), atol=1e-3)
+    assert density_from_dict(g.to_dict()).name == "gaussian-fit" and make_density("uniform-cdf", 4).n_latent == 4
+    with pytest.raises(ConfigError, match="one full-covariance Gaussian"):
+        GaussianFit(n_components=3)

@@ -37,8 +37,9 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 import torch
 
-from vaelab.config import (DEFAULT_MODELS, EXECUTOR_RESUME_FREE, SIZE_DEFAULTS, CompareConfig, ModelConfig,
-                           TrainConfig, config_diff, refuse_resume_differences, size_class, split_model_name)
+from vaelab.config import (DEFAULT_MODELS, EXECUTOR_RESUME_FREE, PRIOR_SWAP_SAMPLERS, SIZE_DEFAULTS, CompareConfig,
+                           ModelConfig, TrainConfig, config_diff, refuse_resume_differences, size_class,
+                           split_model_name)
 from vaelab.callable_module import make_callable
 from vaelab.errors import ConfigError, OutputError, VaelabError
 from vaelab.lock import LOCK_NAME
@@ -440,7 +441,7 @@ def _run_model(name: str, cfg: CompareConfig, data: Any, seed: int, folder: Path
     try:
         t0 = time.perf_counter()
         e = cfg.eval
-        res = evaluate(model, data, judge=judge, n_samples=e.n_samples, iw_k=e.iw_k, samplers=e.samplers,
+        res = evaluate(model, data, judge=judge, n_samples=e.n_samples, iw_k=e.iw_k, samplers=samplers_for(cfg, name),
                        n_interp_pairs=e.n_interp_pairs, seed=seed, progress=progress, name=name,
                        arrays_path=(outputs or {}).get("arrays"), replicates_path=(outputs or {}).get("replicates"),
                        novelty_path=(outputs or {}).get("novelty"))
@@ -448,6 +449,14 @@ def _run_model(name: str, cfg: CompareConfig, data: Any, seed: int, folder: Path
     except (VaelabError, ValueError) as e:
         return {**rec, "status": "failed", "error": f"evaluation: {e}"}
     return {**res, **rec, "_model": model}
+
+
+def samplers_for(cfg: CompareConfig, name: str) -> tuple[str, ...]:
+    """The samplers a model is scored with: --samplers; in a --priors comparison the Gaussian-prior models decode
+    the prior swap's samplers too (vaelab.report.priors: one decoder, five samplers)."""
+    if len(cfg.priors or ()) > 1 and split_model_name(name)[1] == "gaussian":
+        return tuple(dict.fromkeys((*cfg.eval.samplers, *PRIOR_SWAP_SAMPLERS)))
+    return cfg.eval.samplers
 
 
 def _combine(recs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -44,7 +44,13 @@ BACKBONES = ("mlp", "conv")
 PRIORS = ("gaussian", "uniform", "laplace", "mog", "vamp")   # vaelab.models.priors
 PRECISIONS = ("fp32", "bf16")
 ON_NAN = ("stop", "retry")
-SAMPLERS = ("prior", "gmm")
+SAMPLERS = ("prior", "gmm", "gaussian-fit", "uniform-cdf", "uniform-box")   # vaelab.density.SAMPLERS
+DEFAULT_SAMPLERS = ("prior", "gmm")
+PRIOR_SWAP_SAMPLERS = SAMPLERS        # decoded by the Gaussian-prior VAE of `compare --priors` (the prior swap)
+SAMPLER_HELP = ("prior (z ~ the model's prior, N(0, I) by default), gmm (a 10-component Gaussian mixture fitted to the "
+                "training codes: ex-post density, Ghosh et al. 2020), gaussian-fit (one full-covariance Gaussian "
+                "fitted to them), uniform-cdf (uniform noise through the normal's inverse CDF: N(0, I) again), "
+                "uniform-box (U(-sqrt 3, sqrt 3)^d: the prior's moments, a uniform's shape)")
 MODEL_NAMES = ("ae", "dae", "vae", "beta-vae", "cvae", "iwae", "rae")   # == tuple(vaelab.models.MODELS) (tested)
 DEFAULT_MODELS = MODEL_NAMES
 STOCHASTIC_MODELS = ("vae", "beta-vae", "cvae", "iwae")   # the VAE family: a posterior and a prior (tested)
@@ -324,8 +330,8 @@ class EvalConfig:
                     flag="--iw-k", aliases=("--iw-samples",), lo=1, hi=1_000_000)
     n_interp_pairs: int = opt(1000, "random pairs of test codes whose decoded midpoints are scored (FD)",
                               lo=1, hi=10_000_000)
-    samplers: tuple[str, ...] = opt(SAMPLERS, "comma-separated samplers to score: prior (z ~ N(0, I)) and/or gmm "
-                                              "(ex-post mixture fitted to the training codes)", choices=SAMPLERS)
+    samplers: tuple[str, ...] = opt(DEFAULT_SAMPLERS, "comma-separated samplers to score: " + SAMPLER_HELP,
+                                    choices=SAMPLERS)
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -348,8 +354,7 @@ class SampleConfig:
     """`vaelab sample`: which samples to decode from a trained model."""
 
     n: int = opt(64, "number of samples (a .npy --out streams any number in blocks)", lo=1, hi=MAX_COUNT)
-    sampler: str = opt("prior", "prior: decode z ~ N(0, I); gmm: decode z from a 10-component Gaussian mixture fitted "
-                                "to the model's training codes (ex-post density, Ghosh et al. 2020)", metavar="SAMPLER")
+    sampler: str = opt("prior", SAMPLER_HELP, choices=SAMPLERS)
     label: int | None = opt(None, "cvae: decode every sample with this label (default: cycle through the classes)",
                             lo=0, hi=MAX_COUNT)
     seed: int = opt(0, "sampling seed", lo=0, hi=MAX_SEED)

@@ -184,22 +184,81 @@ class GaussianMixtureDensity:
         return obj
 
 
-#: The sampler names of the CLI (`--sampler prior|gmm`) and of saved densities' "name".
-SAMPLERS = {"prior": StandardNormalPrior, "gmm": GaussianMixtureDensity}
+class GaussianFit(GaussianMixtureDensity):
+    """One full-covariance Gaussian N(m, S) fitted to the codes: the aggregate posterior's first two moments.
+
+    Against the prior N(0, I) it shows what the codes' mean, scale and correlations alone cost or buy;
+    against the 10-component GMM what the aggregate posterior's shape beyond them does.
+    """
+
+    name = "gaussian-fit"
+
+    def __init__(self, n_components: int = 1, covariance_type: str = "full", seed: int = 0,
+                 reg_covar: float = 1e-6) -> None:
+        if n_components != 1 or covariance_type != "full":
+            raise ConfigError("gaussian-fit is one full-covariance Gaussian (n_components 1, covariance full).")
+        super().__init__(1, "full", seed, reg_covar)
+
+
+class UniformViaCDF(StandardNormalPrior):
+    """Uniform noise u ~ U(0, 1)^d pushed through the standard normal's inverse CDF, z = Phi^-1(u).
+
+    The codes are N(0, I) exactly (the inverse-CDF method), drawn from uniform noise: a decoder trained under the
+    Gaussian prior decodes a uniform prior behind this fixed warp, so its generation metrics match the prior's
+    within their intervals (the prior swap of `vaelab compare --priors`). ``log_prob`` is log N(z; 0, I).
+    """
+
+    name = "uniform-cdf"
+
+    def sample(self, n: int, seed: int | None = None) -> Tensor:
+        """Draw n codes: u ~ U(0, 1) per dimension (kept off 0 and 1), z = ndtri(u). Returns (n, n_latent) float32."""
+        u = torch.rand(n, self.n_latent, generator=_generator(seed, self._gen), dtype=torch.float64)
+        return torch.special.ndtri(u.clamp(1e-12, 1 - 1e-12)).float()
+
+
+SQRT3 = math.sqrt(3.0)
+
+
+class UniformBox(StandardNormalPrior):
+    """U(-sqrt 3, sqrt 3)^d: the uniform with the prior's mean 0 and variance 1 per dimension, not warped.
+
+    Decoded by a Gaussian-prior model it shows what the prior's *shape* is worth to that decoder at equal moments:
+    the box's corners lie at radius sqrt(3 d), where the Gaussian has almost no mass.
+    """
+
+    name = "uniform-box"
+
+    def sample(self, n: int, seed: int | None = None) -> Tensor:
+        """Draw n codes uniformly in the box. Returns (n, n_latent) float32."""
+        u = torch.rand(n, self.n_latent, generator=_generator(seed, self._gen), dtype=torch.float64)
+        return ((2 * u - 1) * SQRT3).float()
+
+    def log_prob(self, z: ArrayLike) -> Tensor:
+        """-d log(2 sqrt 3) inside the box, -inf outside. z: (n, n_latent) -> (n,)."""
+        z64 = torch.from_numpy(as_matrix(z, "z"))
+        inside = (z64.abs() <= SQRT3).all(1)
+        lp = torch.full((len(z64),), -self.n_latent * math.log(2 * SQRT3), dtype=torch.float64)
+        return lp.masked_fill(~inside, -math.inf).to(_out_dtype(z))
+
+
+#: The sampler names of the CLI (`--sampler`, `--samplers`; vaelab.config.SAMPLERS) and of saved densities' "name".
+SAMPLERS = {"prior": StandardNormalPrior, "gmm": GaussianMixtureDensity, "gaussian-fit": GaussianFit,
+            "uniform-cdf": UniformViaCDF, "uniform-box": UniformBox}
+FITTED = ("gmm", "gaussian-fit")    # fitted to the training codes; the others are fixed distributions
 
 Density = StandardNormalPrior | GaussianMixtureDensity
 
 
 def make_density(name: str, n_latent: int, seed: int = 0) -> Density:
-    """Build an unfitted density by name ("prior" or "gmm", default settings).
+    """Build an unfitted density by name (one of SAMPLERS, default settings).
 
-    ``n_latent`` sizes the prior; the mixture takes its size from the codes at ``fit``.
+    ``n_latent`` sizes the fixed distributions; the fitted ones (FITTED) take their size from the codes at ``fit``.
     """
     if name not in SAMPLERS:
         raise ConfigError(f"unknown sampler {name!r}; choose one of: {', '.join(SAMPLERS)}.")
-    if name == "prior":
-        return StandardNormalPrior(n_latent, seed=seed)
-    return GaussianMixtureDensity(seed=seed)
+    if name in FITTED:
+        return SAMPLERS[name](seed=seed)
+    return SAMPLERS[name](n_latent, seed=seed)
 
 
 def density_from_dict(d: dict[str, Any]) -> Density:

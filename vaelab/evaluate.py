@@ -36,6 +36,7 @@ from torch import Tensor
 from vaelab.callable_module import make_callable
 from vaelab import metrics as M
 from vaelab.data import CORRUPTIONS, corrupt, corruptions_for
+from vaelab.config import DEFAULT_SAMPLERS, SAMPLERS
 from vaelab.errors import ConfigError
 from vaelab.io import strict_json
 from vaelab.metrics._arrays import as_numpy
@@ -47,7 +48,6 @@ PROBE_MAX_TRAIN = 10_000
 PR_K = 3
 KNN_K = 5
 COLLAPSE_FRACTION = 0.01
-SAMPLERS = ("prior", "gmm")
 
 
 # -- small helpers -------------------------------------------------------------------------------
@@ -325,7 +325,7 @@ def _denoising(model: torch.nn.Module, data: Any, seed: int, per_image: dict | N
 
 # -- the entry point -----------------------------------------------------------------------------
 def evaluate(model: torch.nn.Module, data: Any, *, judge: Any = None, n_samples: int = 10_000, iw_k: int = 100,
-             samplers: Sequence[str] = SAMPLERS, n_interp_pairs: int = 1000, seed: int = 0, progress: bool = True,
+             samplers: Sequence[str] = DEFAULT_SAMPLERS, n_interp_pairs: int = 1000, seed: int = 0, progress: bool = True,
              name: str | None = None, arrays_path: str | Path | None = None,
              replicates_path: str | Path | None = None, novelty_path: str | Path | None = None) -> dict[str, Any]:
     """All metrics of one trained model on ``data`` (DESIGN.md "Metric definitions").
@@ -508,7 +508,7 @@ def evaluate(model: torch.nn.Module, data: Any, *, judge: Any = None, n_samples:
 
 # -- the `vaelab evaluate` command -----------------------------------------------------------------
 def evaluate_checkpoint(ckpt: str, out: str, *, n_samples: int = 10_000, iw_k: int = 100,
-                        samplers: Sequence[str] = SAMPLERS, seed: int = 0, progress: bool = True,
+                        samplers: Sequence[str] = DEFAULT_SAMPLERS, seed: int = 0, progress: bool = True,
                         overwrite: bool = False) -> dict[str, Any]:
     """Load a model folder, reload its dataset, load or train the judge, evaluate, write ``out`` (JSON, atomic).
 

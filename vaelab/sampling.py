@@ -32,7 +32,7 @@ def fit_density(sampler: str, model: torch.nn.Module, data: Any, seed: int = 0, 
 
     ``z_train`` (N_train, D): those means when the caller has them already (``evaluate`` does); else encoded here.
     """
-    from vaelab.density import make_density
+    from vaelab.density import FITTED, make_density
 
     prior = getattr(model, "prior", None)
     if sampler == "prior" and prior is not None and prior.name != "gaussian":   # the model's own p(z) (--prior)
@@ -40,7 +40,7 @@ def fit_density(sampler: str, model: torch.nn.Module, data: Any, seed: int = 0, 
 
         return PriorDensity(prior, seed)
     density = make_density(sampler, model.cfg.n_latent, seed)
-    if sampler != "prior":
+    if sampler in FITTED:
         density.fit(z_train if z_train is not None else encode_means(model, data.x_train, data.y_train))
     return density
 

@@ -18,6 +18,7 @@ from vaelab.config import flat_config, options_summary
 from vaelab.errors import ConfigError, OutputError
 from vaelab.io import atomic_write_text
 from vaelab.report.answer import make_answer
+from vaelab.report.priors import swap_rows
 from vaelab.report.table import collapse_notes, get, header, table_rows
 
 SCHEMA_VERSION = 1
@@ -88,6 +89,14 @@ IMAGES_SECTION = """<h1>What does a VAE buy over an autoencoder? — {{ ds.name 
 {% endfor %}</table>{% endif %}
 <ul>{% for t in test_time.answer %}<li>{{ t }}</li>{% endfor %}</ul>
 {% for n in test_time.block.notes %}<p class="muted">{{ n }}</p>{% endfor %}
+{% endif %}
+
+{% if prior_swap %}<h2 id="prior-swap">Prior swap: one decoder ({{ prior_swap.model }}), five samplers</h2>
+<p class="muted">The same trained decoder decodes codes drawn from each sampler; value [95 % bootstrap interval] of the generation metrics in the judge's features (the sampler's own interval).</p>
+<table class="prior-swap"><tr><th>sampler</th><th>codes drawn from</th>{% for h in prior_swap.metrics %}<th>{{ h }}</th>{% endfor %}</tr>
+{% for r in prior_swap.rows %}<tr><td>{{ r.sampler }}</td><td>{{ r.what }}</td>{% for c in r.cells %}<td>{{ c }}</td>{% endfor %}</tr>
+{% endfor %}</table>
+<p>{{ prior_swap.answer }}</p>
 {% endif %}
 
 <h2 id="figures">Figures</h2>
@@ -217,7 +226,8 @@ def _images_context(doc: dict[str, Any], fig_dir: Path) -> dict[str, Any]:
         reference=doc.get("reference") or {}, likelihood_notes=lik_notes,
         failed={n: m for n, m in doc.get("models", {}).items() if m.get("status") != "ok" or m.get("error")},
         figures=figures, protocol=_protocol(doc), all_models=doc.get("models", {}), fmt=_fmt, g=get,
-        test_time=_test_time(doc), vectors_note=VECTORS_NOTE if ds.get("domain") == "vectors" else "")
+        test_time=_test_time(doc), prior_swap=swap_rows(doc),
+        vectors_note=VECTORS_NOTE if ds.get("domain") == "vectors" else "")
 
 
 VECTORS_NOTE = (
