@@ -354,7 +354,7 @@ class SampleConfig:
     """`vaelab sample`: which samples to decode from a trained model."""
 
     n: int = opt(64, "number of samples (a .npy --out streams any number in blocks)", lo=1, hi=MAX_COUNT)
-    sampler: str = opt("prior", SAMPLER_HELP, choices=SAMPLERS)
+    sampler: str = opt("prior", SAMPLER_HELP, metavar="SAMPLER")
     label: int | None = opt(None, "cvae: decode every sample with this label (default: cycle through the classes)",
                             lo=0, hi=MAX_COUNT)
     seed: int = opt(0, "sampling seed", lo=0, hi=MAX_SEED)
