@@ -4,6 +4,9 @@
     /work/venv/bin/python benchmarks/bench_compare.py --only default
     /work/venv/bin/python benchmarks/bench_compare.py --only default-inliers       # the test-time section's share
     /work/venv/bin/python benchmarks/bench_compare.py --from-run runs/fm-compare   # a run made before
+    /work/venv/bin/python benchmarks/bench_compare.py --only default --against ../before --rounds 2
+        # this checkout against another one (e.g. `git worktree add --detach ../before d0f07d7`), interleaved
+
 
 Runs ``python -m vaelab compare`` in a subprocess (with ``/usr/bin/time``-style CPU seconds from
 ``resource.getrusage`` of the child) and prints the phases compare records in ``metrics.json``:
@@ -80,10 +83,51 @@ def print_breakdown(title: str, metrics: dict) -> None:
         print(f"  the test-time section: {tt:.1f} s = {100 * tt / total:.1f} % of the compare (target <= 20 %)")
 
 
+def run_case(extra: list[str], cwd: Path) -> tuple[float, float, float, dict]:
+    """One `vaelab compare --quiet` in checkout ``cwd`` (it imports vaelab from there): wall, user and sys CPU
+    seconds of the child process tree (``resource.getrusage``), and its metrics.json."""
+    out = Path(tempfile.mkdtemp(prefix="bench-compare-")) / "run"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    pr = subprocess.run([sys.executable, "-m", "vaelab", "compare", "--out", str(out), "--quiet", *extra],
+                        cwd=cwd, capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if pr.returncode:
+        raise SystemExit(f"compare in {cwd} failed:\n{pr.stderr[-3000:]}")
+    metrics = json.loads((out / "metrics.json").read_text())
+    shutil.rmtree(out.parent, ignore_errors=True)
+    return wall, after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime, metrics
+
+
+def against(extra: list[str], other: Path, rounds: int) -> dict:
+    """This checkout and ``other``, interleaved round by round (alternating which goes first): medians."""
+    import statistics
+
+    runs: dict[str, list[tuple[float, float, float, float]]] = {"this": [], "other": []}
+    for r in range(rounds):
+        for who in (("other", "this") if r % 2 == 0 else ("this", "other")):
+            load = os.getloadavg()[0]
+            wall, user, sys_s, _ = run_case(extra, ROOT if who == "this" else other)
+            runs[who].append((wall, user, sys_s, load))
+            print(f"  round {r + 1} {who:5s}: {wall:7.1f} s wall, {user:6.1f} user + {sys_s:4.1f} sys CPU-s, "
+                  f"load {load:.1f}", flush=True)
+    med = {who: {k: statistics.median(v[i] for v in rs) for i, k in enumerate(("wall", "user", "sys", "load"))}
+           for who, rs in runs.items()}
+    cpu = {who: m["user"] + m["sys"] for who, m in med.items()}
+    print(f"\nmedians over {rounds} rounds: {other} {cpu['other']:.1f} CPU-s ({med['other']['wall']:.1f} s wall), "
+          f"this checkout {cpu['this']:.1f} CPU-s ({med['this']['wall']:.1f} s wall): "
+          f"{100 * (cpu['this'] / cpu['other'] - 1):+.1f} % CPU, {100 * (med['this']['wall'] / med['other']['wall'] - 1):+.1f} % wall")
+    return {"other": str(other), "rounds": rounds, "runs": runs, "medians": med}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", choices=tuple(CASES), default=None, help="run one case only")
     p.add_argument("--from-run", default=None, help="print the breakdown of an existing compare run folder and exit")
+    p.add_argument("--against", default=None, help="another checkout of vaelab (e.g. the commit before a change): "
+                   "run each case there and here, interleaved, and print CPU and wall medians")
+    p.add_argument("--rounds", type=int, default=2, help="rounds of --against (each runs both checkouts once)")
     p.add_argument("--out", default=str(HERE / "results" / "compare.json"), help="JSON file to write")
     args = p.parse_args()
     if args.from_run:
@@ -94,22 +138,16 @@ def main() -> None:
     for name, extra in CASES.items():
         if args.only and name != args.only:
             continue
-        out = Path(tempfile.mkdtemp(prefix="bench-compare-")) / name
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        t = time.perf_counter()
-        pr = subprocess.run([sys.executable, "-m", "vaelab", "compare", "--out", str(out), "--quiet", *extra],
-                            cwd=ROOT, capture_output=True, text=True)
-        wall = time.perf_counter() - t
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        if pr.returncode:
-            raise SystemExit(f"compare ({name}) failed:\n{pr.stderr[-3000:]}")
-        metrics = json.loads((out / "metrics.json").read_text())
+        if args.against:
+            print(f"`vaelab compare {' '.join(extra)}`: {ROOT} against {args.against}")
+            results["cases"][name] = against(extra, Path(args.against).resolve(), args.rounds)
+            continue
+        wall, user, sys_s, metrics = run_case(extra, ROOT)
+        cpu = user + sys_s
         results["cases"][name] = {"wall_seconds": wall, "cpu_seconds": cpu, "timings": metrics.get("timings", {}),
                                   "breakdown": breakdown(metrics)}
         print_breakdown(f"`vaelab compare {' '.join(extra)}`: {wall:.1f} s wall, {cpu:.1f} CPU-s, "
                         f"load {os.getloadavg()[0]:.1f} (target for the default: < 120 s)", metrics)
-        shutil.rmtree(out.parent, ignore_errors=True)
     from vaelab.io import atomic_write_json
 
     atomic_write_json(args.out, results)

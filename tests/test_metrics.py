@@ -232,3 +232,20 @@ def test_judge_confidence_and_class_coverage():
 def test_class_metrics_reject_logits():
     with pytest.raises(ValueError, match="logits"):
         judge_confidence(np.array([[2.0, -1.0], [0.5, 0.3]]))
+
+
+def test_array_memo_computes_once_per_input():
+    from vaelab.metrics._arrays import ArrayMemo
+
+    calls: list[int] = []
+    memo = ArrayMemo(size=1)
+    a = np.arange(6.0).reshape(2, 3)
+
+    def f() -> int:
+        calls.append(1)
+        return len(calls)
+
+    assert memo([a], (), f) == 1 and memo([a.copy()], (), f) == 1     # the same bytes: not computed again
+    assert memo([a + 1], (), f) == 2                                  # other values
+    assert memo([a], (3,), f) == 3                                    # other settings
+    assert memo([a], (), f) == 4                                      # size 1: the oldest was dropped

@@ -157,7 +157,8 @@ def sample_quality(images: Tensor, judge: Any, real_features: Tensor, seed: int 
     i_f = _subsample(len(feats), PR_MAX, seed + 1)
     real_np, feats_np = as_numpy(real_features), as_numpy(feats)
     values, ivs, reps = set_metric_block(feats_np[i_f], real_np[ir], seed, k=PR_K, use_intervals=use_intervals)
-    values["fd"] = M.frechet_distance(feats, real_features)      # on every sample, as before the subsets
+    if len(i_f) < len(feats) or len(ir) < len(real_features):   # FD on every sample, as before the subsets
+        values["fd"] = M.frechet_distance(feats, real_features)
     conf = as_numpy(probs).max(1)
     civ, crep = per_image_intervals({("confidence",): conf}, seed, what="samples") if use_intervals else ({}, {})
     cov = M.class_coverage(probs)

@@ -25,6 +25,7 @@ from vaelab.metrics import intervals as I
 from vaelab.metrics import novelty as N
 from vaelab.metrics import prd
 from vaelab.measure.store import save_arrays
+from vaelab.metrics._arrays import ArrayMemo
 from vaelab.metrics.fd import frechet_distance
 
 REPLICATES = "_replicates"     # key of the bootstrap replicates in an evaluate() result (not JSON: stripped)
@@ -58,7 +59,7 @@ def per_image_intervals(per_image: dict[tuple[str, ...], np.ndarray], seed: int,
     return out, reps
 
 
-_REF_MOMENTS: dict[tuple, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
+_REF_MOMENTS = ArrayMemo()   # the reference resamples' moments of the last reference (one at a time)
 
 
 def _weighted_moments(x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -80,17 +81,16 @@ def _reference_moments(real: np.ndarray, seed: int, n_boot: int) -> list[tuple[n
     run shares the reference resamples (drawn from ``seed``), so the B roots are computed once."""
     from vaelab.metrics.fd import psd_sqrt
 
-    key = (real.shape, hash(real.tobytes()), seed, n_boot)
-    if key not in _REF_MOMENTS:
-        _REF_MOMENTS.clear()                         # one reference at a time: bounded memory
+    def moments() -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         rng = np.random.default_rng(seed)
         out = []
         for _ in range(n_boot):
             w = np.bincount(rng.integers(0, len(real), len(real)), minlength=len(real)).astype(np.float64)
             m, c = _weighted_moments(real, w)
             out.append((m, c, psd_sqrt(c)))
-        _REF_MOMENTS[key] = out
-    return _REF_MOMENTS[key]
+        return out
+
+    return _REF_MOMENTS([real], (seed, n_boot), moments)
 
 
 def fd_interval(feats: np.ndarray, real: np.ndarray, seed: int, n_boot: int = N_BOOT_FD
@@ -293,7 +293,9 @@ def pair_holes(model: Any, data: Any, judge: Any, z_grid: Any, seed: int, arrays
                           for i in range(0, len(zg), 2048)])
     block = holes_block(mu, lv, seed)
     log_ratio = H.log_density_ratio(zg.double().numpy(), mu, lv)
-    real = np.asarray(judge.features(data.x_test), dtype=np.float64)
+    from vaelab.evaluate import _test_features     # memoised on the judge: the models' evaluations computed them
+
+    real = np.asarray(_test_features(judge, data), dtype=np.float64)
     realism = prd.realism_scores(real, np.asarray(judge.features(imgs), dtype=np.float64))
     save_arrays(arrays_file, {"z_grid": zg.numpy(), "log_ratio": log_ratio, "realism": realism, "codes": mu})
     return {**block, "grid_frac_hole": float(np.mean(log_ratio < np.log(H.HOLE_RATIO))),

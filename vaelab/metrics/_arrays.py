@@ -1,7 +1,7 @@
-"""Array conversion shared by the metric functions: numpy arrays or torch tensors in, numpy out."""
+"""Array conversion shared by the metric functions (numpy arrays or torch tensors in, numpy out), and their memo."""
 from __future__ import annotations
 
-from typing import Union
+from typing import Any, Callable, Sequence, Union
 
 import numpy as np
 import torch
@@ -32,3 +32,25 @@ def as_matrix(x: ArrayLike, name: str, dtype: type | None = np.float64) -> np.nd
     if x.ndim != 2:
         raise ValueError(f"{name} must have shape (N, D), got {tuple(x.shape)}")
     return x
+
+
+class ArrayMemo:
+    """Results computed from arrays, kept for the last ``size`` inputs.
+
+    A comparison scores many models and samplers against one reference set (the test split's judge features,
+    the training split), so what depends on the reference alone (its k-NN radii, its k-means cells, the test
+    images' nearest training images) is computed once per run. The key is the arrays' shapes, dtypes and a
+    hash of their bytes, plus ``extra`` (hashable settings): the same inputs give the very same result.
+    """
+
+    def __init__(self, size: int = 1) -> None:
+        self.size = size
+        self._items: dict[tuple, Any] = {}
+
+    def __call__(self, arrays: Sequence[np.ndarray], extra: tuple, compute: Callable[[], Any]) -> Any:
+        key = (tuple((a.shape, a.dtype.str, hash(np.ascontiguousarray(a).tobytes())) for a in arrays), extra)
+        if key not in self._items:
+            while len(self._items) >= self.size:        # oldest first: bounded memory
+                self._items.pop(next(iter(self._items)))
+            self._items[key] = compute()
+        return self._items[key]

@@ -27,12 +27,13 @@ import math
 import numpy as np
 import torch
 
-from vaelab.metrics._arrays import ArrayLike, as_matrix
+from vaelab.metrics._arrays import ArrayLike, ArrayMemo, as_matrix
 
 _BLOCK_BYTES = 64 * 2**20   # one (rows, N_ref) distance block
 COPY_PERCENTILE = 1.0       # the test images' percentile below which a sample counts as a near-copy
 CT_MIN_CELL = 20            # samples and test images a cell needs to enter C_T (Meehan et al.'s tau)
-_CELLS: dict[tuple, object] = {}   # the k-means cells of the last training set (one at a time)
+_CELLS = ArrayMemo()        # the k-means cells of the last training set (one at a time)
+_TEST_NN = ArrayMemo(2)     # the test images' nearest-training distances, in judge features and in pixels
 
 
 def nearest_neighbours(x: ArrayLike, ref: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -106,11 +107,8 @@ def ct_statistic(train: ArrayLike, test: ArrayLike, samples: ArrayLike, n_cells:
     from sklearn.cluster import KMeans
 
     k = int(max(1, min(n_cells, len(te) // min_cell, len(tr))))
-    key = (tr.shape, hash(tr.tobytes()), k, seed)
-    if key not in _CELLS:          # compare scores many models against one training set: fit its cells once
-        _CELLS.clear()
-        _CELLS[key] = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(tr)
-    km = _CELLS[key]
+    # compare scores many models against one training set: fit its cells once
+    km = _CELLS([tr], (k, seed), lambda: KMeans(n_clusters=k, n_init=3, random_state=seed).fit(tr))
     c_tr, c_te, c_q = km.labels_, km.predict(te), km.predict(q)
     z, w, used = [], [], 0
     for c in range(k):
@@ -141,7 +139,8 @@ def novelty(train: ArrayLike, test: ArrayLike, samples: ArrayLike, *, n_cells: i
          "closest_train": [their nearest training indices], "closest_dist": [their distances]}.
     """
     d_q, j_q = nearest_neighbours(samples, train)
-    d_t, _ = nearest_neighbours(test, train)
+    te, tr = as_matrix(test, "test"), as_matrix(train, "train")
+    d_t = _TEST_NN([te, tr], (), lambda: nearest_neighbours(te, tr)[0])   # the same for every model and sampler
     cf = copy_fraction(d_q, d_t)
     ct = (ct_statistic(train, test, samples, n_cells=n_cells, seed=seed) if use_ct
           else {"ct": None, "n_cells_used": None})

@@ -26,13 +26,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vaelab.metrics._arrays import ArrayLike, as_matrix
+from vaelab.metrics._arrays import ArrayLike, ArrayMemo, as_matrix
 
 # Bytes one (rows, N) distance block may take; bounds memory independently of N.
 _BLOCK_BYTES = 64 * 2**20
 # Ball memberships kept for the bootstrap: beyond this many pairs (a degenerate set, e.g. 10k copies of one
 # image inside every ball) the set bootstrap is refused rather than taking gigabytes.
 MAX_PAIRS = 20_000_000
+_REFERENCE_RADII = ArrayMemo()   # the real set's radii: every model and sampler of a run shares the reference
 
 
 def _chunk_rows(n_cols: int) -> int:
@@ -49,6 +50,11 @@ def _knn_radii(x: torch.Tensor, k: int) -> torch.Tensor:
         # k+1 smallest including self (the reference implementation's convention)
         radii[i:i + step] = d.topk(k + 1, dim=1, largest=False).values[:, -1]
     return radii
+
+
+def _reference_radii(r: torch.Tensor, k: int) -> torch.Tensor:
+    """``_knn_radii`` of the real (reference) set, computed once per reference (shared: not to be modified)."""
+    return _REFERENCE_RADII([r.numpy()], (k,), lambda: _knn_radii(r, k))
 
 
 def _prepare(real: ArrayLike, fake: ArrayLike, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,7 +105,7 @@ def memberships(real: ArrayLike, fake: ArrayLike, k: int = 3) -> Memberships:
     Distances in float64 with ``torch.cdist`` in row blocks of at most 64 MiB.
     """
     r, f = _prepare(real, fake, k)
-    r_real, r_fake = _knn_radii(r, k), _knn_radii(f, k)
+    r_real, r_fake = _reference_radii(r, k), _knn_radii(f, k)
     a_f, a_r, b_r, b_f = [], [], [], []
     n_pairs = 0
     step = _chunk_rows(len(r))
@@ -133,7 +139,7 @@ def precision_recall(real: ArrayLike, fake: ArrayLike, k: int = 3) -> tuple[floa
         (precision, recall), floats in [0, 1].
     """
     r, f = _prepare(real, fake, k)
-    r_real, r_fake = _knn_radii(r, k), _knn_radii(f, k)
+    r_real, r_fake = _reference_radii(r, k), _knn_radii(f, k)
     fake_in_real = torch.zeros(len(f), dtype=torch.bool)
     real_in_fake = torch.zeros(len(r), dtype=torch.bool)
     step = _chunk_rows(len(r))
@@ -204,7 +210,7 @@ def realism_scores(real: ArrayLike, fake: ArrayLike, k: int = 3, prune: float = 
         (M,) float64 realism scores (>= 1: realistic).
     """
     r, f = _prepare(real, fake, k)
-    radii = _knn_radii(r, k)
+    radii = _reference_radii(r, k)
     keep = radii <= torch.quantile(radii, prune)
     r, radii = r[keep], radii[keep]
     out = np.empty(len(f))

@@ -102,10 +102,11 @@ def _show(ax: Any, grid: np.ndarray) -> None:
     ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0.0, vmax=1.0, interpolation="nearest")
 
 
-def _rows_figure(rows: list[tuple[str, np.ndarray]], path: Path, title: str, n_col: int | None = None) -> None:
-    """Draw labelled rows of images: rows = [(label, (N, C, H, W) in [0, 1])], one image grid per row."""
+def _rows_figure(rows: list[tuple[str, np.ndarray]], path: Path, title: str, n_col: int | None = None,
+                 pad: int = 1) -> None:
+    """Draw labelled rows of images: rows = [(label, (N, C, H, W) in [0, 1])], one image grid per row (one axis)."""
     plt = _plt()
-    grids = [make_grid(x, n_col=n_col or x.shape[0]) for _, x in rows]
+    grids = [make_grid(x, n_col=n_col or x.shape[0], pad=pad) for _, x in rows]
     width = max(g.shape[1] for g in grids)
     pad = lambda g: np.pad(g, [(0, 0), (0, width - g.shape[1])] + [(0, 0)] * (g.ndim - 2), constant_values=1.0)
     big = np.concatenate([pad(g) for g in grids], axis=0)

@@ -50,29 +50,26 @@ def _image(ax: Any, x: np.ndarray) -> None:
 
 
 def fig_novelty(path: Path, arrays: dict[str, dict[str, np.ndarray]]) -> bool:
-    """Rows: (model, sampler); columns: 8 (sample, nearest training image) pairs. False when nothing to draw."""
-    import matplotlib.pyplot as plt
+    """Rows: (model, sampler); columns: 8 (sample, nearest training image) pairs. False when nothing to draw.
 
+    Each row is one tiled image on one axis (``vaelab.report.figures._rows_figure``): the first version gave
+    every image its own axis (224 for the default compare) and took a quarter of the whole report's drawing.
+    """
     from vaelab.data import is_vector_shape
+    from vaelab.report.figures import _rows_figure
 
     rows = [(m, s, a[f"novelty_{s}_samples"], a[f"novelty_{s}_train"]) for m, a in arrays.items()
             for s in ("prior", "gmm") if f"novelty_{s}_samples" in a]
     if not rows or is_vector_shape(rows[0][2].shape[1:]):     # pictures of examples: images only, not tables
         return False
     n = max(len(r[2]) for r in rows)
-    fig, axes = plt.subplots(len(rows), 2 * n, figsize=(2 * n * 0.6, len(rows) * 0.7 + 0.4), squeeze=False)
-    for i, (m, s, smp, tr) in enumerate(rows):
-        for j in range(2 * n):
-            axes[i, j].axis("off")
-        for j in range(len(smp)):
-            for k, x in enumerate((smp[j], tr[j])):
-                ax = axes[i, 2 * j + k]
-                ax.axis("on")
-                _image(ax, x)
-        axes[i, 0].set_ylabel(f"{m}\n{s}", rotation=0, ha="right", va="center", fontsize=7)
-        axes[i, 0].axis("on")
-    fig.suptitle("sample | nearest training image", fontsize=8)
-    _save(fig, path)
+    tiles = []
+    for m, s, smp, tr in rows:
+        gap = np.ones((*smp.shape[:-1], 1), dtype=np.float32)                  # (n, C, H, 1): a white column
+        pairs = np.concatenate([smp, gap, tr], axis=-1)                        # (n, C, H, 2W + 1): sample | train
+        blank = np.ones((n - len(pairs), *pairs.shape[1:]), dtype=np.float32)  # a row with fewer pairs
+        tiles.append((f"{m} {s}", np.concatenate([pairs, blank])))
+    _rows_figure(tiles, path, "sample | nearest training image", n_col=n, pad=4)
     return True
 
 
