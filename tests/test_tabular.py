@@ -177,7 +177,8 @@ def test_likelihood_kind_of_vectors():
 
 @pytest.mark.slow
 def test_compare_on_a_generated_table_end_to_end(tmp_path, monkeypatch):
-    """The library's compare on vectors: trains, evaluates with vector metrics, omits image figures, redraws."""
+    """The library's compare on vectors: trains, evaluates with vector metrics, omits image figures; an outside table
+    of the same columns (another order) is scored; the report redraws."""
     monkeypatch.setenv("VAELAB_CACHE", str(tmp_path / "cache"))
     from vaelab.compare import compare
     from vaelab.config import CompareConfig, DataSpec, EvalConfig, ModelConfig, TrainConfig
@@ -185,13 +186,18 @@ def test_compare_on_a_generated_table_end_to_end(tmp_path, monkeypatch):
 
     x, y = make_table(n=300, d=5)
     np.savez(tmp_path / "t.npz", x=x, y=y)
+    np.savez(tmp_path / "outside.npz", x=x[::-1][:, [4, 3, 2, 1, 0]] * 1.5 + 50.0,
+             feature_names=np.array(["x4", "x3", "x2", "x1", "x0"]))         # same columns, another order and scale
     torch.set_num_threads(1)
     cfg = CompareConfig(data=DataSpec(dataset=f"npz:{tmp_path / 't.npz'}"), models=("ae", "vae"),
                         model=ModelConfig(likelihood="gaussian", hidden=(32, 16), n_latent=3), train=TrainConfig(epochs=4),
-                        eval=EvalConfig(n_samples=200, iw_k=4, n_interp_pairs=20), use_pair_2d=False, inliers=(0, 1))
+                        eval=EvalConfig(n_samples=200, iw_k=4, n_interp_pairs=20), use_pair_2d=False, inliers=(0, 1),
+                        ood_dataset=f"npz:{tmp_path / 'outside.npz'}")
     doc = compare(cfg, tmp_path / "run", progress=False)
     det = doc["test_time"]["detection"]["held-out classes"]                # class 2 is the anomaly: scores per model
     assert set(det["vae"]) >= {"recon_error", "neg_elbo", "iw_nll"} and "complexity_corrected" not in det["vae"]
+    outside = doc["test_time"]["detection"][f"outside: npz:{tmp_path / 'outside.npz'}"]
+    assert outside["vae"]["recon_error"]["auroc"]["value"] > 0.9       # 50 units off in the file's scale: far out
     assert doc["dataset"]["domain"] == "vectors" and len(doc["dataset"]["standardization"]["std"]) == 5
     for name in ("ae", "vae"):
         m = doc["models"][name]
@@ -246,3 +252,58 @@ def test_score_new_rows_with_the_training_standardisation(tmp_path, monkeypatch)
     assert "complexity_corrected" not in applicable_scores(run.model)              # PNG bits apply to images only
     info = score_run(tmp_path / "vae", new_spec, tmp_path / "s.csv", progress=False)
     assert "vae:iw_nll" in (tmp_path / "s.csv").read_text().splitlines()[0] and info["models"]["vae"]["scores"]
+
+
+def test_new_tables_are_read_by_column_name_with_the_training_statistics(tmp_path):
+    """load_new_data: columns matched by name (any order, label column optional), the training mean and std; other
+    columns, and a table for image models (or images for table models), are refused with one message."""
+    from vaelab.data import load_new_data
+
+    x, y = make_table(n=120)
+    trained = load_dataset(f"csv:{write_csv(tmp_path / 'train.csv', x, y)}", label_column="kind").summary()
+    new = x[:30] * 3.0 - 7.0                                        # other units: its own statistics would differ
+    order = [2, 0, 3, 1]                                            # the file's columns in another order, no labels
+    shuffled = write_csv(tmp_path / "shuffled.csv", new[:, order], header=[f"f{j}" for j in order])
+    d = load_new_data(f"csv:{shuffled}", trained)
+    assert d.feature_names == ("f0", "f1", "f2", "f3") and d.y_train is None
+    got = np.sort(torch.cat([d.x_train, d.x_val, d.x_test]).numpy().reshape(-1, 4), axis=0)
+    want = np.sort(standardize(new[:, None, None, :], trained["standardization"]).reshape(-1, 4), axis=0)
+    assert np.allclose(got, want, atol=1e-5)
+    labelled = load_new_data(f"csv:{write_csv(tmp_path / 'l.csv', new, y[:30])}", trained)
+    assert labelled.has_labels                                      # the training label column, when the file has it
+    other = write_csv(tmp_path / "other.csv", new, header=["f0", "f1", "g2", "f3"])
+    with pytest.raises(DataError, match=r"other.csv does not have the columns the model was trained on \(missing "
+                                        r"'f2'; extra 'g2'\)\. Give a table with exactly the training columns"):
+        load_new_data(f"csv:{other}", trained)
+    np.savez(tmp_path / "n.npz", x=new[:, :3])
+    with pytest.raises(DataError, match=r"missing 'f0', 'f1', 'f2', 'f3'; extra 'x0', 'x1', 'x2'"):
+        load_new_data(f"npz:{tmp_path / 'n.npz'}", trained)
+    with pytest.raises(DataError, match="--ood-dataset digits holds images, but the model was trained on a table of 4"):
+        load_new_data("digits", trained, what="--ood-dataset")
+    with pytest.raises(DataError, match=r"--dataset csv:\S+ is a table, but the model was trained on images \(1x8x8\)"):
+        load_new_data(f"csv:{shuffled}", load_dataset("digits").summary())
+
+
+def test_anomaly_sets_of_a_table_use_the_inliers_training_statistics(tmp_path):
+    """--inliers and --ood-dataset on tables: the held-out classes and the outside table are standardised with the
+    statistics of the inliers' training split, so the inliers' test rows are exactly the models' test split."""
+    from vaelab import test_time
+    from vaelab.config import DataSpec
+
+    x, y = make_table(n=240)
+    spec = f"csv:{write_csv(tmp_path / 'a.csv', x, y)}"
+    ds = DataSpec(dataset=spec, label_column="kind", classes=(0, 1))
+    data = load_dataset(spec, **ds.load_kwargs())
+    outside = x[:50] + 1000.0
+    ood = f"csv:{write_csv(tmp_path / 'b.csv', outside[:, [3, 1, 0, 2]], header=['f3', 'f1', 'f0', 'f2'])}"
+    sets = test_time.anomaly_sets(data, spec=spec, load_kwargs=ds.load_kwargs(), inliers=(0, 1), ood_dataset=ood)
+    held = sets["held-out classes"]
+    assert held["source"] == "test rows of the classes not trained on: mid" and len(held["x"]) == 16
+    back = held["x"].double().numpy().reshape(-1, 4) * data.standardization["std"] + data.standardization["mean"]
+    assert np.abs(back[:, None, :] - x[None]).max(-1).min(1).max() < 1e-2      # the file's rows, training statistics
+    full = load_dataset(spec, label_column="kind", standardization=data.standardization)
+    inl = torch.from_numpy(np.isin(full.y_test.numpy(), [0, 1]))
+    assert torch.equal(full.x_test[inl], data.x_test)
+    out = sets[f"outside: {ood}"]["x"].numpy().reshape(-1, 4)
+    want = standardize(outside[:, None, None, :], data.standardization).reshape(-1, 4)
+    assert np.abs(out[:, None, :] - want[None]).max(-1).min(1).max() < 1e-5    # each row is a standardised outside row

@@ -254,8 +254,7 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
     if use_test_time(rcfg):         # the anomalies (held-out classes, --ood-dataset): bad ones fail before training
         from vaelab import test_time
 
-        sets = test_time.anomaly_sets(data, spec=rcfg.data.dataset, data_dir=rcfg.data.data_dir,
-                                      split_seed=rcfg.data.split_seed, val_fraction=rcfg.data.val_fraction,
+        sets = test_time.anomaly_sets(data, spec=rcfg.data.dataset, load_kwargs=rcfg.data.load_kwargs(),
                                       inliers=rcfg.inliers, ood_dataset=rcfg.ood_dataset, seed=rcfg.train.seed)
     t_sets = time.perf_counter() - t0
     prepare_run_folder(out, cfg.to_dict(), resume, overwrite, free=RESUME_FREE,
