@@ -177,8 +177,8 @@ def test_likelihood_kind_of_vectors():
 
 @pytest.mark.slow
 def test_compare_on_a_generated_table_end_to_end(tmp_path, monkeypatch):
-    """The library's compare on vectors: trains, evaluates with vector metrics, omits image figures; an outside table
-    of the same columns (another order) is scored; the report redraws."""
+    """The library's compare on vectors: trains, evaluates with vector metrics, omits image figures and says rows, not
+    images, in the answer, the report and the terminal table; an outside table of the same columns is scored; redraws."""
     monkeypatch.setenv("VAELAB_CACHE", str(tmp_path / "cache"))
     from vaelab.compare import compare
     from vaelab.config import CompareConfig, DataSpec, EvalConfig, ModelConfig, TrainConfig
@@ -217,11 +217,42 @@ def test_compare_on_a_generated_table_end_to_end(tmp_path, monkeypatch):
     assert "test_time_histograms.png" in figs
     html = (tmp_path / "run" / "report.html").read_text()
     assert "a Bernoulli is a distribution on {0, 1}" in html and "RMSE per example" in html
+    _says_rows_not_images(doc, html)
     saved = json.loads((tmp_path / "run" / "models" / "vae" / "config.json").read_text())
     assert saved["data"]["standardization"] == doc["dataset"]["standardization"]
     before = (tmp_path / "run" / "figures" / "rmse_per_feature.png").read_bytes()
     write_report(tmp_path / "run", redraw=True)          # the report redraws from files alone, byte for byte
     assert (tmp_path / "run" / "figures" / "rmse_per_feature.png").read_bytes() == before
+
+
+def _says_rows_not_images(doc: dict, html: str) -> None:
+    """The answer, the report page, the terminal table and the Markdown name a table's examples rows, never images;
+    the image-only metrics (PSNR, BCE) and sections are absent; only the note on what is left out names images."""
+    import html as html_lib
+    import re
+
+    from vaelab.report.answer import make_answer
+    from vaelab.report.table import VECTORS_NOTE, headline_table, markdown_report
+    from vaelab.report.figures import FIGURES
+
+    answer = make_answer(doc)
+    said = " ".join([answer["question"], answer["short"], *(p["text"] for p in answer["points"])])
+    assert "test rows" in said and "nats per row" in said and not re.search(r"\bimages?\b|pixel|PSNR|dB\b", said)
+    assert any(p["topic"] == "reconstruction" and "RMSE" in p["text"] for p in answer["points"])
+    assert any(p["topic"] == "denoising" and "RMSE against the clean row" in p["text"] for p in answer["points"])
+    text = re.sub(r"<style.*?</style>|data:image/png;base64,[A-Za-z0-9+/=]+", "", html, flags=re.S)
+    text = html_lib.unescape(re.sub(r"<[^>]+>", " ", text))
+    assert VECTORS_NOTE in text
+    for note in (VECTORS_NOTE, FIGURES["rmse_per_feature"][1]):       # the notes say which image metrics are left out
+        text = text.replace(note, "")
+    assert "test rows" in text and "mean row" in text and "N(0, I) noise" in text and "uniform noise" not in text
+    assert not re.search(r"\bimages?\b|pixel|PSNR|BCE|\bdB\b", text), re.findall(r".{40}\bimages?\b.{20}", text)
+    for fig in ("reconstructions", "samples_prior", "interpolations", "denoising", "manifold_2d", "holes_map"):
+        assert f'id="fig-{fig}"' not in html
+    table = headline_table(doc)                                     # the terminal's table after `vaelab compare`
+    assert "test rows" in table.title and VECTORS_NOTE in table.caption
+    md = markdown_report(doc)
+    assert "test rows" in md and VECTORS_NOTE in md
 
 
 def test_score_new_rows_with_the_training_standardisation(tmp_path, monkeypatch):

@@ -174,9 +174,12 @@ def _print_run(run, data) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from vaelab.config import words
+
     last = run.history[-1] if run.history else None
+    w = words(data.domain)
     t = Table(title=f"{run.model.cfg.model} on {data.name}: best epoch {run.best_epoch}, {run.status}",
-              caption="nats per image (summed over pixels / latent dims, mean over images)")
+              caption=f"nats per {w.one} (summed over {w.parts} / latent dims, mean over {w.many})")
     t.add_column("term")
     for split in ("train (last epoch)", "val (last epoch)", "test (best weights)"):
         t.add_column(split, justify="right")
@@ -187,7 +190,7 @@ def _print_run(run, data) -> None:
     con = Console(stderr=False)
     con.print(t)
     if last:
-        con.print(f"{last['images_per_s']:.0f} images/s in the last epoch; {run.seconds:.1f} s in all. "
+        con.print(f"{last['images_per_s']:.0f} {w.many}/s in the last epoch; {run.seconds:.1f} s in all. "
                   f"Model folder: {run.path}")
 
 

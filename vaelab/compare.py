@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from vaelab.config import (DEFAULT_MODELS, EXECUTOR_RESUME_FREE, SIZE_DEFAULTS, CompareConfig, ModelConfig,
-                           TrainConfig, config_diff, refuse_resume_differences, size_class, split_model_name)
+                           TrainConfig, config_diff, refuse_resume_differences, size_class, split_model_name, words)
 from vaelab.callable_module import make_callable
 from vaelab.errors import ConfigError, OutputError, VaelabError
 from vaelab.lock import LOCK_NAME
@@ -326,7 +326,7 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
 
         models_doc = {name: _combine(recs) for name, recs in per_seed.items()}
         for name, entry in models_doc.items():
-            entry["collapsed"] = collapse_reason(entry)
+            entry["collapsed"] = collapse_reason(entry, words(data.domain))
             if len(per_seed[name]) > 1:
                 combine_seed_intervals(entry, [r for r in per_seed[name] if r["status"] == "ok"])
         ivs = {n: e.get("intervals") or {} for n, e in models_doc.items()}
@@ -379,9 +379,6 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
 
         # every figure from the run folder's files alone (metrics + arrays/), as `vaelab report` redraws them
         doc["figures"] = draw_run(out, strict_json(doc))
-        from vaelab.report.verdict_figures import draw_from_arrays
-
-        doc["figures"] += draw_from_arrays(out, out / "figures")    # novelty and holes: from arrays/ alone
         timings["figures"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         timings["total"] = t0 - t_start
