@@ -396,10 +396,11 @@ def compare_cmd(args: argparse.Namespace) -> int:
 # -- score -----------------------------------------------------------------------------------------
 def score_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", metavar="RUN", help="a run folder of `vaelab compare` (every model in it) or one model folder")
-    p.add_argument("--dataset", required=True, help="the images to score: digits, fashion-mnist, idx:FOLDER, "
-                                                    "npz:FILE or folder:PATH (the models' image size)")
+    p.add_argument("--dataset", required=True, help="the data to score: digits, fashion-mnist, idx:FOLDER, npz:FILE "
+                                                    "or folder:PATH (the models' image size), or csv:FILE (the training "
+                                                    "table's columns, in any order)")
     p.add_argument("--data-dir", default=None, help="folder with the Fashion-MNIST IDX files")
-    p.add_argument("--out", required=True, help="CSV file to write (per-image scores); thresholds go to OUT.json")
+    p.add_argument("--out", required=True, help="CSV file to write (one row of scores per example); thresholds go to OUT.json")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     add_options(p, ScoreConfig, "score", title="scoring")
     _quiet(p)

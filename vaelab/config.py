@@ -645,8 +645,9 @@ class CompareConfig:
                                           "other classes are the anomalies of the report's test-time section "
                                           "(anomaly detection and uncertainty)", lo=0, hi=MAX_COUNT, max_len=100_000)
     ood_dataset: str | None = opt(None, "an outside data set for the test-time section (digits, fashion-mnist, "
-                                        "idx:FOLDER, npz:FILE, folder:PATH): its test split, resized to the training "
-                                        "images' size, is detected as anomalies", metavar="SPEC")
+                                        "idx:FOLDER, npz:FILE, folder:PATH, csv:FILE): its test split, resized to the "
+                                        "training images' size (a table: the training columns, standardised with the "
+                                        "training statistics), is detected as anomalies", metavar="SPEC")
     auto: tuple[str, ...] = opt(AUTO, cli=False)     # fields still open (see the class docstring)
 
     def __post_init__(self) -> None:
