@@ -419,6 +419,32 @@ def _csv_constant(d: Path) -> str:
     return spec
 
 
+def _csv_other_columns(d: Path) -> str:
+    """DIR/o.csv: the rows of ``_csv`` with column f3 renamed g3 (a table whose columns differ from the training's)."""
+    _csv(d)
+    lines = (d / "t.csv").read_text().splitlines()
+    (d / "o.csv").write_text("\n".join(["f0,f1,f2,g3"] + lines[1:]) + "\n")
+    return f"csv:{d / 'o.csv'}"
+
+
+def _score_other_columns(d: Path) -> list[str]:
+    """A tiny VAE trained on DIR/t.csv (in-process, ~1 s), then `vaelab score` on a table with other columns."""
+    from vaelab.config import DataSpec, TrainConfig
+    from vaelab.data import load_dataset
+    from vaelab.models import model_config
+    from vaelab.train import fit
+
+    spec = DataSpec(dataset=_csv(d))
+    data = load_dataset(spec.dataset)
+    fit(model_config("vae", input_shape=data.shape, n_latent=2, hidden=(16,), likelihood="gaussian", learn_sigma=True),
+        data, TrainConfig(epochs=1, seed=0, device="cpu"), d / "ckpt", progress=False, data_meta=spec.meta())
+    return ["score", str(d / "ckpt"), "--dataset", _csv_other_columns(d), "--out", str(d / "s.csv")]
+
+
+def _compare(d: Path, *args: str) -> list[str]:
+    return ["compare", "--models", "ae,vae", *TINY, "--no-pair", *args, "--out", str(d / "run")]
+
+
 def _npz(d: Path, **arrays: np.ndarray) -> str:
     return f"npz:{write_npz(d / 'data.npz', **arrays)}"
 
@@ -535,6 +561,14 @@ CASES: list[Case] = [
     Case("vectors-bernoulli", "a table with the Bernoulli likelihood",
          lambda d: _train(d, "--dataset", _csv(d), "--likelihood", "bernoulli"),
          "bernoulli likelihood models values in [0, 1]"),
+    Case("score-table-other-columns", "score: a table whose columns differ from the training table's",
+         _score_other_columns, "does not have the columns the model was trained on (missing 'f3'; extra 'g3')"),
+    Case("ood-table-other-columns", "--ood-dataset: a table whose columns differ from the training table's",
+         lambda d: _compare(d, "--dataset", _csv(d), "--ood-dataset", _csv_other_columns(d)),
+         "does not have the columns the model was trained on"),
+    Case("ood-images-for-table", "--ood-dataset: images for models trained on a table",
+         lambda d: _compare(d, "--dataset", _csv(d), "--ood-dataset", "digits"),
+         "--ood-dataset digits holds images, but the model was trained on a table"),
     # -- memory: declared sizes and size-driven allocations (vaelab.budget) --------------------
     Case("gz-inflates-past-header", ".gz inflating to 4.3 GB past its header's 60,000 images", _gz_too_long,
          "it is too long"),

@@ -46,3 +46,12 @@ def compare_run(judge_cache, tmp_path_factory):
     fast = ["--epochs", "3", "--n-samples", "100", "--iw-k", "5", "--quiet"]
     assert main(["compare", "--models", "ae,vae,cvae", "--out", str(out), *fast]) == 0
     return out
+
+
+# -- the explorer on colour images and on a table: one run shared by test_explore_api.py and test_explore_browser.py --
+@pytest.fixture(scope="session")
+def colour_and_table_run(judge_cache, tmp_path_factory):
+    """A run folder with a VAE on 16x16 RGB images and a VAE on a table (tests/_explore_run.py)."""
+    from _explore_run import make_colour_and_table_run
+
+    return make_colour_and_table_run(tmp_path_factory.mktemp("explore-mixed"))

@@ -113,3 +113,36 @@ def test_compare_on_a_colour_folder(tmp_path, monkeypatch, flat):
         assert a["samples__prior"].shape == (36, 3, 64, 64) and a["recon"].shape[1:] == (3, 64, 64)
     model = doc["models"]["vae"]
     assert model["likelihood"]["bits_per_dim"] == pytest.approx(model["likelihood"]["iw_nll"] / (3 * 64 * 64 * np.log(2)))
+
+
+PICTURE_FIGURES = ("reconstructions", "stochastic_reconstructions", "samples_prior", "samples_gmm", "interpolations",
+                   "manifold_2d", "denoising", "novelty", "test_time_sure")
+
+
+def _colour_fraction(path: Path) -> float:
+    """The fraction of a PNG's pixels whose channels differ by more than 10 (a grey drawing has none)."""
+    from PIL import Image
+
+    a = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    return float((a.max(-1) - a.min(-1) > 10).mean())
+
+
+@pytest.mark.slow
+def test_every_picture_figure_of_a_colour_run_is_in_colour(tmp_path, monkeypatch):
+    """Each figure that shows examples (reconstructions, samples, interpolations, the 2-D manifold, denoising,
+    memorisation pairs, most/least sure) draws the RGB decodes in colour, not one channel in grey."""
+    monkeypatch.setenv("VAELAB_CACHE", str(tmp_path / "cache"))
+    from vaelab.compare import compare
+    from vaelab.config import CompareConfig, DataSpec, EvalConfig, ModelConfig, TrainConfig
+
+    torch.set_num_threads(1)
+    root = colour_folder(tmp_path / "imgs", n_per_class=10, size=16)
+    cfg = CompareConfig(data=DataSpec(dataset=f"folder:{root}"), models=("ae", "vae"),
+                        model=ModelConfig(hidden=(32,), n_latent=4), train=TrainConfig(epochs=2),
+                        eval=EvalConfig(n_samples=40, iw_k=2, n_interp_pairs=10), inliers=(0, 1))   # 2-D pair, test time
+    doc = compare(cfg, tmp_path / "run", progress=False)
+    drawn = {f["file"][:-4] for f in doc["figures"]}
+    assert set(PICTURE_FIGURES) <= drawn, set(PICTURE_FIGURES) - drawn
+    for name in PICTURE_FIGURES:
+        assert _colour_fraction(tmp_path / "run" / "figures" / f"{name}.png") > 0.05, name
+    assert _colour_fraction(tmp_path / "run" / "figures" / "latent_scatter.png") < 0.05   # the scale: a plot, few dots

@@ -360,3 +360,85 @@ def test_cli_explore_refuses_a_busy_port(run, capsys):
         port = s.getsockname()[1]
         assert main(["explore", str(run), "--no-browser", "--port", str(port)]) == 2
     assert "pass another --port" in capsys.readouterr().err
+
+
+# -- colour images and tables ------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def mixed(colour_and_table_run):
+    """A client on a run with a colour-image VAE and a table VAE, and those models."""
+    run = colour_and_table_run
+    ms = {n: load_model(run / "models" / n) for n in ("colour-vae", "table-vae")}
+    return TestClient(create_app(run, judge_loader=LogisticJudge)), ms
+
+
+def test_a_colour_run_is_served_in_colour(mixed):
+    """RGB images go as 3 channels that differ (the discs are red, green, blue), exactly the model's decodes."""
+    c, ms = mixed
+    info = {m["name"]: m for m in c.get("/api/models").json()["models"]}["colour-vae"]
+    assert info["input_shape"] == info["view_shape"] == [3, 16, 16] and info["domain"] == "images"
+    data = reload_dataset(ms["colour-vae"].config)
+    ex = c.get("/api/models/colour-vae/example/0").json()
+    x = np.frombuffer(base64.b64decode(ex["image"]), np.uint8).reshape(16, 16, 3).astype(int)
+    np.testing.assert_array_equal(x, to_bytes(data.x_test[:1])[0])
+    assert (np.abs(x[..., 0] - x[..., 1]) > 60).mean() > 0.05 or (np.abs(x[..., 1] - x[..., 2]) > 60).mean() > 0.05
+    model = ms["colour-vae"].model
+    for url, body in (("decode", {"z": [[0.0, 0.0], [1.0, -1.0]]}), ("sample", {"n": 3, "seed": 1}),
+                      ("interpolate", {"z_a": [-1.0, 0.0], "z_b": [1.0, 0.5], "n": 4}),
+                      ("traverse", {"z": [0.0, 0.0], "dim": 1, "n": 3})):
+        r = c.post(f"/api/models/colour-vae/{url}", json=body).json()
+        assert r["shape"] == [3, 16, 16] and "rows" not in r
+        got = images(r)
+        np.testing.assert_array_equal(got, expected(model, r["z"] if "z" in r else body["z"]))
+        assert got.shape[-1] == 3 and not (np.array_equal(got[..., 0], got[..., 1])
+                                           and np.array_equal(got[..., 1], got[..., 2]))
+
+
+def test_a_table_run_shows_each_row_as_bars_of_its_features(mixed):
+    """A table's rows go as square bar pictures (blue above the training mean, red below) plus the rows themselves;
+    every endpoint answers, the holes map included, and the map says how to read the bars."""
+    from vaelab.explore.explorer import vector_bars
+
+    c, ms = mixed
+    info = {m["name"]: m for m in c.get("/api/models").json()["models"]}["table-vae"]
+    assert info["input_shape"] == [1, 1, 5] and info["domain"] == "vectors" and info["feature_names"][0] == "f0"
+    s = info["view_shape"][1]
+    assert info["view_shape"] == [3, s, s]
+    m = c.get("/api/models/table-vae/map").json()
+    assert any("one bar per feature (f0, f1, f2, f3, f4)" in t for t in m["messages"])
+    data = reload_dataset(ms["table-vae"].config)
+    ex = c.get("/api/models/table-vae/example/3").json()
+    np.testing.assert_allclose(ex["row"], data.x_test[3].flatten().numpy(), atol=1e-6)
+    model = ms["table-vae"].model
+    with torch.inference_mode():
+        x_hat = model.x_mean(model.decode(torch.tensor([ex["z"]])))
+    np.testing.assert_allclose(ex["recon_row"], x_hat.flatten().numpy(), atol=1e-5)
+    pic = np.frombuffer(base64.b64decode(ex["image"]), np.uint8).reshape(s, s, 3)
+    np.testing.assert_array_equal(pic, to_bytes(vector_bars(data.x_test[3:4]))[0])
+    for url, body in (("decode", {"z": [[0.0, 0.0], [2.0, -1.0]]}), ("sample", {"n": 3, "sampler": "gmm"}),
+                      ("interpolate", {"z_a": [-1.0, 0.0], "z_b": [1.0, 0.5], "n": 4}),
+                      ("decode_map", {"points": [[0.1, 0.2]]}), ("traverse", {"z": [0.0, 0.0], "dim": 0, "n": 3})):
+        r = c.post(f"/api/models/table-vae/{url}", json=body)
+        assert r.status_code == 200, (url, r.text)
+        r = r.json()
+        assert r["shape"] == [3, s, s] and len(r["rows"]) == len(r["images"]) and len(r["rows"][0]) == 5
+        np.testing.assert_array_equal(images(r), to_bytes(vector_bars(torch.tensor(r["rows"])[:, None, None, :])))
+    holes = poll(c, "/api/models/table-vae/holes?grid=8").json()
+    assert holes["available"] and np.array(holes["confidence"]).shape == (8, 8)
+
+
+def test_vector_bars_draw_each_feature_above_or_below_the_mean():
+    """Feature j's bar: blue from the middle line up for +v, red down for -v, height v / 3 of the half-picture."""
+    from vaelab.explore.explorer import BAR_ABOVE, BAR_BELOW, view_shape, vector_bars
+
+    x = torch.tensor([[[[3.0, -1.5, 0.0, 10.0]]]])                          # (1, 1, 1, 4); 10 is clipped at 3
+    pic = vector_bars(x)[0].permute(1, 2, 0).numpy()                       # (S, S, 3)
+    s = view_shape((1, 1, 4))[1]
+    assert pic.shape == (s, s, 3) and s == 48
+    w, mid = s // 4, s // 2
+    col = lambda j: pic[:, j * w + w // 2]                                 # noqa: E731 - the bar's middle column
+    is_rgb = lambda px, rgb: np.allclose(px, rgb)                          # noqa: E731
+    assert all(is_rgb(col(0)[r], BAR_ABOVE) for r in range(0, mid))       # +3 sd: the whole upper half
+    assert sum(is_rgb(col(1)[r], BAR_BELOW) for r in range(s)) == mid // 2   # -1.5 sd: half of the lower half
+    assert not any(is_rgb(col(2)[r], BAR_ABOVE) or is_rgb(col(2)[r], BAR_BELOW) for r in range(s))
+    assert all(is_rgb(col(3)[r], BAR_ABOVE) for r in range(0, mid))       # clipped, not wrapped
+    assert view_shape((1, 1, 1000)) == (3, 128, 128) and view_shape((3, 64, 64)) == (3, 64, 64)

@@ -187,3 +187,37 @@ def test_a_larger_latent_is_explored_through_its_pca_plane(page):
     assert len(z) == 5 and len(driver.find_elements("css selector", f"{panel(model)} input[type=range]")) == 5
     np.testing.assert_array_equal(canvas_grey(driver, f"{panel(model)} canvas.decoded"), server_image(url, model, z))
     assert "principal components" in driver.find_element("css selector", f"{panel(model)} .msgs").text
+
+
+def canvas_rgb(driver, selector: str, i: int = 0) -> np.ndarray:
+    """(H, W, 3) of a canvas the page drew."""
+    w, h, px = driver.execute_script(
+        "const c = document.querySelectorAll(arguments[0])[arguments[1]];"
+        "return [c.width, c.height, Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)];",
+        selector, i)
+    return np.array(px, np.uint8).reshape(h, w, 4)[..., :3]
+
+
+def test_a_colour_model_draws_in_colour_and_a_table_model_as_bars(colour_and_table_run):
+    """A run with a colour-image VAE and a table VAE: the page draws the RGB decode in colour and each table row
+    as its bar picture, both exactly the server's bytes, with no page error."""
+    from vaelab.explore import create_app
+    from vaelab.explore.headless import chromium, serve_in_thread
+
+    app = create_app(colour_and_table_run, judge_loader=None)
+    with serve_in_thread(app) as url, chromium() as driver:
+        driver.get(url + "/")
+        wait(driver, "document.querySelectorAll('.panel[data-ready=\"1\"]').length === 2")
+        for model in ("colour-vae", "table-vae"):
+            settle(driver, model)
+            z = shown_z(driver, model)
+            r = post(f"{url}/api/models/{model}/decode", {"z": [z]})
+            c, h, w = r["shape"]
+            want = np.frombuffer(base64.b64decode(r["images"][0]), np.uint8).reshape(h, w, c)
+            got = canvas_rgb(driver, f"{panel(model)} canvas.decoded")
+            np.testing.assert_array_equal(got, want)
+            assert not (np.array_equal(got[..., 0], got[..., 1]) and np.array_equal(got[..., 1], got[..., 2])), model
+        orig = canvas_rgb(driver, f"{panel('colour-vae')} .pair canvas")       # the test image: a coloured disc
+        assert (np.abs(orig[..., 0].astype(int) - orig[..., 2]) > 60).mean() > 0.05
+        assert "one bar per feature" in driver.find_element("css selector", f"{panel('table-vae')} .msgs").text
+        assert page_errors(driver) == []

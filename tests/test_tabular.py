@@ -177,7 +177,8 @@ def test_likelihood_kind_of_vectors():
 
 @pytest.mark.slow
 def test_compare_on_a_generated_table_end_to_end(tmp_path, monkeypatch):
-    """The library's compare on vectors: trains, evaluates with vector metrics, omits image figures, redraws."""
+    """The library's compare on vectors: trains, evaluates with vector metrics, omits image figures and says rows, not
+    images, in the answer, the report and the terminal table; an outside table of the same columns is scored; redraws."""
     monkeypatch.setenv("VAELAB_CACHE", str(tmp_path / "cache"))
     from vaelab.compare import compare
     from vaelab.config import CompareConfig, DataSpec, EvalConfig, ModelConfig, TrainConfig
@@ -185,13 +186,18 @@ def test_compare_on_a_generated_table_end_to_end(tmp_path, monkeypatch):
 
     x, y = make_table(n=300, d=5)
     np.savez(tmp_path / "t.npz", x=x, y=y)
+    np.savez(tmp_path / "outside.npz", x=x[::-1][:, [4, 3, 2, 1, 0]] * 1.5 + 50.0,
+             feature_names=np.array(["x4", "x3", "x2", "x1", "x0"]))         # same columns, another order and scale
     torch.set_num_threads(1)
     cfg = CompareConfig(data=DataSpec(dataset=f"npz:{tmp_path / 't.npz'}"), models=("ae", "vae"),
                         model=ModelConfig(likelihood="gaussian", hidden=(32, 16), n_latent=3), train=TrainConfig(epochs=4),
-                        eval=EvalConfig(n_samples=200, iw_k=4, n_interp_pairs=20), use_pair_2d=False, inliers=(0, 1))
+                        eval=EvalConfig(n_samples=200, iw_k=4, n_interp_pairs=20), use_pair_2d=False, inliers=(0, 1),
+                        ood_dataset=f"npz:{tmp_path / 'outside.npz'}")
     doc = compare(cfg, tmp_path / "run", progress=False)
     det = doc["test_time"]["detection"]["held-out classes"]                # class 2 is the anomaly: scores per model
     assert set(det["vae"]) >= {"recon_error", "neg_elbo", "iw_nll"} and "complexity_corrected" not in det["vae"]
+    outside = doc["test_time"]["detection"][f"outside: npz:{tmp_path / 'outside.npz'}"]
+    assert outside["vae"]["recon_error"]["auroc"]["value"] > 0.9       # 50 units off in the file's scale: far out
     assert doc["dataset"]["domain"] == "vectors" and len(doc["dataset"]["standardization"]["std"]) == 5
     for name in ("ae", "vae"):
         m = doc["models"][name]
@@ -211,11 +217,42 @@ def test_compare_on_a_generated_table_end_to_end(tmp_path, monkeypatch):
     assert "test_time_histograms.png" in figs
     html = (tmp_path / "run" / "report.html").read_text()
     assert "a Bernoulli is a distribution on {0, 1}" in html and "RMSE per example" in html
+    _says_rows_not_images(doc, html)
     saved = json.loads((tmp_path / "run" / "models" / "vae" / "config.json").read_text())
     assert saved["data"]["standardization"] == doc["dataset"]["standardization"]
     before = (tmp_path / "run" / "figures" / "rmse_per_feature.png").read_bytes()
     write_report(tmp_path / "run", redraw=True)          # the report redraws from files alone, byte for byte
     assert (tmp_path / "run" / "figures" / "rmse_per_feature.png").read_bytes() == before
+
+
+def _says_rows_not_images(doc: dict, html: str) -> None:
+    """The answer, the report page, the terminal table and the Markdown name a table's examples rows, never images;
+    the image-only metrics (PSNR, BCE) and sections are absent; only the note on what is left out names images."""
+    import html as html_lib
+    import re
+
+    from vaelab.report.answer import make_answer
+    from vaelab.report.table import VECTORS_NOTE, headline_table, markdown_report
+    from vaelab.report.figures import FIGURES
+
+    answer = make_answer(doc)
+    said = " ".join([answer["question"], answer["short"], *(p["text"] for p in answer["points"])])
+    assert "test rows" in said and "nats per row" in said and not re.search(r"\bimages?\b|pixel|PSNR|dB\b", said)
+    assert any(p["topic"] == "reconstruction" and "RMSE" in p["text"] for p in answer["points"])
+    assert any(p["topic"] == "denoising" and "RMSE against the clean row" in p["text"] for p in answer["points"])
+    text = re.sub(r"<style.*?</style>|data:image/png;base64,[A-Za-z0-9+/=]+", "", html, flags=re.S)
+    text = html_lib.unescape(re.sub(r"<[^>]+>", " ", text))
+    assert VECTORS_NOTE in text
+    for note in (VECTORS_NOTE, FIGURES["rmse_per_feature"][1]):       # the notes say which image metrics are left out
+        text = text.replace(note, "")
+    assert "test rows" in text and "mean row" in text and "N(0, I) noise" in text and "uniform noise" not in text
+    assert not re.search(r"\bimages?\b|pixel|PSNR|BCE|\bdB\b", text), re.findall(r".{40}\bimages?\b.{20}", text)
+    for fig in ("reconstructions", "samples_prior", "interpolations", "denoising", "manifold_2d", "holes_map"):
+        assert f'id="fig-{fig}"' not in html
+    table = headline_table(doc)                                     # the terminal's table after `vaelab compare`
+    assert "test rows" in table.title and VECTORS_NOTE in table.caption
+    md = markdown_report(doc)
+    assert "test rows" in md and VECTORS_NOTE in md
 
 
 def test_score_new_rows_with_the_training_standardisation(tmp_path, monkeypatch):
@@ -246,3 +283,58 @@ def test_score_new_rows_with_the_training_standardisation(tmp_path, monkeypatch)
     assert "complexity_corrected" not in applicable_scores(run.model)              # PNG bits apply to images only
     info = score_run(tmp_path / "vae", new_spec, tmp_path / "s.csv", progress=False)
     assert "vae:iw_nll" in (tmp_path / "s.csv").read_text().splitlines()[0] and info["models"]["vae"]["scores"]
+
+
+def test_new_tables_are_read_by_column_name_with_the_training_statistics(tmp_path):
+    """load_new_data: columns matched by name (any order, label column optional), the training mean and std; other
+    columns, and a table for image models (or images for table models), are refused with one message."""
+    from vaelab.data import load_new_data
+
+    x, y = make_table(n=120)
+    trained = load_dataset(f"csv:{write_csv(tmp_path / 'train.csv', x, y)}", label_column="kind").summary()
+    new = x[:30] * 3.0 - 7.0                                        # other units: its own statistics would differ
+    order = [2, 0, 3, 1]                                            # the file's columns in another order, no labels
+    shuffled = write_csv(tmp_path / "shuffled.csv", new[:, order], header=[f"f{j}" for j in order])
+    d = load_new_data(f"csv:{shuffled}", trained)
+    assert d.feature_names == ("f0", "f1", "f2", "f3") and d.y_train is None
+    got = np.sort(torch.cat([d.x_train, d.x_val, d.x_test]).numpy().reshape(-1, 4), axis=0)
+    want = np.sort(standardize(new[:, None, None, :], trained["standardization"]).reshape(-1, 4), axis=0)
+    assert np.allclose(got, want, atol=1e-5)
+    labelled = load_new_data(f"csv:{write_csv(tmp_path / 'l.csv', new, y[:30])}", trained)
+    assert labelled.has_labels                                      # the training label column, when the file has it
+    other = write_csv(tmp_path / "other.csv", new, header=["f0", "f1", "g2", "f3"])
+    with pytest.raises(DataError, match=r"other.csv does not have the columns the model was trained on \(missing "
+                                        r"'f2'; extra 'g2'\)\. Give a table with exactly the training columns"):
+        load_new_data(f"csv:{other}", trained)
+    np.savez(tmp_path / "n.npz", x=new[:, :3])
+    with pytest.raises(DataError, match=r"missing 'f0', 'f1', 'f2', 'f3'; extra 'x0', 'x1', 'x2'"):
+        load_new_data(f"npz:{tmp_path / 'n.npz'}", trained)
+    with pytest.raises(DataError, match="--ood-dataset digits holds images, but the model was trained on a table of 4"):
+        load_new_data("digits", trained, what="--ood-dataset")
+    with pytest.raises(DataError, match=r"--dataset csv:\S+ is a table, but the model was trained on images \(1x8x8\)"):
+        load_new_data(f"csv:{shuffled}", load_dataset("digits").summary())
+
+
+def test_anomaly_sets_of_a_table_use_the_inliers_training_statistics(tmp_path):
+    """--inliers and --ood-dataset on tables: the held-out classes and the outside table are standardised with the
+    statistics of the inliers' training split, so the inliers' test rows are exactly the models' test split."""
+    from vaelab import test_time
+    from vaelab.config import DataSpec
+
+    x, y = make_table(n=240)
+    spec = f"csv:{write_csv(tmp_path / 'a.csv', x, y)}"
+    ds = DataSpec(dataset=spec, label_column="kind", classes=(0, 1))
+    data = load_dataset(spec, **ds.load_kwargs())
+    outside = x[:50] + 1000.0
+    ood = f"csv:{write_csv(tmp_path / 'b.csv', outside[:, [3, 1, 0, 2]], header=['f3', 'f1', 'f0', 'f2'])}"
+    sets = test_time.anomaly_sets(data, spec=spec, load_kwargs=ds.load_kwargs(), inliers=(0, 1), ood_dataset=ood)
+    held = sets["held-out classes"]
+    assert held["source"] == "test rows of the classes not trained on: mid" and len(held["x"]) == 16
+    back = held["x"].double().numpy().reshape(-1, 4) * data.standardization["std"] + data.standardization["mean"]
+    assert np.abs(back[:, None, :] - x[None]).max(-1).min(1).max() < 1e-2      # the file's rows, training statistics
+    full = load_dataset(spec, label_column="kind", standardization=data.standardization)
+    inl = torch.from_numpy(np.isin(full.y_test.numpy(), [0, 1]))
+    assert torch.equal(full.x_test[inl], data.x_test)
+    out = sets[f"outside: {ood}"]["x"].numpy().reshape(-1, 4)
+    want = standardize(outside[:, None, None, :], data.standardization).reshape(-1, 4)
+    assert np.abs(out[:, None, :] - want[None]).max(-1).min(1).max() < 1e-5    # each row is a standardised outside row

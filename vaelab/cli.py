@@ -174,9 +174,12 @@ def _print_run(run, data) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from vaelab.config import words
+
     last = run.history[-1] if run.history else None
+    w = words(data.domain)
     t = Table(title=f"{run.model.cfg.model} on {data.name}: best epoch {run.best_epoch}, {run.status}",
-              caption="nats per image (summed over pixels / latent dims, mean over images)")
+              caption=f"nats per {w.one} (summed over {w.parts} / latent dims, mean over {w.many})")
     t.add_column("term")
     for split in ("train (last epoch)", "val (last epoch)", "test (best weights)"):
         t.add_column(split, justify="right")
@@ -187,7 +190,7 @@ def _print_run(run, data) -> None:
     con = Console(stderr=False)
     con.print(t)
     if last:
-        con.print(f"{last['images_per_s']:.0f} images/s in the last epoch; {run.seconds:.1f} s in all. "
+        con.print(f"{last['images_per_s']:.0f} {w.many}/s in the last epoch; {run.seconds:.1f} s in all. "
                   f"Model folder: {run.path}")
 
 
@@ -394,10 +397,11 @@ def compare_cmd(args: argparse.Namespace) -> int:
 # -- score -----------------------------------------------------------------------------------------
 def score_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", metavar="RUN", help="a run folder of `vaelab compare` (every model in it) or one model folder")
-    p.add_argument("--dataset", required=True, help="the images to score: digits, fashion-mnist, idx:FOLDER, "
-                                                    "npz:FILE or folder:PATH (the models' image size)")
+    p.add_argument("--dataset", required=True, help="the data to score: digits, fashion-mnist, idx:FOLDER, npz:FILE "
+                                                    "or folder:PATH (the models' image size), or csv:FILE (the training "
+                                                    "table's columns, in any order)")
     p.add_argument("--data-dir", default=None, help="folder with the Fashion-MNIST IDX files")
-    p.add_argument("--out", required=True, help="CSV file to write (per-image scores); thresholds go to OUT.json")
+    p.add_argument("--out", required=True, help="CSV file to write (one row of scores per example); thresholds go to OUT.json")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     add_options(p, ScoreConfig, "score", title="scoring")
     _quiet(p)

@@ -39,7 +39,7 @@ import torch
 
 from vaelab.config import (DEFAULT_MODELS, EXECUTOR_RESUME_FREE, PRIOR_SWAP_SAMPLERS, SIZE_DEFAULTS, CompareConfig,
                            ModelConfig, TrainConfig, config_diff, refuse_resume_differences, size_class,
-                           split_model_name)
+                           split_model_name, words)
 from vaelab.callable_module import make_callable
 from vaelab.errors import ConfigError, OutputError, VaelabError
 from vaelab.lock import LOCK_NAME
@@ -256,8 +256,7 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
     if use_test_time(rcfg):         # the anomalies (held-out classes, --ood-dataset): bad ones fail before training
         from vaelab import test_time
 
-        sets = test_time.anomaly_sets(data, spec=rcfg.data.dataset, data_dir=rcfg.data.data_dir,
-                                      split_seed=rcfg.data.split_seed, val_fraction=rcfg.data.val_fraction,
+        sets = test_time.anomaly_sets(data, spec=rcfg.data.dataset, load_kwargs=rcfg.data.load_kwargs(),
                                       inliers=rcfg.inliers, ood_dataset=rcfg.ood_dataset, seed=rcfg.train.seed)
     t_sets = time.perf_counter() - t0
     prepare_run_folder(out, cfg.to_dict(), resume, overwrite, free=RESUME_FREE,
@@ -329,7 +328,7 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
 
         models_doc = {name: _combine(recs) for name, recs in per_seed.items()}
         for name, entry in models_doc.items():
-            entry["collapsed"] = collapse_reason(entry)
+            entry["collapsed"] = collapse_reason(entry, words(data.domain))
             if len(per_seed[name]) > 1:
                 combine_seed_intervals(entry, [r for r in per_seed[name] if r["status"] == "ok"])
         ivs = {n: e.get("intervals") or {} for n, e in models_doc.items()}
@@ -382,9 +381,6 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
 
         # every figure from the run folder's files alone (metrics + arrays/), as `vaelab report` redraws them
         doc["figures"] = draw_run(out, strict_json(doc))
-        from vaelab.report.verdict_figures import draw_from_arrays
-
-        doc["figures"] += draw_from_arrays(out, out / "figures")    # novelty and holes: from arrays/ alone
         timings["figures"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         timings["total"] = t0 - t_start

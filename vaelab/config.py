@@ -586,6 +586,28 @@ def is_vector_shape(shape: Any) -> bool:
     return len(shape) == 3 and int(shape[0]) == 1 and int(shape[1]) == 1
 
 
+@dataclass(frozen=True)
+class Words:
+    """What reports and messages call a domain's examples and their parts: images of pixels, or rows of features."""
+
+    one: str             # "image" | "row"
+    many: str            # "images" | "rows"
+    parts: str           # "pixels" | "features"
+    is_vectors: bool
+
+
+def words(domain: str | None) -> Words:
+    """The Words of a domain: ``Dataset.domain`` or metrics.json's dataset "domain" ("vectors" for a table)."""
+    if domain == "vectors":
+        return Words("row", "rows", "features", True)
+    return Words("image", "images", "pixels", False)
+
+
+def shape_words(shape: Any) -> Words:
+    """The Words of data of one example's (C, H, W) shape (``is_vector_shape``: a table's rows)."""
+    return words("vectors" if is_vector_shape(shape) else "images")
+
+
 def conv_channels(input_shape: tuple[int, ...]) -> tuple[int, ...]:
     """Channels of stride-2 conv stages that take (C, H, W) images down to at most 4x4, doubling from 32 (max 256).
 
@@ -658,8 +680,9 @@ class CompareConfig:
                                           "other classes are the anomalies of the report's test-time section "
                                           "(anomaly detection and uncertainty)", lo=0, hi=MAX_COUNT, max_len=100_000)
     ood_dataset: str | None = opt(None, "an outside data set for the test-time section (digits, fashion-mnist, "
-                                        "idx:FOLDER, npz:FILE, folder:PATH): its test split, resized to the training "
-                                        "images' size, is detected as anomalies", metavar="SPEC")
+                                        "idx:FOLDER, npz:FILE, folder:PATH, csv:FILE): its test split, resized to the "
+                                        "training images' size (a table: the training columns, standardised with the "
+                                        "training statistics), is detected as anomalies", metavar="SPEC")
     auto: tuple[str, ...] = opt(AUTO, cli=False)     # fields still open (see the class docstring)
 
     def __post_init__(self) -> None:

@@ -36,7 +36,7 @@ from torch import Tensor
 from vaelab.callable_module import make_callable
 from vaelab import metrics as M
 from vaelab.data import CORRUPTIONS, corrupt, corruptions_for
-from vaelab.config import DEFAULT_SAMPLERS, SAMPLERS
+from vaelab.config import DEFAULT_SAMPLERS, SAMPLERS, words
 from vaelab.errors import ConfigError
 from vaelab.io import strict_json
 from vaelab.metrics._arrays import as_numpy
@@ -479,7 +479,7 @@ def evaluate(model: torch.nn.Module, data: Any, *, judge: Any = None, n_samples:
                     res["denoising"] = _denoising(model, data, seed, per_image)
 
             with phases("intervals"):
-                ivs, reps = per_image_intervals(per_image, seed)
+                ivs, reps = per_image_intervals(per_image, seed, what=f"test {words(data.domain).many}")
                 intervals.update(ivs)
                 replicates.update(reps)
 

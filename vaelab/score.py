@@ -254,17 +254,13 @@ def model_folders(path: str | Path) -> list[tuple[str, Path]]:
 
 def rows_to_score(spec: str, data_dir: str | None, split: str, data_block: dict[str, Any] | None = None
                 ) -> tuple[Tensor, Tensor | None, list[str], list[int]]:
-    """The rows of ``split`` of ``spec``; tables are standardised with the trained model's saved statistics
-    (``data_block``: config.json's "data") and read with its label column."""
+    """The rows of ``split`` of ``spec``, read as new data for the trained model (``data_block``: config.json's
+    "data"): tables with its columns, its saved standardisation and its label column (``load_new_data``)."""
     import torch
 
-    from vaelab.data import load_dataset
+    from vaelab.data import load_new_data
 
-    d = data_block or {}
-    vectors = {"standardization": d["standardization"]} if d.get("standardization") else {}
-    if d.get("label_column") and spec.strip().lower().startswith("csv:"):
-        vectors["label_column"] = d["label_column"]
-    data = load_dataset(spec, data_dir=data_dir, **vectors)
+    data = load_new_data(spec, data_block or {}, data_dir=data_dir)
     parts = ("train", "val", "test") if split == "all" else (split,)
     xs, ys, names, idx = [], [], [], []
     for part in parts:

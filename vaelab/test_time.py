@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from vaelab.config import words
 from vaelab.errors import ConfigError
 
 N_OOD_MAX = 10_000        # images of the outside set scored: a seeded subset of at most this many, and at most
@@ -50,27 +51,30 @@ def resize_images(x: Tensor, shape: tuple[int, int, int]) -> Tensor:
     return x.clamp(0.0, 1.0).contiguous()
 
 
-def anomaly_sets(data: Any, *, spec: str, data_dir: str | None, split_seed: int, val_fraction: float,
-                 inliers: tuple[int, ...] | None, ood_dataset: str | None, seed: int = 0) -> dict[str, dict[str, Any]]:
+def anomaly_sets(data: Any, *, spec: str, load_kwargs: dict[str, Any], inliers: tuple[int, ...] | None,
+                 ood_dataset: str | None, seed: int = 0) -> dict[str, dict[str, Any]]:
     """{set name: {"x": (M, C, H, W), "source": text, ...}} of the anomalies to detect.
 
-    The held-out classes come from the same seeded split as the inliers (the full data set loaded with
-    the same split seed: its test split restricted to the inlier classes is exactly ``data.x_test``).
+    The held-out classes come from the same seeded split as the inliers (the full data set loaded with the
+    same options, ``load_kwargs`` of ``DataSpec.load_kwargs()``, and, for tables, the inliers' training
+    statistics: its test split restricted to the inlier classes is exactly ``data.x_test``). An outside set is
+    read as new data for these models (``load_new_data``: a table by the training columns and statistics).
     """
-    from vaelab.data import load_dataset
+    from vaelab.data import load_dataset, load_new_data
 
     sets: dict[str, dict[str, Any]] = {}
     if inliers:
-        full = load_dataset(spec, data_dir=data_dir, seed=split_seed, val_fraction=val_fraction)
+        full = load_dataset(spec, **{**load_kwargs, "classes": None}, standardization=data.standardization)
         held = ~np.isin(full.y_test.numpy(), list(inliers))
         if not held.any():
             raise ConfigError(f"--inliers {','.join(map(str, inliers))} names every class of {full.name}: no class is "
                               "left to be the anomalies. Name fewer classes.")
         names = [full.class_names[c] for c in range(full.n_classes) if c not in inliers]
         sets[HELD_OUT] = {"x": full.x_test[torch.from_numpy(held)], "labels": full.y_test[torch.from_numpy(held)],
-                          "source": f"test images of the classes not trained on: {', '.join(names)}"}
+                          "source": f"test {words(data.domain).many} of the classes not trained on: "
+                                    f"{', '.join(names)}"}
     if ood_dataset:
-        ood = load_dataset(ood_dataset, seed=split_seed)
+        ood = load_new_data(ood_dataset, data.summary(), seed=load_kwargs.get("seed", 0), what="--ood-dataset")
         x = ood.x_test
         n_max = min(N_OOD_MAX, OOD_PER_INLIER * len(data.x_test))
         if len(x) > n_max:

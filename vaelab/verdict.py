@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from vaelab.config import Words, words
 from vaelab.metrics import holes as H
 from vaelab.metrics import intervals as I
 from vaelab.metrics import novelty as N
@@ -236,8 +237,9 @@ def comparison_pairs(names: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-def collapse_reason(entry: dict[str, Any]) -> str | None:
-    """Why a model's code is unused (then its generation rows are greyed and not ranked), or None.
+def collapse_reason(entry: dict[str, Any], w: Words = words(None)) -> str | None:
+    """Why a model's code is unused (then its generation rows are greyed and not ranked), or None (``w``: the
+    data's images or rows, for the wording).
 
     Fires when no latent unit is active (Cov_x E_q[z_d] <= 0.01 for every d, Burda et al. 2016) or when the
     shuffle test finds that the decoder ignores z (``evaluate``'s collapse block).
@@ -248,9 +250,10 @@ def collapse_reason(entry: dict[str, Any]) -> str | None:
     au, n = lat.get("active_units"), lat.get("n_latent")
     if isinstance(au, (int, float)) and au == 0:
         return (f"collapsed: 0 of {n} latent units active (Cov_x E_q[z] <= 0.01), KL "
-                f"{col.get('kl_total') or 0:.3f} nats: its samples are the decoder's mean image")
+                f"{col.get('kl_total') or 0:.3f} nats: its samples are the decoder's mean {w.one}")
     if col.get("decoder_ignores_z") is True:
-        return "collapsed: the decoder ignores z (decoding another image's code barely changes the reconstruction)"
+        return (f"collapsed: the decoder ignores z (decoding another {w.one}'s code barely changes the "
+                "reconstruction)")
     return None
 
 

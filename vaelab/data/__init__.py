@@ -42,6 +42,7 @@ _HOMES = {"Dataset": "base", "is_vector_shape": "base",
           "corruptions_for": "corruptions", "parse_corruption": "corruptions",
           "FASHION_MNIST_CLASSES": "idx", "FASHION_MNIST_DIR": "catalog", "list_datasets": "catalog",
           "SPEC_FORMS": "sources", "fit_standardization": "sources", "load_dataset": "sources",
+          "load_new_data": "sources",
           "standardize": "sources", "TEST_FRACTION": "splits"}
 
 __all__ = sorted(_HOMES)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from torch import Tensor
@@ -142,3 +142,24 @@ def check_label_range(labels: dict[str, np.ndarray | None], n_images: int, where
                             f"{n_images} images; labels must be 0..n_classes-1 with at most one class per image. "
                             "The labels are corrupt, or not 0-based class indices: map them with "
                             "np.unique(y, return_inverse=True).")
+
+
+
+def column_order(have: Sequence[str], want: Sequence[str], where: str) -> list[int]:
+    """Positions in ``have`` (a new table's feature columns) of ``want`` (the columns a model was trained on).
+
+    Columns are matched by name, so a file may hold them in another order; a missing or an extra column is
+    refused with one DataError that names them (scoring on other columns would be silently wrong).
+    """
+    missing = [n for n in want if n not in have]
+    extra = [n for n in have if n not in want]
+    if missing or extra:
+        parts = ([f"missing {_listed(missing)}"] if missing else []) + ([f"extra {_listed(extra)}"] if extra else [])
+        raise DataError(f"{where} does not have the columns the model was trained on ({'; '.join(parts)}). Give a "
+                        f"table with exactly the training columns ({_listed(want)}), in any order.")
+    return [list(have).index(n) for n in want]
+
+
+def _listed(names: Sequence[str], n_max: int = 10) -> str:
+    shown = ", ".join(repr(n) for n in names[:n_max])
+    return shown + (f" ... ({len(names)} in all)" if len(names) > n_max else "")

@@ -19,11 +19,12 @@ from __future__ import annotations
 import csv
 import math
 import os
+from typing import Sequence
 
 import numpy as np
 
 from vaelab import budget
-from vaelab.data.base import check_count, check_label_range, arrays_digest, RawData
+from vaelab.data.base import check_count, check_label_range, arrays_digest, column_order, RawData
 from vaelab.errors import ConfigError, DataError
 
 MISSING = ("", "na", "nan", "n/a", "null", "none", "?")
@@ -53,8 +54,12 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def csv_raw(path: str, label_column: str | None = None) -> RawData:
-    """Read ``path`` as (N, 1, 1, D) float64 features, labels from ``label_column`` (None: unlabelled)."""
+def csv_raw(path: str, label_column: str | None = None, columns: Sequence[str] | None = None) -> RawData:
+    """Read ``path`` as (N, 1, 1, D) float64 features, labels from ``label_column`` (None: unlabelled).
+
+    ``columns``: new rows for a trained model: its feature columns, matched by name and returned in that order
+    (``column_order``: a missing or extra column is refused by name); the label column may then be absent.
+    """
     if label_column is not None and (not isinstance(label_column, str) or not label_column.strip()):
         raise ConfigError(f"--label-column takes a column name of the CSV header, got {label_column!r}.")
     if not os.path.isfile(path):
@@ -81,6 +86,8 @@ def csv_raw(path: str, label_column: str | None = None) -> RawData:
     dup = next((h for i, h in enumerate(header) if h in header[:i]), None)
     if dup is not None:
         raise DataError(f"{path}: the header names column {dup!r} twice; give every column its own name.")
+    if label_column is not None and label_column not in header and columns is not None:
+        label_column = None                                # new rows to score may come without their labels
     if label_column is not None and label_column not in header:
         raise DataError(f"{path} has no column named {label_column!r} (--label-column); its columns are "
                         f"{', '.join(header[:20])}{' ...' if len(header) > 20 else ''}. Name one of them, or drop "
@@ -90,6 +97,9 @@ def csv_raw(path: str, label_column: str | None = None) -> RawData:
     if not features:
         raise DataError(f"{path} has no feature column besides the label column {label_column!r}.")
     names = [header[i] or f"column {i + 1}" for i in features]
+    if columns is not None:
+        order = column_order(names, columns, path)
+        features, names = [features[j] for j in order], [names[j] for j in order]
     d = len(features)
     # pass 2 holds the float64 table; load_dataset then makes float32 splits of it
     budget.check(budget.array_bytes((n_rows, d), 8) + budget.array_bytes((n_rows, d)) * 2, f"reading {path}",

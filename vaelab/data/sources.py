@@ -1,6 +1,7 @@
 """From a spec string to a split Dataset: ``load_dataset``, and what ``vaelab datasets`` lists."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -10,7 +11,7 @@ import numpy as np
 import torch
 
 from vaelab import budget
-from vaelab.data.base import Dataset, RawData, is_vector_shape
+from vaelab.data.base import Dataset, RawData, column_order, is_vector_shape
 from vaelab.data.csv import csv_raw
 from vaelab.data.digits import digits_raw
 from vaelab.data.folder import folder_raw
@@ -24,7 +25,7 @@ SPEC_FORMS = ("digits", "fashion-mnist", "idx:FOLDER", "npz:FILE", "folder:PATH"
 
 
 def _raw_for_spec(spec: str, data_dir: str | None, images: dict | None = None,
-                  label_column: str | None = None) -> RawData:
+                  label_column: str | None = None, columns: Sequence[str] | None = None) -> RawData:
     text = spec.strip()
     low = text.lower()
     if label_column is not None and not low.startswith("csv:"):
@@ -50,7 +51,7 @@ def _raw_for_spec(spec: str, data_dir: str | None, images: dict | None = None,
             if prefix == "npz:":
                 return npz_raw(path)
             if prefix == "csv:":
-                return csv_raw(path, label_column)
+                return csv_raw(path, label_column, columns)
             if prefix == "folder:":
                 return folder_raw(path, **images)
             hint = ("Give a folder holding train-images-idx3-ubyte, train-labels-idx1-ubyte, "
@@ -64,7 +65,8 @@ def _raw_for_spec(spec: str, data_dir: str | None, images: dict | None = None,
 def load_dataset(spec: str, *, data_dir: str | None = None, seed: int = 0, val_fraction: float = 0.1,
                  classes: Sequence[int] | None = None, max_train: int | None = None, image_size: int | None = None,
                  image_channels: int | None = None, skip_unreadable: bool = False,
-                 label_column: str | None = None, standardization: dict | None = None) -> Dataset:
+                 label_column: str | None = None, standardization: dict | None = None,
+                 feature_names: Sequence[str] | None = None) -> Dataset:
     """Load a dataset and split it deterministically.
 
     Args:
@@ -76,6 +78,9 @@ def load_dataset(spec: str, *, data_dir: str | None = None, seed: int = 0, val_f
         max_train: keep a seeded (stratified) subset of at most this many training images.
         image_size, image_channels, skip_unreadable: folder:PATH only (vaelab.data.folder): resize to S x S
             (centre crop), 1 (grey) or 3 (RGB) channels, skip damaged files instead of refusing them.
+        label_column: csv:FILE only: the column of the classes.
+        standardization, feature_names: tables only, new data for a trained model (``load_new_data``): its
+            saved statistics instead of this training split's, and its feature columns (matched by name).
 
     Returns:
         A Dataset; x tensors are (N, C, H, W) float32 in [0, 1], y tensors (N,) int64.
@@ -88,10 +93,16 @@ def load_dataset(spec: str, *, data_dir: str | None = None, seed: int = 0, val_f
                                   or max_train < 1):
         raise ConfigError(f"max_train must be a positive integer (or None for all images), got {max_train!r}.")
     raw = _raw_for_spec(spec, data_dir, {"image_size": image_size, "channels": image_channels,
-                                         "skip_unreadable": skip_unreadable}, label_column)
+                                         "skip_unreadable": skip_unreadable}, label_column, feature_names)
     if standardization is not None and not is_vector_shape(raw.x.shape[1:]):
-        raise ConfigError(f"saved standardisation statistics apply to tables (feature vectors), not to the images of "
-                          f"{raw.name}; score these data with a model trained on images.")
+        raise ConfigError(f"{raw.name} holds images of shape {tuple(raw.x.shape[1:])}, but the model was trained on a "
+                          "table (standardised feature vectors): give a table with the training columns (csv:FILE or a "
+                          "2-D npz), or use a model trained on images.")
+    if feature_names is not None and is_vector_shape(raw.x.shape[1:]):      # npz: match its names too
+        order = column_order(raw.feature_names, feature_names, raw.name)
+        if order != list(range(len(order))):
+            raw = dataclasses.replace(raw, x=raw.x[..., order], feature_names=tuple(feature_names),
+                                      x_test=None if raw.x_test is None else raw.x_test[..., order])
     if is_vector_shape(raw.x.shape[1:]) and not raw.feature_names:
         raise DataError(f"{raw.name}: images of {raw.x.shape[2]}x{raw.x.shape[3]} pixels; images must be at least 2x2 "
                         "(a 1-pixel-high grey image reads as a feature vector). For tabular data save a 2-D x (N, D) "
@@ -154,6 +165,41 @@ def load_dataset(spec: str, *, data_dir: str | None = None, seed: int = 0, val_f
                    class_names=names if raw.y is not None else (),
                    source=raw.source, fingerprint=fingerprint, feature_names=raw.feature_names,
                    standardization=stats, label_column=label_column)
+
+
+def load_new_data(spec: str, trained: dict, *, data_dir: str | None = None, seed: int = 0, val_fraction: float = 0.1,
+                  what: str = "--dataset") -> Dataset:
+    """``spec`` read as new data for models trained on ``trained`` (``Dataset.summary()`` or config.json's "data").
+
+    Tables: columns matched by name to the training features (a missing or extra one is refused, named), every row
+    standardised with the training split's statistics (never the new file's own), labels from the training label
+    column when the file has it. Images for table models and tables for image models are refused (``what``: the
+    option that named ``spec``, for the message).
+    """
+    is_table = trained.get("domain") == "vectors"
+    low = spec.strip().lower()
+    if not low.startswith("npz:") and low.startswith("csv:") != is_table:     # npz holds either: known once read
+        raise _other_domain(spec, trained, what)
+    opts: dict = {}
+    if is_table:
+        opts = {"standardization": trained.get("standardization"), "feature_names": trained.get("feature_names")}
+        if trained.get("label_column") and low.startswith("csv:"):
+            opts["label_column"] = trained["label_column"]
+    data = load_dataset(spec, data_dir=data_dir, seed=seed, val_fraction=val_fraction, **opts)
+    if (data.domain == "vectors") != is_table:
+        raise _other_domain(spec, trained, what)
+    return data
+
+
+def _other_domain(spec: str, trained: dict, what: str) -> DataError:
+    """A table given for models trained on images, or images for models trained on a table."""
+    if trained.get("domain") == "vectors":
+        return DataError(f"{what} {spec} holds images, but the model was trained on a table of "
+                         f"{len(trained.get('feature_names') or ())} features; give a table with the training columns "
+                         "(csv:FILE or a 2-D npz), or use a model trained on images.")
+    shape = "x".join(map(str, trained.get("shape") or ())) or "images"
+    return DataError(f"{what} {spec} is a table, but the model was trained on images ({shape}); give images, or use "
+                     "a model trained on this table.")
 
 
 def fit_standardization(x_train: np.ndarray, feature_names: Sequence[str], name: str) -> dict:

@@ -25,11 +25,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from vaelab.config import is_vector_shape
 from vaelab.errors import VaelabError
 from vaelab.measure.grid import grid_confidence
 
 MAX_MAP_POINTS = 20000      # more test codes than this are subsampled (seeded) for the map
 HOLES_GRID = 32             # cells per side of the holes map
+BAR_FEATURES = 128          # a table's row is drawn as at most this many bars (its first features)
+BAR_CLIP = 3.0              # bars reach +-3 standardised units (training standard deviations) from the middle line
+BAR_ABOVE, BAR_BELOW, BAR_LINE = (0.12, 0.47, 0.71), (0.84, 0.15, 0.16), (0.6, 0.6, 0.6)   # RGB in [0, 1]
 
 
 class ExploreError(VaelabError):
@@ -53,14 +57,46 @@ def default_judge_loader(data: Any) -> Any:
 
 
 # -- images on the wire --------------------------------------------------------------------------
+def view_shape(input_shape: tuple[int, ...] | list[int]) -> tuple[int, int, int]:
+    """(C, H, W) of what the page draws for one example: the image itself, or a table row's bar picture."""
+    if not is_vector_shape(input_shape):
+        return tuple(int(v) for v in input_shape)
+    d = min(int(input_shape[-1]), BAR_FEATURES)
+    side = max(24, d * max(1, 48 // d))
+    return 3, side, side
+
+
+def vector_bars(x: Tensor) -> Tensor:
+    """Rows of a table (N, 1, 1, D), standardised -> (N, 3, S, S) RGB bar pictures in [0, 1] (``view_shape``).
+
+    One bar per feature, left to right in file order (the first BAR_FEATURES of them), from the middle line (the
+    training mean) up for values above it (blue), down below it (red); the picture's half-height is BAR_CLIP sd.
+    """
+    v = x.detach().float().reshape(len(x), -1)[:, :BAR_FEATURES].clamp(-BAR_CLIP, BAR_CLIP)      # (N, D)
+    _, s, _ = view_shape(x.shape[1:])
+    w = s // v.shape[1]                                                   # pixels per bar
+    mid = s / 2
+    rows = torch.arange(s, dtype=torch.float32)[:, None] + 0.5           # (S, 1) pixel-row centres, top = 0
+    end = mid - v[:, None, :] * (mid / BAR_CLIP)                          # (N, 1, D) the bar's far end
+    above = (rows >= end) & (rows < mid)                                  # (N, S, D)
+    below = (rows >= mid) & (rows < end)
+    pic = torch.ones(len(v), 3, s, v.shape[1])
+    pic[:, :, int(mid)] = torch.tensor(BAR_LINE)[None, :, None]          # the mean, under the bars
+    for mask, rgb in ((above, BAR_ABOVE), (below, BAR_BELOW)):
+        pic = torch.where(mask[:, None], torch.tensor(rgb)[None, :, None, None], pic)
+    pic = pic.repeat_interleave(w, dim=3)                                 # (N, 3, S, D * w)
+    return torch.nn.functional.pad(pic, (0, s - pic.shape[3]), value=1.0)   # (N, 3, S, S)
+
+
 def to_bytes(x: Tensor) -> np.ndarray:
     """Images in [0, 1] (N, C, H, W) -> uint8 (N, H, W, C), rounded: what the page draws."""
     return (x.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
 
 
 def encode_images(x: Tensor) -> list[str]:
-    """Each image as base64 of its raw uint8 (H, W, C) bytes (row-major); the page calls putImageData."""
-    b = to_bytes(x)
+    """Each image as base64 of its raw uint8 (H, W, C) bytes (row-major); the page calls putImageData. A table's
+    rows (N, 1, 1, D) go as their bar pictures (``vector_bars``)."""
+    b = to_bytes(vector_bars(x) if is_vector_shape(x.shape[1:]) else x)
     return [base64.b64encode(b[i].tobytes()).decode("ascii") for i in range(b.shape[0])]
 
 
@@ -253,6 +289,13 @@ class Explorer:
             messages.append("1-D latent: the horizontal axis is z1; the vertical axis is unused.")
         if data.y_test is None:
             messages.append("This dataset has no labels: the points are not coloured by class.")
+        if data.domain == "vectors":
+            d = len(data.feature_names)
+            shown = ", ".join(data.feature_names[:8]) + (" ..." if d > 8 else "")
+            messages.append(f"Tabular data: each row is drawn as one bar per feature ({shown}"
+                            + (f"; the first {BAR_FEATURES} of {d}" if d > BAR_FEATURES else "")
+                            + f"), from the training mean (the middle line): blue above, red below, at most "
+                            f"{BAR_CLIP:g} standard deviations.")
         m.map_cache = {
             "name": m.name, "n_latent": m.n_latent, "n_test": n, "indices": idx.tolist(),
             "coords": np.round(uv[idx], 4).tolist(),
@@ -303,9 +346,19 @@ class Explorer:
         z = m.z_test[index:index + 1]
         y = m.data.y_test[index:index + 1] if m.data.y_test is not None else None
         x_hat = self.decode(m, z, y if m.model.is_conditional else None)
-        return {"index": index, "z": z[0].tolist(), "label": int(y[0]) if y is not None else None,
-                "coords": self.project(m, z)[0].tolist(), "image": encode_images(m.data.x_test[index:index + 1])[0],
-                "recon": encode_images(x_hat)[0]}
+        x = m.data.x_test[index:index + 1]
+        out = {"index": index, "z": z[0].tolist(), "label": int(y[0]) if y is not None else None,
+               "coords": self.project(m, z)[0].tolist(), "image": encode_images(x)[0], "recon": encode_images(x_hat)[0]}
+        if m.data.domain == "vectors":          # the rows themselves (standardised), beside their bar pictures
+            out.update(row=x.flatten(1)[0].tolist(), recon_row=x_hat.flatten(1)[0].tolist())
+        return out
+
+    def decoded(self, m: ModelState, x: Tensor) -> dict[str, Any]:
+        """What a decode answers with: the page's "shape" and "images"; a table's decoded rows also as "rows"."""
+        out = {"shape": list(view_shape(x.shape[1:])), "images": encode_images(x)}
+        if is_vector_shape(x.shape[1:]):
+            out["rows"] = x.flatten(1).tolist()                                  # (N, D) standardised
+        return out
 
     def density(self, m: ModelState, sampler: str, seed: int) -> Any:
         from vaelab.density import make_density
@@ -384,7 +437,9 @@ class Explorer:
         cfg = m.model.cfg
         data = m.ckpt.config.get("data") or {}
         return {"name": m.name, "ok": True, "model": cfg.model, "n_latent": cfg.n_latent,
-                "input_shape": list(cfg.input_shape), "backbone": cfg.backbone, "likelihood": cfg.likelihood,
+                "input_shape": list(cfg.input_shape), "view_shape": list(view_shape(cfg.input_shape)),
+                "domain": "vectors" if is_vector_shape(cfg.input_shape) else "images",
+                "feature_names": data.get("feature_names") or [], "backbone": cfg.backbone, "likelihood": cfg.likelihood,
                 "is_stochastic": m.model.is_stochastic, "is_conditional": m.model.is_conditional,
                 "n_classes": cfg.n_classes, "dataset": data.get("name") or data.get("spec"),
                 "has_labels": bool(data.get("n_classes")), "class_names": data.get("class_names") or []}

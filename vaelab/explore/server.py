@@ -1,6 +1,7 @@
 """The explorer's web app: ``create_app(run_dir) -> FastAPI`` (JSON API + the static page).
 
-Endpoints (all JSON; images are base64 of raw uint8 (H, W, C) bytes, drawn with putImageData):
+Endpoints (all JSON; images are base64 of raw uint8 (H, W, C) bytes, drawn with putImageData; a table's rows go
+as bar pictures of their features, with the decoded rows themselves as "rows"):
   GET  /                                  the page (static/index.html; no CDN, works offline)
   GET  /api/models                        the run's models (name, kind, latent size, dataset...)
   GET  /api/models/{name}/map             test codes on the 2-D map + labels + projection + bounds
@@ -29,8 +30,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
 from vaelab.errors import ConfigError, VaelabError
-from vaelab.explore.explorer import HOLES_GRID, ExploreError, Explorer, JudgeLoader, default_judge_loader, \
-    encode_images
+from vaelab.explore.explorer import HOLES_GRID, ExploreError, Explorer, JudgeLoader, default_judge_loader
 
 STATIC = Path(__file__).parent / "static"
 MAX_BATCH = 1024          # codes per decode request
@@ -108,10 +108,11 @@ def create_app(run_dir: str | Path, judge_loader: JudgeLoader | None = default_j
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": _validation_message(exc)}, status_code=422)
 
-    def images(m, z: torch.Tensor, label: int | None, base_index: int | None = None) -> list[str]:
+    def images(m, z: torch.Tensor, label: int | None, base_index: int | None = None) -> dict[str, Any]:
+        """{"shape", "images"} (+ "rows" for a table) of the decodes of codes z."""
         if m.model.is_conditional:
             ex._prepare(m)                  # the default label comes from the dataset
-        return encode_images(ex.decode(m, z, ex.labels_for(m, z.shape[0], label, base_index)))
+        return ex.decoded(m, ex.decode(m, z, ex.labels_for(m, z.shape[0], label, base_index)))
 
     def as_z(m, rows: list[list[float]]) -> torch.Tensor:
         lens = {len(r) for r in rows}
@@ -150,14 +151,13 @@ def create_app(run_dir: str | Path, judge_loader: JudgeLoader | None = default_j
     def decode(name: str, body: DecodeBody) -> dict[str, Any]:
         m = ex.get(name)
         z = as_z(m, body.z)
-        return {"shape": list(m.model.cfg.input_shape), "images": images(m, z, body.label)}
+        return images(m, z, body.label)
 
     @app.post("/api/models/{name}/decode_map")
     def decode_map(name: str, body: DecodeMapBody) -> dict[str, Any]:
         m = ex.get(name)
         z = ex.unproject(m, np.array(body.points), body.base_index)
-        return {"shape": list(m.model.cfg.input_shape), "z": z.tolist(),
-                "images": images(m, z, body.label, body.base_index)}
+        return {"z": z.tolist(), **images(m, z, body.label, body.base_index)}
 
     @app.post("/api/models/{name}/traverse")
     def traverse(name: str, body: TraverseBody) -> dict[str, Any]:
@@ -171,8 +171,7 @@ def create_app(run_dir: str | Path, judge_loader: JudgeLoader | None = default_j
         values = torch.linspace(body.lo, body.hi, body.n)
         z = z0.repeat(body.n, 1)
         z[:, body.dim] = values
-        return {"dim": body.dim, "values": values.tolist(), "z": z.tolist(),
-                "shape": list(m.model.cfg.input_shape), "images": images(m, z, body.label)}
+        return {**images(m, z, body.label), "dim": body.dim, "values": values.tolist(), "z": z.tolist()}
 
     @app.post("/api/models/{name}/interpolate")
     def interpolate(name: str, body: InterpolateBody) -> dict[str, Any]:
@@ -182,7 +181,7 @@ def create_app(run_dir: str | Path, judge_loader: JudgeLoader | None = default_j
         z = (1 - t) * za + t * zb                                       # (n, D), linear in z
         ex._prepare(m)
         return {"t": t[:, 0].tolist(), "z": z.tolist(), "coords": ex.project(m, z).tolist(),
-                "shape": list(m.model.cfg.input_shape), "images": images(m, z, body.label)}
+                **images(m, z, body.label)}
 
     @app.post("/api/models/{name}/sample")
     def sample(name: str, body: SampleBody) -> dict[str, Any]:
@@ -193,8 +192,7 @@ def create_app(run_dir: str | Path, judge_loader: JudgeLoader | None = default_j
         z = ex.density(m, body.sampler, body.seed).sample(body.n, seed=body.seed).float()
         y = ex.labels_for(m, body.n, body.label) if body.label is not None else sample_labels(m.model, body.n)
         return {"sampler": body.sampler, "z": z.tolist(), "coords": ex.project(m, z).tolist(),
-                "labels": y.tolist() if y is not None else None, "shape": list(m.model.cfg.input_shape),
-                "images": encode_images(ex.decode(m, z, y))}
+                "labels": y.tolist() if y is not None else None, **ex.decoded(m, ex.decode(m, z, y))}
 
     @app.get("/api/models/{name}/holes")
     def holes(name: str, base_index: Annotated[int, Query(ge=0)] = 0,

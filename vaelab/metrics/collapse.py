@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from vaelab.config import Words, shape_words, words
 from vaelab.metrics.latent import active_units, mutual_information
 
 KL_MIN_NATS = 0.5             # total KL per image below this: the code carries < 1 bit about x
@@ -76,15 +77,15 @@ def collapse_diagnostics(model: torch.nn.Module, x: Tensor, y: Tensor | None = N
             "recon": r, "recon_shuffled": r_sh, "shuffle_gap": r_sh - r}
 
 
-def collapse_warnings(diag: dict[str, Any]) -> list[str]:
-    """Plain-language warnings for one diagnostics dict (empty when the code is in use)."""
+def collapse_warnings(diag: dict[str, Any], w: Words = words(None)) -> list[str]:
+    """Plain-language warnings for one diagnostics dict (empty when the code is in use); ``w``: images or rows."""
     out = []
     if diag["kl"] < KL_MIN_NATS:
-        out.append(f"POSTERIOR COLLAPSE: KL(q(z|x) || p(z)) is {diag['kl']:.3f} nats per image (< {KL_MIN_NATS}); "
+        out.append(f"POSTERIOR COLLAPSE: KL(q(z|x) || p(z)) is {diag['kl']:.3f} nats per {w.one} (< {KL_MIN_NATS}); "
                    f"{diag['active_units']}/{diag['n_latent']} units active. The code says almost nothing about x. "
                    "Try a KL warm-up (--kl-schedule linear --kl-warmup-steps N), --free-bits 0.1, or a smaller beta.")
     if diag["shuffle_gap"] < SHUFFLE_MIN_FRACTION * abs(diag["recon"]):
-        out.append(f"DECODER IGNORES z: decoding each image from another image's code changes its reconstruction "
+        out.append(f"DECODER IGNORES z: decoding each {w.one} from another {w.one}'s code changes its reconstruction "
                    f"NLL by only {diag['shuffle_gap']:.3f} nats ({diag['recon']:.1f} -> {diag['recon_shuffled']:.1f}). "
                    "The samples and reconstructions come from the decoder alone.")
     return out
@@ -94,7 +95,7 @@ def epoch_diagnostics(model: torch.nn.Module, x_val: Tensor, y_val: Tensor | Non
                       n: int = N_SUBSET) -> dict[str, Any]:
     """The trainer's per-epoch check on the first ``n`` validation images (recorded in the history)."""
     diag = collapse_diagnostics(model, x_val[:n], y_val[:n] if y_val is not None else None)
-    diag["warnings"] = collapse_warnings(diag)
+    diag["warnings"] = collapse_warnings(diag, shape_words(x_val.shape[1:]))
     return diag
 
 

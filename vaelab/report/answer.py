@@ -16,11 +16,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from vaelab.config import Words
+
 from vaelab.report.differences import called, difference
 from vaelab.report.table import get
+from vaelab.report.words import doc_words, reference_name
 
 QUESTION = "What does a VAE buy me over a deterministic autoencoder, on this data?"
-FOUNDING = ("With two classes, both an AE and a VAE map the test images to two clusters. How are the VAE's "
+FOUNDING = ("With two classes, both an AE and a VAE map the test {images} to two clusters. How are the VAE's "
             "two clusters better than the AE's?")
 
 
@@ -74,7 +77,9 @@ def make_answer(doc: dict[str, Any]) -> dict[str, Any]:
     n_test = ds.get("n_test")
     is_two = n_classes == 2
     names = ds.get("class_names") or []
-    question = QUESTION + (f" Here: two classes ({' vs '.join(map(str, names))}). " + FOUNDING if is_two else "")
+    w = doc_words(doc)                 # images, or the rows of a table
+    question = QUESTION + (f" Here: two classes ({' vs '.join(map(str, names))}). "
+                           + FOUNDING.replace("{images}", w.many) if is_two else "")
     if ae is None or vae is None:
         missing = "a deterministic AE" if ae is None else "a VAE"
         text = f"This run has no successfully trained {missing}, so it cannot answer the question; see the table."
@@ -110,7 +115,8 @@ def make_answer(doc: dict[str, Any]) -> dict[str, Any]:
         best = min(fds, key=fds.get)
         g = verdict(("generation", "prior", "fd"), "min", "fd")
         word = {"better": "better", "worse": "worse", "similar": "about as good"}[g]
-        ref = (f"; floor: train vs test {_f(floor)}; uniform noise {_f(noise)}" if floor is not None else "")
+        ref = (f"; floor: train vs test {_f(floor)}; {reference_name('uniform_noise', w)} {_f(noise)}"
+               if floor is not None else "")
         d_fd = difference(doc, ae, vae, "generation.prior.fd")
         paren = (ref + _pm(d_fd)).lstrip("; ")
         txt = (f"Sampling z ~ N(0, I), the {VAE} generates {word} than the {AE}: FD (judge features) {_f(fd_v)} vs "
@@ -133,7 +139,8 @@ def make_answer(doc: dict[str, Any]) -> dict[str, Any]:
                 copying = nov["copy_fraction"] > 5 * nov["copy_expected"] or (nov.get("ct") is not None
                                                                                and nov["ct"] < -3)
                 txt += (f" Memorisation: {100 * nov['copy_fraction']:.1f} % of the {AE}'s GMM samples are closer to a "
-                        f"training image than 99 % of test images are (fresh draws: {100 * nov['copy_expected']:.0f} %), "
+                        f"training {w.one} than 99 % of test {w.many} are (fresh draws: "
+                        f"{100 * nov['copy_expected']:.0f} %), "
                         f"C_T {_f(nov.get('ct'))}: " + ("its low FD comes with copying." if copying
                                                         else "no sign of copying."))
         points.append({"topic": "generation", "text": txt})
@@ -144,7 +151,7 @@ def make_answer(doc: dict[str, Any]) -> dict[str, Any]:
             s += f", and the {AE}'s prior samples are worse than its own GMM samples (FD {_f(gfd_a)}): holes"
         short.append(s + ".")
 
-    holes = _holes_text(doc, ae, vae, AE, VAE)
+    holes = _holes_text(doc, ae, vae, AE, VAE, w)
     if holes:
         points.append({"topic": "holes", "text": holes[0]})
         short.append(holes[1])
@@ -162,7 +169,7 @@ def make_answer(doc: dict[str, Any]) -> dict[str, Any]:
     if parts:
         if all(v == "similar" for v in verdicts):
             summary = (f"the {VAE}'s clusters are about as separable as the {AE}'s (no measurable difference on "
-                       f"{n_test} test images)")
+                       f"{n_test} test {w.many})")
         elif verdicts.count("better") > verdicts.count("worse"):
             summary = f"the {VAE}'s clusters are more separable than the {AE}'s"
         elif verdicts.count("worse") > verdicts.count("better"):
@@ -180,12 +187,12 @@ def make_answer(doc: dict[str, Any]) -> dict[str, Any]:
         g = verdict(("interpolation", "confidence_midpoints"), "max", "conf")
         gf = verdict(("interpolation", "fd_midpoints"), "min", "fd")
         what = {"better": "more", "worse": "less", "similar": "about as"}[g]
-        txt = (f"Between the clusters: the midpoint between two test codes decodes to images the judge finds {what} "
+        txt = (f"Between the clusters: the midpoint between two test codes decodes to {w.many} the judge finds {what} "
                f"recognisable for the {VAE} (confidence {_f(cv, '.3f')} vs {_f(ca, '.3f')}; FD of midpoints "
                f"{_f(mv)} vs {_f(ma)}, {'lower' if gf == 'better' else 'higher' if gf == 'worse' else 'about the same'} for the {VAE}).")
         points.append({"topic": "between", "text": txt})
         if is_two or g != "similar":
-            short.append(f"Between the clusters: midpoints decode to {what} recognisable images for the {VAE} "
+            short.append(f"Between the clusters: midpoints decode to {what} recognisable {w.many} for the {VAE} "
                          f"(judge confidence {_f(cv, '.2f')} vs {_f(ca, '.2f')}).")
 
     # -- reconstruction, likelihood, denoising ---------------------------------------------------
@@ -193,18 +200,29 @@ def make_answer(doc: dict[str, Any]) -> dict[str, Any]:
     if pa is not None and pv is not None:
         g = verdict(("reconstruction", "mean_z", "psnr"), "max", "psnr")
         word = {"better": "sharper", "worse": "blurrier",
-                "similar": f"about as good (no measurable difference on {n_test} test images)"}[g]
+                "similar": f"about as good (no measurable difference on {n_test} test {w.many})"}[g]
         points.append({"topic": "reconstruction",
                        "text": f"Reconstruction: the {VAE}'s is {word} (PSNR {_f(pv)} dB vs {_f(pa)} dB for the {AE}): "
                                "the price of the KL term." if g == "worse" else
                                f"Reconstruction: the {VAE}'s is {word} (PSNR {_f(pv)} dB vs {_f(pa)} dB for the {AE})."})
         short.append(f"Reconstruction: {word} (PSNR {_f(pv)} vs {_f(pa)} dB).")
+    ra, rv, _, _ = pair(("reconstruction", "mean_z", "rmse"))
+    if w.is_vectors and ra is not None and rv is not None:       # tables: RMSE of standardised features, no PSNR
+        g = verdict(("reconstruction", "mean_z", "rmse"), "min")
+        word = {"better": "closer", "worse": "further off",
+                "similar": f"about as close (no measurable difference on {n_test} test {w.many})"}[g]
+        d_r = difference(doc, ae, vae, "reconstruction.mean_z.rmse")
+        points.append({"topic": "reconstruction",
+                       "text": f"Reconstruction: the {VAE}'s is {word} (RMSE {_f(rv, '.3f')} vs {_f(ra, '.3f')} for the "
+                               f"{AE}, standardised units{_pm(d_r, '.3f')})"
+                               + (": the price of the KL term." if g == "worse" else ".")})
+        short.append(f"Reconstruction: {word} (RMSE {_f(rv, '.3f')} vs {_f(ra, '.3f')}, standardised).")
     lik = get(doc.get("models", {}).get(vae, {}), ("likelihood",))
     if isinstance(lik, dict) and lik.get("iw_nll") is not None:
         kind = lik.get("kind") or "bound"
         points.append({"topic": "likelihood",
                        "text": f"Likelihood: the {VAE} gives an importance-weighted bound of {_f(lik['iw_nll'])} nats per "
-                               f"image (K={lik.get('iw_k')}; {kind}); the {AE} has none (n/a)."})
+                               f"{w.one} (K={lik.get('iw_k')}; {kind}); the {AE} has none (n/a)."})
     den = []
     for kind in ("gaussian", "salt-and-pepper", "masking"):
         vals = {n: _v(doc, n, ("denoising", kind)) for n in doc.get("models", {})}
@@ -214,6 +232,17 @@ def make_answer(doc: dict[str, Any]) -> dict[str, Any]:
             den.append(f"{kind}: best {best} {_f(vals[best])} dB ({VAE} {_f(vals.get(vae))}, {AE} {_f(vals.get(ae))})")
     if den:
         points.append({"topic": "denoising", "text": "Denoising (PSNR against the clean image): " + "; ".join(den) + "."})
+    den = []
+    for kind in ("gaussian", "masking") if w.is_vectors else ():   # tables: RMSE against the clean row, no PSNR
+        vals = {n: _v(doc, n, ("denoising_rmse", kind)) for n in doc.get("models", {})}
+        vals = {n: v for n, v in vals.items() if v is not None}
+        if vals:
+            best = min(vals, key=vals.get)
+            den.append(f"{kind}: best {best} {_f(vals[best], '.3f')} ({VAE} {_f(vals.get(vae), '.3f')}, {AE} "
+                       f"{_f(vals.get(ae), '.3f')})")
+    if den:
+        points.append({"topic": "denoising", "text": "Denoising (RMSE against the clean row, standardised units; "
+                                                     "lower is better): " + "; ".join(den) + "."})
 
     if collapsed:
         txt = "Collapsed (not ranked; generation numbers greyed): " + "; ".join(f"{n}: {r}" for n, r in collapsed.items())
@@ -229,7 +258,7 @@ def make_answer(doc: dict[str, Any]) -> dict[str, Any]:
     if doc.get("test_time"):
         from vaelab.report.test_time import answer as test_time_answer
 
-        tt = test_time_answer(doc["test_time"])
+        tt = test_time_answer(doc["test_time"], w)
         points += [{"topic": "test time", "text": t} for t in tt]
         short += tt[:1]
 
@@ -245,7 +274,7 @@ def make_answer(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 
-def _holes_text(doc: dict[str, Any], ae: str, vae: str, AE: str, VAE: str) -> tuple[str, str] | None:
+def _holes_text(doc: dict[str, Any], ae: str, vae: str, AE: str, VAE: str, w: Words) -> tuple[str, str] | None:
     """(point, short sentence) on holes, from the marginal KL, the prior's mass in holes and realism."""
     hv, ha = (get(doc["models"].get(n, {}), ("holes",)) or {} for n in (vae, ae))
     if hv.get("hole_mass") is None or ha.get("hole_mass") is None:
@@ -263,9 +292,10 @@ def _holes_text(doc: dict[str, Any], ae: str, vae: str, AE: str, VAE: str) -> tu
            f"I(x; z) {_f(hv.get('mutual_information'))} + marginal KL {_f(hv.get('marginal_kl'))} nats).")
     if rv is not None and ra is not None:
         txt += (f" Decoded prior samples inside the real manifold (realism score ≥ 1): {100 * rv:.0f} % for the {VAE}, "
-                f"{100 * ra:.0f} % for the {AE}" + (f" (training images: {100 * r_test:.0f} %, uniform noise: "
-                                                     f"{100 * r_noise:.0f} %)" if r_test is not None and r_noise is not None
-                                                     else "") + ". Judge confidence is not used here: noise scores high on it.")
+                f"{100 * ra:.0f} % for the {AE}" + (f" (training {w.many}: {100 * r_test:.0f} %, "
+                                                     f"{reference_name('uniform_noise', w)}: {100 * r_noise:.0f} %)"
+                                                     if r_test is not None and r_noise is not None else "")
+                + ". Judge confidence is not used here: noise scores high on it.")
     pairs = doc.get("pairs_2d") or {}
     pv, pa = get(pairs, ("vae-2d", "holes", "hole_mass")), get(pairs, ("ae-2d", "holes", "hole_mass"))
     if pv is not None and pa is not None:

@@ -20,6 +20,7 @@ import numpy as np
 from vaelab.imaging import make_grid
 from vaelab.report.png import pyplot as _plt
 from vaelab.report.png import save_png
+from vaelab.report.words import caption, doc_words
 from vaelab.measure.grid import CONFIDENT
 
 FIGURES: dict[str, tuple[str, str]] = {
@@ -55,7 +56,7 @@ FIGURES: dict[str, tuple[str, str]] = {
         "the middle: plausible images mean the space between the clusters is filled."),
     "latent_scatter": (
         "Latent space of the test split, coloured by label",
-        "Posterior means of the test images (PCA to 2-D when the latent is larger; the 2-D pair is shown as is). "
+        "Posterior means of the test {images} (PCA to 2-D when the latent is larger; the 2-D pair is shown as is). "
         "Look for separated clusters and for gaps between them."),
     "manifold_2d": (
         "The 2-D manifold: decoding a grid of z",
@@ -259,7 +260,7 @@ def fig_holes_map(path: Path, pair: dict[str, Arrays], blocks: dict[str, dict[st
     save_png(fig, path)
 
 
-def fig_training_curves(path: Path, curves: dict[str, Any]) -> None:
+def fig_training_curves(path: Path, curves: dict[str, Any], per: str = "image") -> None:
     import matplotlib.ticker
 
     plt = _plt()
@@ -276,7 +277,7 @@ def fig_training_curves(path: Path, curves: dict[str, Any]) -> None:
     a2.set_title("validation objective (each model's own)")
     for ax in (a1, a2):
         ax.set_xlabel("epoch")
-        ax.set_ylabel("nats per image")
+        ax.set_ylabel(f"nats per {per}")
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))   # 20, 30, not 2x10^1
         ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
@@ -369,8 +370,8 @@ def plan(doc: dict[str, Any], arrays: dict[str, Arrays]) -> list[tuple[str, Call
     pair_docs = doc.get("pairs_2d") or {}
     pair = {n: arrays[n] for n in ok(pair_docs)}
     shown = data_arrays = arrays.get(DATA_NAME)
-    is_vectors = (doc.get("dataset") or {}).get("domain") == "vectors"
-    if is_vectors:   # tables: no pictures of examples (grids, manifold, holes map); the scatter, curves and RMSE stay
+    w = doc_words(doc)
+    if w.is_vectors:   # tables: no pictures of examples (grids, manifold, holes map); the scatter, curves and RMSE stay
         shown, pair_pictures = None, {}
     else:
         pair_pictures = pair
@@ -402,10 +403,10 @@ def plan(doc: dict[str, Any], arrays: dict[str, Arrays]) -> list[tuple[str, Call
         out += test_time.plan(doc["test_time"], arrays.get("test_time") or {})
     curves = doc.get("training_curves") or {}
     if any(curves.values()):
-        out.append(("training_curves", lambda p: fig_training_curves(p, curves)))
+        out.append(("training_curves", lambda p: fig_training_curves(p, curves, w.one)))
     if models and shown is not None:
         out.append(("denoising", lambda p: fig_denoising(p, models, shown)))
-    if is_vectors and any(_rmse_per_feature(m) for m in (doc.get("models") or {}).values()):
+    if w.is_vectors and any(_rmse_per_feature(m) for m in (doc.get("models") or {}).values()):
         out.append(("rmse_per_feature", lambda p: fig_rmse_per_feature(p, doc)))
     out += list(metrics_plan(doc).items())
     return out
@@ -413,19 +414,22 @@ def plan(doc: dict[str, Any], arrays: dict[str, Arrays]) -> list[tuple[str, Call
 
 def draw_all(fig_dir: str | Path, doc: dict[str, Any], arrays: dict[str, Arrays]) -> list[dict[str, str]]:
     """Draw every figure of ``plan`` into ``fig_dir``; return the report's list ``[{"file", "title", "caption"}]``."""
-    fig_dir = Path(fig_dir)
-    out = []
     from vaelab.report.test_time import FIGURES as TEST_TIME_FIGURES
 
+    fig_dir, w = Path(fig_dir), doc_words(doc)
+    out = []
     for name, draw in plan(doc, arrays):
         draw(fig_dir / f"{name}.png")
-        title, caption = FIGURES[name] if name in FIGURES else TEST_TIME_FIGURES[name]
-        out.append({"file": f"{name}.png", "title": title, "caption": caption})
+        title, text = FIGURES[name] if name in FIGURES else TEST_TIME_FIGURES[name]
+        out.append({"file": f"{name}.png", "title": title, "caption": caption(text, w)})
     return out
 
 
 def draw_run(run: str | Path, doc: dict[str, Any]) -> list[dict[str, str]]:
-    """``draw_all`` from run folder ``run``'s files: ``doc`` (its metrics.json) and ``run/arrays/*.npz``."""
+    """``draw_all`` from run folder ``run``'s files (``doc``: its metrics.json; ``run/arrays/*.npz``), then the
+    novelty and holes figures (``vaelab.report.verdict_figures``, from arrays/ alone)."""
     from vaelab.measure.store import load_run_arrays
+    from vaelab.report.verdict_figures import draw_from_arrays
 
-    return draw_all(Path(run) / "figures", doc, load_run_arrays(run))
+    fig_dir = Path(run) / "figures"
+    return draw_all(fig_dir, doc, load_run_arrays(run)) + draw_from_arrays(run, fig_dir, doc_words(doc))

@@ -19,7 +19,8 @@ from vaelab.errors import ConfigError, OutputError
 from vaelab.io import atomic_write_text
 from vaelab.report.answer import make_answer
 from vaelab.report.priors import swap_rows
-from vaelab.report.table import collapse_notes, get, header, table_rows
+from vaelab.report.table import VECTORS_NOTE, collapse_notes, get, header, table_rows
+from vaelab.report.words import caption, doc_words, reference_name, space
 
 SCHEMA_VERSION = 1
 
@@ -64,22 +65,22 @@ IMAGES_SECTION = """<h1>What does a VAE buy over an autoencoder? — {{ ds.name 
 <ul>{% for p in answer.points %}<li>{{ p.text }}</li>{% endfor %}</ul></div>
 
 <h2 id="metrics">Headline metrics</h2>
-<p class="muted">Test split. ↓ lower is better, ↑ higher is better; the best value of each row is marked. ± is the half-width of a 95 % bootstrap interval (over test images, or over samples and reference for sample metrics{% if n_seeds > 1 %}, combined with the spread over {{ n_seeds }} seeds{% endif %}). Grey cells belong to a collapsed model and are not ranked. n/a: does not apply (an AE has no likelihood). FD is the Fréchet distance in the judge classifier's features, not FID.</p>
+<p class="muted">Test split. ↓ lower is better, ↑ higher is better; the best value of each row is marked. ± is the half-width of a 95 % bootstrap interval (over test {{ w.many }}, or over samples and reference for sample metrics{% if n_seeds > 1 %}, combined with the spread over {{ n_seeds }} seeds{% endif %}). Grey cells belong to a collapsed model and are not ranked. n/a: does not apply (an AE has no likelihood). FD is the Fréchet distance in the judge classifier's features, not FID.</p>
 <table id="metrics-table">
 <tr><th>metric</th>{% for n in headers %}<th>{{ n }}</th>{% endfor %}<th>reference</th></tr>
 {% for r in rows %}{% if loop.first or r.section != rows[loop.index0 - 1].section %}<tr class="section"><td colspan="{{ names|length + 2 }}">{{ r.section }}</td></tr>{% endif %}
 <tr><td>{{ r.label }}{% if r.better == 'min' %} ↓{% elif r.better == 'max' %} ↑{% endif %}</td>{% for c in r.cells %}<td class="{{ 'best' if c.is_best else 'grey' if c.greyed else '' }}"{% if c.greyed %} title="{{ c.greyed }}"{% endif %}>{{ c.text }}{% if c.is_best %} ★{% endif %}</td>{% endfor %}<td class="ref">{{ r.reference }}</td></tr>
 {% endfor %}
 </table>
-{% if reference %}<p class="muted">Reference rows (same sample count and metrics): {% for k, r in reference.items() %}{{ k.replace('_', ' ') }}: FD {{ fmt(r.fd) }}, precision {{ fmt(r.precision, '.3f') }}, recall {{ fmt(r.recall, '.3f') }}{% if not loop.last %}; {% endif %}{% endfor %}.</p>{% endif %}
+{% if reference %}<p class="muted">Reference rows (same sample count and metrics): {% for k, r in reference.items() %}{{ reference_name(k, w) }}: FD {{ fmt(r.fd) }}, precision {{ fmt(r.precision, '.3f') }}, recall {{ fmt(r.recall, '.3f') }}{% if not loop.last %}; {% endif %}{% endfor %}.</p>{% endif %}
 {% if likelihood_notes %}<p class="muted">Likelihood: {{ likelihood_notes|join(' ') }}</p>{% endif %}
 {% if vectors_note %}<p class="muted" id="vectors-note">{{ vectors_note }}</p>{% endif %}
 {% for line in collapse_notes %}<p class="failed">{{ line }}</p>{% endfor %}
 {% for n, m in failed.items() %}<p class="failed">{{ n }} failed: {{ m.error }}</p>{% endfor %}
 
-{% if test_time %}<h2 id="test-time">At test time: anomalies and uncertainty for new images</h2>
-<p class="muted">Every score is higher for more anomalous images; AUROC/AUPRC ↑, FPR at 95 % TPR ↓, each with its 95 % bootstrap interval (stratified, paired across scores, {{ test_time.block.n_boot }} resamples); {{ test_time.block.n_inliers }} in-distribution test images; IW bound and −ELBO with K = {{ test_time.block.k }}. ★: the best AUROC of the set.</p>
-{% for set_name, rs in test_time.rows.detection.items() %}<h3>{{ set_name }} ({{ test_time.block.sets[set_name].n }} images: {{ test_time.block.sets[set_name].source }})</h3>
+{% if test_time %}<h2 id="test-time">At test time: anomalies and uncertainty for new {{ w.many }}</h2>
+<p class="muted">Every score is higher for more anomalous {{ w.many }}; AUROC/AUPRC ↑, FPR at 95 % TPR ↓, each with its 95 % bootstrap interval (stratified, paired across scores, {{ test_time.block.n_boot }} resamples); {{ test_time.block.n_inliers }} in-distribution test {{ w.many }}; IW bound and −ELBO with K = {{ test_time.block.k }}. ★: the best AUROC of the set.</p>
+{% for set_name, rs in test_time.rows.detection.items() %}<h3>{{ set_name }} ({{ test_time.block.sets[set_name].n }} {{ w.many }}: {{ test_time.block.sets[set_name].source }})</h3>
 <table class="test-time"><tr><th>model</th><th>score</th><th>AUROC ↑</th><th>AUPRC ↑</th><th>FPR at 95 % TPR ↓</th></tr>
 {% for r in rs %}<tr><td>{{ r.model }}</td><td>{{ r.label }}</td><td class="{{ 'best' if r.is_best else '' }}">{{ r.auroc }}{% if r.is_best %} ★{% endif %}</td><td>{{ r.auprc }}</td><td>{{ r.fpr95 }}</td></tr>
 {% endfor %}</table>{% endfor %}
@@ -153,12 +154,15 @@ def _fmt(v: Any, spec: str = ".2f") -> str:
 
 def _protocol(doc: dict[str, Any]) -> list[tuple[str, str]]:
     ds, c = doc.get("dataset", {}), flat_config(doc.get("config"))
+    w = doc_words(doc)
     judge = doc.get("judge") or {}
+    shape = ds.get("shape") or []
+    what = (f"rows of {shape[-1]} standardised features (the training split's mean and std)" if w.is_vectors and shape
+            else f"images {'x'.join(map(str, shape))} in [0, 1]")
     classes = ", ".join(map(str, ds.get("class_names") or [])) or "none (unlabelled)"
     seeds = c.get("seeds") or [c.get("seed", 0)]
     rows = [
-        ("data", f"{ds.get('name')} from {ds.get('source')}; images {'x'.join(map(str, ds.get('shape', [])))} in [0, 1]; "
-                 f"fingerprint {ds.get('fingerprint')}"),
+        ("data", f"{ds.get('name')} from {ds.get('source')}; {what}; fingerprint {ds.get('fingerprint')}"),
         ("classes", f"{ds.get('n_classes')}: {classes}" + (f" (kept labels {c.get('classes')})" if c.get("classes") else "")),
         ("splits", f"train {ds.get('n_train')}, validation {ds.get('n_val')}, test {ds.get('n_test')} "
                    f"(split seed {c.get('split_seed')}, validation fraction {c.get('val_fraction')}); every metric on the test split"),
@@ -179,24 +183,26 @@ def _protocol(doc: dict[str, Any]) -> list[tuple[str, str]]:
         ("seeds", f"{len(seeds)}: {', '.join(map(str, seeds))}" + (" (mean ± sd over seeds)" if len(seeds) > 1 else "")),
         ("generation", f"{c.get('n_samples')} samples per model and sampler (prior N(0, I); GMM with 10 components "
                        f"fitted to the training codes), decoded to the likelihood's mean"),
-        ("uncertainty", "95 % percentile-bootstrap intervals, seeded and paired across models (the same resampled test "
-                        "images for every model, so each difference has its own interval): B = 1000 over test images "
-                        "for per-image metrics; FD B = 50 and the k-NN metrics B = 200 over samples and reference; "
+        ("uncertainty", f"95 % percentile-bootstrap intervals, seeded and paired across models (the same resampled test "
+                        f"{w.many} for every model, so each difference has its own interval): B = 1000 over test {w.many} "
+                        f"for per-{w.one} metrics; FD B = 50 and the k-NN metrics B = 200 over samples and reference; "
                         "a difference is called only when its interval excludes 0"),
-        ("novelty", "per sampler, each sample's distance to its nearest training image against the test images' "
-                    "(judge features and pixels); near-copies = samples closer than the test images' 1st percentile; "
-                    "C_T of Meehan et al. 2020 on 10 k-means cells of the training features"),
+        ("novelty", f"per sampler, each sample's distance to its nearest training {w.one} against the test {w.many}' "
+                    f"(judge features and {space(w)}); near-copies = samples closer than the test {w.many}' 1st "
+                    "percentile; C_T of Meehan et al. 2020 on 10 k-means cells of the training features"),
         ("holes", "on the test codes: E KL(q(z|x) ‖ p) = I(x; z) + KL(q(z) ‖ p(z)) (Hoffman & Johnson 2016; q(z) the "
                   "mixture of the posteriors, a Scott-rule KDE of the codes for AEs); prior mass where q(z) < 0.1 p(z) "
                   "(2000 prior draws); realism score ≥ 1 (Kynkäänniemi et al. 2019) of decoded prior samples"),
-        ("likelihood", f"importance-weighted bound with K = {c.get('iw_k')} samples per test image; −ELBO with one sample"),
+        ("likelihood", f"importance-weighted bound with K = {c.get('iw_k')} samples per test {w.one}; −ELBO with one "
+                       "sample"),
         ("interpolation", f"{c.get('n_interp_pairs')} random pairs of test codes, decoded at the midpoint"),
         ("feature extractor", f"the judge: a small {judge.get('arch') or ''} classifier trained on the training split "
                               f"(test accuracy {_fmt(judge.get('test_accuracy'), '.3f')}); FD, precision/recall (k=3) "
                               "in its penultimate features, confidence = its mean max softmax" if judge else
                               "none (the data have no labels): judge-based metrics are n/a"),
-        ("2-D pair", "an AE and a VAE with a 2-D latent, trained under the same protocol, for the manifold grid and the "
-                     "holes map" if doc.get("pairs_2d") else "not trained (--no-pair)"),
+        ("2-D pair", "an AE and a VAE with a 2-D latent, trained under the same protocol, for the "
+                     + ("latent scatter and the q(z)-against-p(z) holes figure" if w.is_vectors else
+                        "manifold grid and the holes map") if doc.get("pairs_2d") else "not trained (--no-pair)"),
         ("options", "every option that differs from its default: "
                     + options_summary(doc.get("config")) if isinstance((doc.get("config") or {}).get("model"), dict)
                     else "not recorded (a run of an older vaelab)"),
@@ -218,7 +224,7 @@ def _images_context(doc: dict[str, Any], fig_dir: Path) -> dict[str, Any]:
     figures = [{**f, "uri": _data_uri(fig_dir / Path(f["file"]).name)} for f in doc.get("figures") or []]
     lik_notes = sorted({m["likelihood"]["note"] for m in doc.get("models", {}).values()
                         if isinstance(m.get("likelihood"), dict) and m["likelihood"].get("note")})
-    ds = doc.get("dataset", {})
+    ds, w = doc.get("dataset", {}), doc_words(doc)
     return dict(
         title=f"vaelab compare: {ds.get('name')}", ds=ds, versions=doc.get("versions", {}), answer=make_answer(doc),
         names=names, headers=[header(doc, n) for n in names], collapse_notes=collapse_notes(doc), rows=rows,
@@ -226,18 +232,8 @@ def _images_context(doc: dict[str, Any], fig_dir: Path) -> dict[str, Any]:
         reference=doc.get("reference") or {}, likelihood_notes=lik_notes,
         failed={n: m for n, m in doc.get("models", {}).items() if m.get("status") != "ok" or m.get("error")},
         figures=figures, protocol=_protocol(doc), all_models=doc.get("models", {}), fmt=_fmt, g=get,
-        test_time=_test_time(doc), prior_swap=swap_rows(doc),
-        vectors_note=VECTORS_NOTE if ds.get("domain") == "vectors" else "")
-
-
-VECTORS_NOTE = (
-    "Tabular data: each example is a vector of standardised features (training-split mean and std, saved in every "
-    "checkpoint). The likelihood to use is a Gaussian with a learned per-feature sigma: a Bernoulli is a distribution "
-    "on {0, 1} (and the continuous Bernoulli one on [0, 1]), while standardised features are unbounded reals, so "
-    "their cross-entropy is not a likelihood of them. Reconstruction and denoising are RMSE (standardised units; the "
-    "per-feature figure is in the file's units); BCE, PSNR, salt-and-pepper noise and the image figures (grids, "
-    "manifold, holes map) apply to pixels in [0, 1] and are left out. The generation metrics use the judge's "
-    "features (an MLP classifier on the vectors); the noise reference row is N(0, I).")
+        test_time=_test_time(doc), prior_swap=swap_rows(doc), vectors_note=VECTORS_NOTE if w.is_vectors else "", w=w,
+        reference_name=reference_name)
 
 
 def _test_time(doc: dict[str, Any]) -> dict[str, Any] | None:
@@ -247,7 +243,7 @@ def _test_time(doc: dict[str, Any]) -> dict[str, Any] | None:
         return None
     from vaelab.report import test_time
 
-    return {"block": block, "rows": test_time.rows(block), "answer": test_time.answer(block)}
+    return {"block": block, "rows": test_time.rows(block), "answer": test_time.answer(block, doc_words(doc))}
 
 
 def _molecules_context(doc: dict[str, Any], fig_dir: Path) -> dict[str, Any]:
@@ -338,18 +334,16 @@ def _redraw_figures(run: Path, doc: dict[str, Any]) -> None:
     from vaelab.report.likelihood_figures import metrics_plan
 
     if (run / ARRAYS_DIR).is_dir():
-        from vaelab.report.verdict_figures import draw_from_arrays
-
-        doc["figures"] = draw_run(run, doc) + draw_from_arrays(run, run / "figures")   # + novelty and holes
+        doc["figures"] = draw_run(run, doc)
         return
     have = {f.get("file") for f in doc.get("figures") or []}
     for name, draw in metrics_plan(doc).items():
         if not (run / "figures" / f"{name}.png").is_file():
             draw(run / "figures" / f"{name}.png")
         if f"{name}.png" not in have:
-            title, caption = FIGURES[name]
+            title, text = FIGURES[name]
             doc["figures"] = list(doc.get("figures") or []) + [{"file": f"{name}.png", "title": title,
-                                                                 "caption": caption}]
+                                                                 "caption": caption(text, doc_words(doc))}]
 
 
 # -- `vaelab report` ---------------------------------------------------------------------------

@@ -22,13 +22,14 @@ def _save(fig: Any, path: str | Path) -> Path:
     return save_png(fig, path, dpi=120)
 
 
-def plot_iw_curve(curves: dict[str, dict[str, Any]], path: str | Path, kind: str = "nll") -> Path:
+def plot_iw_curve(curves: dict[str, dict[str, Any]], path: str | Path, kind: str = "nll", per: str = "image") -> Path:
     """NLL vs K (log axis) per model, with +-1 SE bars and the model's -ELBO as a dashed line.
 
     Args:
         curves: model name -> {"k": [K...], "nll": [...], "se": [...], "neg_elbo": float (optional)}, the
             output of ``importance_weighted_curve`` (+ negative_elbo's value)
         kind: "nll" or "training objective" (``likelihood_kind``), written in the axis label
+        per: what one example is ("image", or "row" of a table), written in the axis label
     """
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     for i, (name, c) in enumerate(curves.items()):
@@ -42,7 +43,7 @@ def plot_iw_curve(curves: dict[str, dict[str, Any]], path: str | Path, kind: str
     ax.set_xscale("log")
     ax.set_xlabel("importance samples K")
     what = "NLL" if kind == "nll" else "training objective (not an NLL)"
-    ax.set_ylabel(f"{what}, nats per image")
+    ax.set_ylabel(f"{what}, nats per {per}")
     ax.set_title("-ELBO >= IW-NLL(K) >= -log p(x): the bound tightens with K", fontsize=9)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
@@ -125,7 +126,10 @@ def metrics_plan(doc: dict[str, Any]) -> dict[str, Any]:
             kinds.add(lik.get("kind"))
     if curves:
         kind = "nll" if kinds == {"nll"} else "training objective"
-        plan["likelihood_curve"] = lambda p: plot_iw_curve(curves, p, kind)
+        from vaelab.report.words import doc_words
+
+        per = doc_words(doc).one
+        plan["likelihood_curve"] = lambda p: plot_iw_curve(curves, p, kind, per)
     sched = doc.get("kl_schedule")
     if isinstance(sched, dict) and sched.get("train"):
         plan["kl_schedule"] = lambda p: plot_kl_schedule(sched["train"], int(sched.get("n_steps") or 0), p,

@@ -11,6 +11,7 @@ from typing import Any
 
 from vaelab.config import split_model_name
 from vaelab.report.differences import called, difference
+from vaelab.report.words import doc_words
 
 # (metric key of the intervals, what it is, which direction is better, number format)
 ROWS = (("likelihood.iw_nll", "IW-NLL (nats)", "min", ".2f"),
@@ -65,7 +66,8 @@ def answer(doc: dict[str, Any]) -> list[str]:
                                                                            if flags else ""))
         if parts:
             points.append("Why a Gaussian prior? Measured here, " + ". ".join(parts) + ". Differences are "
-                          f"{base} with that prior minus {base} with N(0, I), paired over the same test images.")
+                          f"{base} with that prior minus {base} with N(0, I), paired over the same test "
+                          f"{doc_words(doc).many}.")
     return points
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vaelab.config import flat_config
+from vaelab.report.words import doc_words, space
 
 # (section, label, path in a model's dict, better: "min" | "max" | None, format)
 ROWS: list[tuple[str, str, tuple[str, ...], str | None, str]] = [
@@ -39,7 +40,8 @@ ROWS: list[tuple[str, str, tuple[str, ...], str | None, str]] = [
      "min", ".3f"),
     ("Memorisation", "near-copies, GMM samples (judge features)", ("novelty", "gmm", "features", "copy_fraction"),
      "min", ".3f"),
-    ("Memorisation", "near-copies, GMM samples (pixels)", ("novelty", "gmm", "pixels", "copy_fraction"), "min", ".3f"),
+    ("Memorisation", "near-copies, GMM samples ({space})", ("novelty", "gmm", "pixels", "copy_fraction"), "min",
+     ".3f"),
     ("Memorisation", "C_T, prior samples (< -3: copying)", ("novelty", "prior", "features", "ct"), None, ".2f"),
     ("Memorisation", "C_T, GMM samples (< -3: copying)", ("novelty", "gmm", "features", "ct"), None, ".2f"),
     ("Holes", "realistic prior samples (realism ≥ 1)", ("generation", "prior", "realism"), "max", ".3f"),
@@ -63,6 +65,16 @@ ROWS: list[tuple[str, str, tuple[str, ...], str | None, str]] = [
 # the floor/ceiling rows of metrics.json "reference" shown beside the generation rows
 REFERENCE_COLS = (("train_vs_test", "train"), ("uniform_noise", "noise"))
 REFERENCE_METRICS = ("fd", "precision", "recall", "density", "coverage_nn", "realism", "confidence", "coverage")
+# the note of a table's run (terminal, Markdown, HTML): what its numbers are and which image metrics are left out
+VECTORS_NOTE = (
+    "Tabular data: each example is a vector of standardised features (training-split mean and std, saved in every "
+    "checkpoint). The likelihood to use is a Gaussian with a learned per-feature sigma: a Bernoulli is a distribution "
+    "on {0, 1} (and the continuous Bernoulli one on [0, 1]), while standardised features are unbounded reals, so "
+    "their cross-entropy is not a likelihood of them. Reconstruction and denoising are RMSE (standardised units; the "
+    "per-feature figure is in the file's units); BCE, PSNR, salt-and-pepper noise and the image figures (grids, "
+    "manifold, holes map) apply to pixels in [0, 1] and are left out. The generation metrics use the judge's "
+    "features (an MLP classifier on the vectors); the noise reference row is N(0, I).")
+
 # sections whose numbers describe the samples: greyed and not ranked for a collapsed model
 GREYED_SECTIONS = ("Generation", "Memorisation", "Holes", "Interpolation")
 
@@ -119,8 +131,10 @@ def half_width(m: dict[str, Any], path: tuple[str, ...]) -> float | None:
 def table_rows(doc: dict[str, Any]) -> tuple[list[str], list[Row]]:
     """(model names, rows) for the headline table; failed models are left out of it."""
     names = ok_models(doc)
+    where = space(doc_words(doc))
     rows = []
     for section, label, path, better, spec in ROWS:
+        label = label.format(space=where)
         cells = []
         for n in names:
             m = doc["models"][n]
@@ -155,9 +169,10 @@ def headline_table(doc: dict[str, Any]) -> Any:
     names, rows = table_rows(doc)
     ds = doc.get("dataset", {})
     seeds = doc.get("config", {}).get("seeds", [0])
-    t = Table(title=f"vaelab compare: {ds.get('name')} ({ds.get('n_test')} test images, "
+    t = Table(title=f"vaelab compare: {ds.get('name')} ({ds.get('n_test')} test {doc_words(doc).many}, "
                     f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''}) — * = best in row",
-              caption="↓ lower is better, ↑ higher is better; n/a = does not apply (an AE has no likelihood)")
+              caption="↓ lower is better, ↑ higher is better; n/a = does not apply (an AE has no likelihood)"
+                      + ("\n" + VECTORS_NOTE if doc_words(doc).is_vectors else ""))
     t.add_column("metric", no_wrap=True)
     for n in names:
         t.add_column(header(doc, n), justify="right")
@@ -198,7 +213,7 @@ def markdown_report(doc: dict[str, Any]) -> str:
     if doc.get("command"):
         lines += ["```", doc["command"], "```", ""]
     total = t.get("total")
-    lines += [f"{ds.get('n_train')} training / {ds.get('n_test')} test images; {c.get('backbone')} backbone "
+    lines += [f"{ds.get('n_train')} training / {ds.get('n_test')} test {doc_words(doc).many}; {c.get('backbone')} backbone "
               f"{c.get('hidden')}, latent {c.get('n_latent')}, {c.get('epochs')} epochs, batch {c.get('batch_size')}, "
               f"seeds {c.get('seeds')}; {c.get('n_samples')} samples per sampler, IW K = {c.get('iw_k')}; "
               f"device {c.get('device')} ({c.get('torch_threads')} torch thread(s))"
@@ -214,11 +229,12 @@ def markdown_report(doc: dict[str, Any]) -> str:
               "\"intervals\" says how each was obtained). Numbers in parentheses belong to a collapsed model: "
               "greyed, not ranked. FD is the Fréchet distance in the judge classifier's features, not FID.",
               *[f"- {line}" for line in collapse_notes(doc)],
+              *(["", VECTORS_NOTE] if doc_words(doc).is_vectors else []),
               "", f"**Answer.** {answer.get('short', '')}", ""]
     if doc.get("test_time"):
         from vaelab.report.test_time import markdown as test_time_markdown
 
-        lines += ["## At test time: anomalies and uncertainty", "", test_time_markdown(doc["test_time"])]
+        lines += ["## At test time: anomalies and uncertainty", "", test_time_markdown(doc["test_time"], doc_words(doc))]
     v = doc.get("versions", {})
     lines += ["Versions: " + ", ".join(f"{k} {val}" for k, val in v.items() if k != "platform"), ""]
     return "\n".join(lines)

@@ -13,12 +13,13 @@ from typing import Any, Callable
 
 import numpy as np
 
+from vaelab.config import Words, words
 from vaelab.score import SCORE_LABELS
 
 FIGURES = {
     "test_time_histograms": (
         "Anomaly scores: inliers vs anomalies",
-        "Per model (rows) and score (columns): the distribution of the score on the in-distribution test images "
+        "Per model (rows) and score (columns): the distribution of the score on the in-distribution test {images} "
         "(grey) and on each anomaly set. Higher = more anomalous; a score detects anomalies when the coloured "
         "histogram sits right of the grey one. A coloured histogram left of the grey one in an IW bound column is "
         "the likelihood pathology (Nalisnick et al. 2019)."),
@@ -138,13 +139,13 @@ def rows(block: dict[str, Any]) -> dict[str, Any]:
     return {"detection": det, "uncertainty": unc}
 
 
-def markdown(block: dict[str, Any]) -> str:
-    """The section as Markdown (docs/test-time.md, `vaelab report --markdown`)."""
+def markdown(block: dict[str, Any], w: Words = words(None)) -> str:
+    """The section as Markdown (docs/test-time.md, `vaelab report --markdown`); ``w``: images or a table's rows."""
     r = rows(block)
     lines = []
     for set_name, rs in r["detection"].items():
         info = block["sets"][set_name]
-        lines += [f"**{set_name}** ({info['n']} images: {info['source']}; {block['n_inliers']} inlier test images)", "",
+        lines += [f"**{set_name}** ({info['n']} {w.many}: {info['source']}; {block['n_inliers']} inlier test {w.many})", "",
                   "| model | score | AUROC ↑ [95 % CI] | AUPRC ↑ | FPR at 95 % TPR ↓ |", "|---|---|---|---|---|"]
         lines += [f"| {x['model']} | {x['score']}{' ★' if x['is_best'] else ''} | {x['auroc']} | {x['auprc']} | "
                   f"{x['fpr95']} |" for x in rs]
@@ -156,17 +157,17 @@ def markdown(block: dict[str, Any]) -> str:
         lines += [f"| {x['model']} | {x['measure']} | {x['probe_error']} | {x['entropy']} | {x['recon']} | "
                   f"{x['error_rate']} |" for x in r["uncertainty"]]
         lines.append("")
-    lines += [f"- {t}" for t in answer(block)]
+    lines += [f"- {t}" for t in answer(block, w)]
     return "\n".join(lines) + "\n"
 
 
 # -- the answer -----------------------------------------------------------------------------------------
-def answer(block: dict[str, Any]) -> list[str]:
+def answer(block: dict[str, Any], w: Words = words(None)) -> list[str]:
     """Sentences written from the section's numbers (which score works best, the pathology, uncertainty)."""
     out = []
     for set_name, best in (block.get("best") or {}).items():
         auc = _ci({"value": best["auroc"], "ci": best["ci"]})
-        s = (f"Against the {set_name} ({block['sets'][set_name]['n']} images), the best detector here is "
+        s = (f"Against the {set_name} ({block['sets'][set_name]['n']} {w.many}), the best detector here is "
              f"{best['model']}'s {SCORE_LABELS.get(best['score'], best['score'])} (AUROC {auc})")
         ru = best.get("runner_up")
         if ru:
@@ -182,14 +183,14 @@ def answer(block: dict[str, Any]) -> list[str]:
                 p = patho[hit[0]]
                 out.append(f"The likelihood pathology (Nalisnick et al. 2019) appears for the {set_name}: "
                            f"{', '.join(hit)} give{'s' if len(hit) == 1 else ''} them a higher likelihood than their own "
-                           f"test images (IW-NLL AUROC {_ci({'value': p['auroc_iw_nll'], 'ci': p['ci']})}, "
+                           f"test {w.many} (IW-NLL AUROC {_ci({'value': p['auroc_iw_nll'], 'ci': p['ci']})}, "
                            f"{p['fraction_more_likely_than_median_inlier']:.0%} of them more likely than the median "
                            "inlier); a likelihood-based detector fails here.")
             else:
                 worst = min(patho, key=lambda m: patho[m]["auroc_iw_nll"])
                 p = patho[worst]
                 out.append(f"No likelihood pathology for the {set_name}: no model gives them a measurably higher "
-                           f"likelihood than its test images (lowest IW-NLL AUROC: {worst}, "
+                           f"likelihood than its test {w.many} (lowest IW-NLL AUROC: {worst}, "
                            f"{_ci({'value': p['auroc_iw_nll'], 'ci': p['ci']})}).")
     unc = block.get("uncertainty") or {}
     vv = unc.get("vae_vs_ae")
@@ -200,14 +201,14 @@ def answer(block: dict[str, Any]) -> list[str]:
         d = vv["posterior_variance"]
         n = (block.get("n_inliers") or 0)
         if not d["excludes_zero"]:
-            verdict = f"no measurable difference on {n} test images"
+            verdict = f"no measurable difference on {n} test {w.many}"
         elif d["value"] > 0:
-            verdict = ("measurably better: the VAE's spread flags the test images that lie between its two clusters "
-                       "better than the AE's geometry does" if unc.get("n_classes") == 2 else
-                       "measurably better: the VAE's spread flags the images its code gets wrong better than the AE's "
-                       "geometry does")
+            verdict = (f"measurably better: the VAE's spread flags the test {w.many} that lie between its two "
+                       "clusters better than the AE's geometry does" if unc.get("n_classes") == 2 else
+                       f"measurably better: the VAE's spread flags the {w.many} its code gets wrong better than the "
+                       "AE's geometry does")
         else:
-            verdict = "measurably worse: the AE's distance to the class centres is the better flag of an ambiguous image"
+            verdict = f"measurably worse: the AE's distance to the class centres is the better flag of an ambiguous {w.one}"
         lead = "At test time, with two classes" if unc.get("n_classes") == 2 else "Does the VAE know when it is unsure"
         out.append(f"{lead}: the {vv['vae']}'s posterior variance predicts a misclassification by the linear probe on "
                    f"its codes with AUROC {_ci(pv)} (0.5 = chance); the {vv['ae']}'s distance to the nearest class "

@@ -14,6 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from vaelab.config import Words, words
+from vaelab.report.words import caption
+
 FIGURES = {
     "novelty": ("Memorisation: the closest samples and their nearest training images",
                 "For each model and sampler, the 8 generated samples closest to a training image (judge features), "
@@ -21,7 +24,7 @@ FIGURES = {
                 "how many samples are closer to the training set than 99 % of test images are."),
     "holes_q_vs_p": ("Holes: the aggregate posterior q(z) against the prior p(z) (2-D pair)",
                      "Colour: log q(z)/p(z) on a grid through the prior's quantiles (q = the mixture of the test "
-                     "images' posteriors; a Gaussian KDE of the codes for the AE). Inside the white contour "
+                     "{images}' posteriors; a Gaussian KDE of the codes for the AE). Inside the white contour "
                      "q(z) < 0.1 p(z): prior mass the codes leave empty. Black dots: grid points whose decodes are "
                      "realistic (realism score >= 1, Kynkäänniemi et al. 2019)."),
 }
@@ -96,8 +99,10 @@ def fig_holes_q_vs_p(path: Path, arrays: dict[str, dict[str, np.ndarray]]) -> bo
     return True
 
 
-def draw_from_arrays(run: str | Path, fig_dir: str | Path) -> list[dict[str, str]]:
-    """Draw the novelty and holes figures from ``run``/arrays into ``fig_dir``; return the report's entries."""
+def draw_from_arrays(run: str | Path, fig_dir: str | Path, w: Words = words(None)) -> list[dict[str, str]]:
+    """Draw the novelty and holes figures from ``run``/arrays into ``fig_dir``; return the report's entries
+    (``w``: what the captions call the examples)."""
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -110,6 +115,6 @@ def draw_from_arrays(run: str | Path, fig_dir: str | Path) -> list[dict[str, str
     out = []
     for name, draw, arrays in (("novelty", fig_novelty, nov), ("holes_q_vs_p", fig_holes_q_vs_p, holes)):
         if draw(fig_dir / f"{name}.png", arrays):
-            title, caption = FIGURES[name]
-            out.append({"file": f"{name}.png", "title": title, "caption": caption})
+            title, text = FIGURES[name]
+            out.append({"file": f"{name}.png", "title": title, "caption": caption(text, w)})
     return out

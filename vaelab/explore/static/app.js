@@ -57,7 +57,7 @@ class Panel {
   constructor(info) {
     this.info = info;
     this.name = info.name;
-    this.shape = info.input_shape;
+    this.shape = info.view_shape || info.input_shape;    // a table's rows arrive as bar pictures
     this.z = null;              // the code shown in the decoded view, (D,)
     this.inflight = false;      // one decode request at a time; the newest waiting one replaces older ones
     this.pending = null;
