@@ -40,7 +40,7 @@ from vaelab.config import DEFAULT_SAMPLERS, SAMPLERS, words
 from vaelab.errors import ConfigError
 from vaelab.io import strict_json
 from vaelab.metrics._arrays import as_numpy
-from vaelab.measure.batched import decode_mean, device_of, encode, over_batches, recon_nll
+from vaelab.measure.batched import decode_mean, device_of, encode, over_batches, recon_nll, split_features
 from vaelab.sampling import fit_density, sample_labels
 
 PR_MAX = 10_000
@@ -114,26 +114,6 @@ def _vector_recon_row(x_hat: Tensor, x: Tensor, per_image: dict | None, key: str
 
 
 # -- judge-based rows ----------------------------------------------------------------------------
-def _split_features(judge: Any, data: Any, split: str) -> Tensor:
-    """Judge features of ``data.x_<split>``, memoised on the judge (compare evaluates many models)."""
-    x = getattr(data, f"x_{split}")
-    memo = judge.__dict__.setdefault(f"_vaelab_{split}_features", {})
-    key = (data.fingerprint, int(x.shape[0]))
-    if key not in memo:
-        memo[key] = judge.features(x)
-    return memo[key]
-
-
-def _test_features(judge: Any, data: Any) -> Tensor:
-    """Judge features of the test split: the reference of every sample metric."""
-    return _split_features(judge, data, "test")
-
-
-def _train_features(judge: Any, data: Any) -> Tensor:
-    """Judge features of the training split: the novelty reference."""
-    return _split_features(judge, data, "train")
-
-
 def sample_quality(images: Tensor, judge: Any, real_features: Tensor, seed: int = 0,
                    feats: Tensor | None = None, use_intervals: bool = True) -> dict[str, Any]:
     """FD (judge features), precision/recall (k=3), density/coverage (Naeem et al. 2020), realism, judge
@@ -192,7 +172,7 @@ def reference_rows(data: Any, judge: Any, *, n_samples: int = 10_000, seed: int 
     if judge is None:
         return {k: _null_quality() for k in names}
     _check_n(n_samples)
-    real = _test_features(judge, data)
+    real = split_features(judge, data, "test")
     idx = torch.from_numpy(_subsample(len(data.x_train), n_samples, seed))
     mean_img = data.x_train.mean(0, keepdim=True)                                   # (1, C, H, W)
     gen = torch.Generator().manual_seed(seed)
@@ -386,7 +366,7 @@ def evaluate(model: torch.nn.Module, data: Any, *, judge: Any = None, n_samples:
             with phases("encode"):
                 mu_test, logvar_test = encode(model, x_test, y_cond)
                 mu_train, _ = encode(model, data.x_train, data.y_train if model.is_conditional else None)
-                real = _test_features(judge, data) if judge is not None else None
+                real = split_features(judge, data, "test") if judge is not None else None
 
             with phases("reconstruction"):
                 rec: dict[str, Any] = {"mean_z": _recon_row(decode_mean(model, mu_test, y_cond), x_test, per_image,
@@ -420,7 +400,7 @@ def evaluate(model: torch.nn.Module, data: Any, *, judge: Any = None, n_samples:
                         except ValueError as e:
                             notes.append(f"generation:{sampler}: not scored ({e}).")
                         else:
-                            nov = novelty_block(feats.numpy(), images.numpy(), _train_features(judge, data).numpy(),
+                            nov = novelty_block(feats.numpy(), images.numpy(), split_features(judge, data, "train").numpy(),
                                                 data.x_train.numpy(), real.numpy(), x_test.numpy(), seed)
                             res["novelty"][sampler] = nov
                             # the figure's arrays: the 8 closest samples (judge features) and their neighbours

@@ -296,9 +296,9 @@ def pair_holes(model: Any, data: Any, judge: Any, z_grid: Any, seed: int, arrays
                           for i in range(0, len(zg), 2048)])
     block = holes_block(mu, lv, seed)
     log_ratio = H.log_density_ratio(zg.double().numpy(), mu, lv)
-    from vaelab.evaluate import _test_features     # memoised on the judge: the models' evaluations computed them
+    from vaelab.measure.batched import split_features   # memoised on the judge: the models' evaluations computed them
 
-    real = np.asarray(_test_features(judge, data), dtype=np.float64)
+    real = np.asarray(split_features(judge, data, "test"), dtype=np.float64)
     realism = prd.realism_scores(real, np.asarray(judge.features(imgs), dtype=np.float64))
     save_arrays(arrays_file, {"z_grid": zg.numpy(), "log_ratio": log_ratio, "realism": realism, "codes": mu})
     return {**block, "grid_frac_hole": float(np.mean(log_ratio < np.log(H.HOLE_RATIO))),

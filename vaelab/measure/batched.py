@@ -87,3 +87,14 @@ def recon_nll(model: torch.nn.Module, z: Tensor, x: Tensor, y: Tensor | None = N
     y = y if model.is_conditional else None
     return over_batches(lambda zb, xb, yb: model.recon_nll(model.decode(zb, yb, xb), xb).double(), z, x, y,
                         device=device_of(model), batch_size=batch_size)
+
+
+def split_features(judge: torch.nn.Module, data: object, split: str) -> Tensor:
+    """Judge features of ``data.x_<split>`` ("test": the reference of every sample metric; "train": the novelty
+    reference), memoised on the judge: a comparison evaluates many models against the same split."""
+    x = getattr(data, f"x_{split}")
+    memo = judge.__dict__.setdefault(f"_vaelab_{split}_features", {})
+    key = (data.fingerprint, int(x.shape[0]))
+    if key not in memo:
+        memo[key] = judge.features(x)
+    return memo[key]

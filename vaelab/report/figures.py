@@ -19,7 +19,7 @@ import numpy as np
 
 from vaelab.imaging import make_grid
 from vaelab.report.png import pyplot as _plt
-from vaelab.report.png import save_png
+from vaelab.report.png import rows_figure, save_png, show_grid
 from vaelab.report.words import caption, doc_words
 from vaelab.measure.grid import CONFIDENT
 
@@ -99,32 +99,6 @@ Arrays = dict[str, np.ndarray]
 # -- helpers -----------------------------------------------------------------------------------
 
 
-def _show(ax: Any, grid: np.ndarray) -> None:
-    ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0.0, vmax=1.0, interpolation="nearest")
-
-
-def _rows_figure(rows: list[tuple[str, np.ndarray]], path: Path, title: str, n_col: int | None = None,
-                 pad: int = 1) -> None:
-    """Draw labelled rows of images: rows = [(label, (N, C, H, W) in [0, 1])], one image grid per row (one axis)."""
-    plt = _plt()
-    grids = [make_grid(x, n_col=n_col or x.shape[0], pad=pad) for _, x in rows]
-    width = max(g.shape[1] for g in grids)
-    pad = lambda g: np.pad(g, [(0, 0), (0, width - g.shape[1])] + [(0, 0)] * (g.ndim - 2), constant_values=1.0)
-    big = np.concatenate([pad(g) for g in grids], axis=0)
-    heights = [g.shape[0] for g in grids]
-    centres = np.cumsum(heights) - np.asarray(heights) / 2
-    scale = 9.0 / width
-    fig, ax = plt.subplots(figsize=(9 + 1.5, max(1.5, big.shape[0] * scale + 0.6)))
-    _show(ax, big)
-    ax.set_yticks(centres - 0.5)
-    ax.set_yticklabels([label for label, _ in rows])
-    ax.set_xticks([])
-    for s in ax.spines.values():
-        s.set_visible(False)
-    ax.set_title(title)
-    save_png(fig, path)
-
-
 def _panels(n: int, max_cols: int = 4, size: float = 3.0) -> tuple[Any, list[Any]]:
     plt = _plt()
     n_cols = min(n, max_cols)
@@ -144,19 +118,19 @@ def _class_names(dataset: dict[str, Any]) -> list[str]:
 # -- one function per PNG, each of plain arrays (model name -> that model's arrays) ------------
 def fig_reconstructions(path: Path, models: dict[str, Arrays], shown: Arrays) -> None:
     rows = [("data", shown["recon_x"])] + [(name, a["recon"]) for name, a in models.items()]
-    _rows_figure(rows, path, FIGURES["reconstructions"][0])
+    rows_figure(rows, path, FIGURES["reconstructions"][0])
 
 
 def fig_stochastic_reconstructions(path: Path, models: dict[str, Arrays], shown: Arrays) -> None:
     rows = [(name, np.concatenate([shown["stochastic_x"], a["stochastic"]])) for name, a in models.items()]
-    _rows_figure(rows, path, FIGURES["stochastic_reconstructions"][0])
+    rows_figure(rows, path, FIGURES["stochastic_reconstructions"][0])
 
 
 def fig_samples(path: Path, models: dict[str, Arrays], sampler: str) -> None:
     fig, axes = _panels(len(models))
     for ax, (name, a) in zip(axes, models.items()):
         x = a[f"samples__{sampler}"]
-        _show(ax, make_grid(x, n_col=int(math.sqrt(x.shape[0]))))
+        show_grid(ax, make_grid(x, n_col=int(math.sqrt(x.shape[0]))))
         ax.set_title(name)
         ax.axis("off")
     fig.suptitle(FIGURES[f"samples_{sampler}"][0])
@@ -167,12 +141,12 @@ def fig_cvae_labels(path: Path, a: Arrays, class_names: list[str]) -> None:
     x = a["cvae_labels"]                                              # (rows, classes, C, H, W)
     rows = [(f"z #{r + 1}", x[r]) for r in range(x.shape[0])]
     names = class_names or [str(i) for i in range(x.shape[1])]
-    _rows_figure(rows, path, FIGURES["cvae_labels"][0] + "  (columns: " + ", ".join(names) + ")")
+    rows_figure(rows, path, FIGURES["cvae_labels"][0] + "  (columns: " + ", ".join(names) + ")")
 
 
 def fig_interpolations(path: Path, models: dict[str, Arrays]) -> None:
     rows = [(name, steps) for name, a in models.items() for steps in a["interpolations"]]
-    _rows_figure(rows, path, FIGURES["interpolations"][0])
+    rows_figure(rows, path, FIGURES["interpolations"][0])
 
 
 def fig_latent_scatter(path: Path, models: dict[str, Arrays], labels: np.ndarray | None,
@@ -213,7 +187,7 @@ def fig_manifold_2d(path: Path, pair: dict[str, Arrays]) -> None:
     fig, axes = _panels(len(grids), max_cols=3, size=4.0)
     for ax, (title, name, kind) in zip(axes, grids):
         x, z = pair[name][f"manifold__{kind}"], pair[name][f"manifold_z__{kind}"]
-        _show(ax, make_grid(x, n_col=int(round(math.sqrt(len(z)))), pad=0))
+        show_grid(ax, make_grid(x, n_col=int(round(math.sqrt(len(z)))), pad=0))
         ax.set_title(title, fontsize=10)
         ax.set_xlabel(f"z1 {z[:, 0].min():.1f} … {z[:, 0].max():.1f}")
         ax.set_ylabel(f"z2 {z[:, 1].min():.1f} … {z[:, 1].max():.1f}")
@@ -295,7 +269,7 @@ def fig_denoising(path: Path, models: dict[str, Arrays], shown: Arrays) -> None:
         rows = [x, shown[f"denoise_input__{kind}"]] + [a[f"denoise__{kind}"] for a in models.values()]
         labels = ["clean", "input"] + list(models)
         grids = [make_grid(r, n_col=x.shape[0]) for r in rows]
-        _show(ax, np.concatenate(grids, axis=0))
+        show_grid(ax, np.concatenate(grids, axis=0))
         h = grids[0].shape[0]
         ax.set_yticks([h * (j + 0.5) for j in range(len(rows))])
         ax.set_yticklabels(labels, fontsize=8)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from vaelab.config import Words, words
+from vaelab.report.png import rows_figure
 from vaelab.report.words import caption
 
 FIGURES = {
@@ -55,11 +56,10 @@ def _image(ax: Any, x: np.ndarray) -> None:
 def fig_novelty(path: Path, arrays: dict[str, dict[str, np.ndarray]]) -> bool:
     """Rows: (model, sampler); columns: 8 (sample, nearest training image) pairs. False when nothing to draw.
 
-    Each row is one tiled image on one axis (``vaelab.report.figures._rows_figure``): the first version gave
+    Each row is one tiled image on one axis (``vaelab.report.png.rows_figure``): the first version gave
     every image its own axis (224 for the default compare) and took a quarter of the whole report's drawing.
     """
     from vaelab.data import is_vector_shape
-    from vaelab.report.figures import _rows_figure
 
     rows = [(m, s, a[f"novelty_{s}_samples"], a[f"novelty_{s}_train"]) for m, a in arrays.items()
             for s in ("prior", "gmm") if f"novelty_{s}_samples" in a]
@@ -72,7 +72,7 @@ def fig_novelty(path: Path, arrays: dict[str, dict[str, np.ndarray]]) -> bool:
         pairs = np.concatenate([smp, gap, tr], axis=-1)                        # (n, C, H, 2W + 1): sample | train
         blank = np.ones((n - len(pairs), *pairs.shape[1:]), dtype=np.float32)  # a row with fewer pairs
         tiles.append((f"{m} {s}", np.concatenate([pairs, blank])))
-    _rows_figure(tiles, path, "sample | nearest training image", n_col=n, pad=4)
+    rows_figure(tiles, path, "sample | nearest training image", n_col=n, pad=4)
     return True
 
 
