@@ -327,3 +327,10 @@ def test_compare_resume_lists_every_difference(tmp_path, capsys, judge_cache):
     # only --threads differs: resumed, with a note
     assert cli.main([*argv, "--resume", "--threads", "2"]) == 0
     assert "note: resuming" in capsys.readouterr().err
+
+
+def test_every_config_with_from_dict_round_trips_through_json():
+    """What a worker process or a resumed run rebuilds from JSON is the config that was written."""
+    for cls in (DataSpec, ModelConfig, TrainConfig, EvalConfig, ExecutorConfig, MoleculeCompareConfig):
+        cfg = cls() if cls is not ModelConfig else ModelConfig(model="vae", input_shape=(1, 8, 8))
+        assert cls.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg, cls.__name__

@@ -527,6 +527,14 @@ class MoleculeCompareConfig:
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(dataclasses.asdict(self))
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> MoleculeCompareConfig:
+        if not isinstance(d, dict):
+            raise ConfigError(f"MoleculeCompareConfig must be a JSON object, got {type(d).__name__}.")
+        d = dict(d)
+        ex = ExecutorConfig.from_dict(d.pop("executor", None) or {})
+        return dataclass_from_dict(cls, {**d, "executor": ex})
+
 
 @dataclass(frozen=True)
 class DesignConfig:
@@ -553,14 +561,6 @@ class DesignConfig:
         if not self.methods:
             raise ConfigError(f"--method needs at least one of {', '.join(DESIGN_METHODS)}.")
         _check_ranges(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> MoleculeCompareConfig:
-        if not isinstance(d, dict):
-            raise ConfigError(f"MoleculeCompareConfig must be a JSON object, got {type(d).__name__}.")
-        d = dict(d)
-        ex = ExecutorConfig.from_dict(d.pop("executor", None) or {})
-        return dataclass_from_dict(cls, {**d, "executor": ex})
 
 
 # The one table of size defaults: images with at most SMALL_PIXELS pixels (the embedded 8x8 digits) are "small".
