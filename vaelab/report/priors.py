@@ -116,28 +116,39 @@ def swap_rows(doc: dict[str, Any]) -> dict[str, Any] | None:
             "answer": swap_answer(name, m)}
 
 
-def _versus(m: dict[str, Any], a: str, b: str) -> str:
-    """How sampler a's FD interval relates to sampler b's (one model): disjoint (a difference) or overlapping."""
-    x, y = _interval(m, a, "fd"), _interval(m, b, "fd")
-    them = "N(0, I)'s" if b == "prior" else f"{b}'s"
-    if x is None or y is None or x[1] != x[1] or y[1] != y[1]:
-        return f"not comparable with {them}"
-    if x[2] < y[1]:
-        return f"lower than {them} (disjoint 95 % intervals)"
-    if x[1] > y[2]:
-        return f"higher than {them} (disjoint 95 % intervals)"
-    return f"the same as {them} within the intervals (they overlap)"
+def _disjoint(m: dict[str, Any], a: str, b: str) -> list[str]:
+    """The metrics in which sampler a's 95 % interval lies wholly above or below sampler b's (one model)."""
+    out = []
+    for metric, label, spec in SWAP_METRICS:
+        x, y = _interval(m, a, metric), _interval(m, b, metric)
+        if x is None or y is None or x[1] != x[1] or y[1] != y[1]:
+            continue
+        if x[2] < y[1] or x[1] > y[2]:
+            word = "lower" if x[2] < y[1] else "higher"
+            out.append(f"{label.split()[0]} ({word}: {format(x[0], spec)} [{format(x[1], spec)}, {format(x[2], spec)}] "
+                       f"vs {format(y[0], spec)} [{format(y[1], spec)}, {format(y[2], spec)}])")
+    return out
 
 
 def swap_answer(name: str, m: dict[str, Any]) -> str:
-    """One sentence from the prior-swap numbers: what the prior's shape, warp and fit cost or buy one decoder."""
+    """The prior-swap sentences, written from the numbers: what the warp, the shape and a fit do to one decoder.
+
+    A difference between two samplers is named only where their 95 % intervals are disjoint (each interval is
+    its sampler's own, so this is the conservative reading of two intervals)."""
     fd = {s: _interval(m, s, "fd")[0] for s, _ in SWAP_SAMPLERS}
-    return (f"Prior swap on {name}'s decoder (FD of decoded samples, judge features): uniform noise through the "
-            f"normal's inverse CDF gives {fd['uniform-cdf']:.2f} against {fd['prior']:.2f} from N(0, I), "
-            f"{_versus(m, 'uniform-cdf', 'prior')}: a uniform prior is the Gaussian one behind a fixed warp that a "
-            f"decoder can absorb. The uniform box with the prior's mean and variance gives {fd['uniform-box']:.2f}, "
-            f"{_versus(m, 'uniform-box', 'prior')}: what counts for this decoder is the shape it was trained on. "
-            f"A Gaussian fitted to the codes gives {fd['gaussian-fit']:.2f}, {_versus(m, 'gaussian-fit', 'prior')}, "
-            f"and the ex-post GMM {fd['gmm']:.2f}, {_versus(m, 'gmm', 'prior')}: how far the aggregate posterior "
-            f"sits from the prior. Each interval is its sampler's own; a difference is named only where they are "
-            f"disjoint.")
+    said = [f"Prior swap on {name}'s decoder (FD in judge features; differences named only where the 95 % "
+            f"intervals are disjoint): N(0, I) gives FD {fd['prior']:.2f}."]
+    cdf = _disjoint(m, "uniform-cdf", "prior")
+    said.append(f"Uniform noise through the normal's inverse CDF ({fd['uniform-cdf']:.2f}) "
+                + ("agrees with it on every metric: a uniform prior is the Gaussian one behind a fixed warp, which a "
+                   "decoder can absorb." if not cdf else
+                   f"differs in {', '.join(cdf)} although both are N(0, I) draws: read these intervals as approximate."))
+    box = _disjoint(m, "uniform-box", "prior")
+    said.append(f"The uniform box with the prior's mean and variance ({fd['uniform-box']:.2f}) "
+                + (f"differs in {', '.join(box)}: at equal moments the shape of the codes still matters to a decoder "
+                   "trained on Gaussian ones." if box else
+                   "agrees on every metric: at equal mean and variance the shape did not change the samples here."))
+    for sampler, what in (("gaussian-fit", "A Gaussian fitted to the codes"), ("gmm", "The ex-post GMM")):
+        d = _disjoint(m, sampler, "prior")
+        said.append(f"{what} ({fd[sampler]:.2f}) " + (f"differs in {', '.join(d)}." if d else "agrees on every metric."))
+    return " ".join(said)
