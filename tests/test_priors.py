@@ -215,7 +215,7 @@ def test_compare_priors_trains_each_prior_and_answers_from_paired_intervals(tmp_
     from vaelab.cli import main
 
     out = tmp_path / "run"
-    assert main(["compare", "--models", "ae,vae", "--priors", "gaussian,uniform", "--epochs", "2", "--no-pair",
+    assert main(["compare", "--models", "ae,vae", "--priors", "gaussian,uniform", "--epochs", "2",
                  "--n-samples", "60", "--iw-k", "2", "--quiet", "--out", str(out)]) == 0
     doc = json.loads((out / "metrics.json").read_text())
     assert list(doc["models"]) == ["ae", "vae-gaussian", "vae-uniform"]
@@ -233,6 +233,16 @@ def test_compare_priors_trains_each_prior_and_answers_from_paired_intervals(tmp_
     assert set(doc["models"]["vae-uniform"]["generation"]) == {"prior", "gmm"}
     html = (out / "report.html").read_text()
     assert 'id="prior-swap"' in html and "Prior swap on vae-gaussian" in html and "uniform-box" in html
+    # the 2-D maps: the pair's VAE (N(0, I)) and one 2-D VAE per other prior, each over its own prior's box
+    assert list(doc["pairs_2d"]) == ["ae-2d", "vae-2d"] and list(doc["priors_2d"]) == ["vae-uniform-2d"]
+    maps = {doc["pairs_2d"]["vae-2d"]["prior_map"]["prior"]: doc["pairs_2d"]["vae-2d"]["prior_map"],
+            "uniform": doc["priors_2d"]["vae-uniform-2d"]["prior_map"]}
+    assert maps["gaussian"]["prior"] == "gaussian" and maps["uniform"]["extent"] == [0.0, 1.0, 0.0, 1.0]
+    for m in maps.values():
+        assert m["kl_low"] <= m["kl"] <= m["kl_high"] and 0 <= m["hole_mass_low"] <= m["hole_mass_high"] <= 1
+    assert "prior_map" not in doc["pairs_2d"]["ae-2d"] and "grid_prior" not in doc["priors_2d"]["vae-uniform-2d"]
+    assert (out / "figures" / "prior_maps.png").stat().st_size > 1000 and 'id="prior-maps"' in html
+    assert "In two dimensions" in " ".join(texts)
 
 
 def test_the_swap_samplers_have_their_distributions():
@@ -254,3 +264,51 @@ def test_the_swap_samplers_have_their_distributions():
     assert density_from_dict(g.to_dict()).name == "gaussian-fit" and make_density("uniform-cdf", 4).n_latent == 4
     with pytest.raises(ConfigError, match="one full-covariance Gaussian"):
         GaussianFit(n_components=3)
+
+
+# -- the 2-D maps: the aggregate posterior over its prior ------------------------------------------------
+def _grid(lo: float, hi: float, n: int = 60) -> torch.Tensor:
+    c = lo + (torch.arange(n, dtype=torch.float64) + 0.5) * (hi - lo) / n
+    gx, gy = torch.meshgrid(c, c, indexing="xy")
+    return torch.stack([gx.ravel(), gy.ravel()], 1)
+
+
+def test_aggregate_map_is_zero_when_the_posteriors_are_the_prior_and_large_for_one_point():
+    from vaelab.metrics.holes import aggregate_map
+
+    for prior, (lo, hi), (a, b) in ((GaussianPrior(2), (-4, 4), (torch.zeros(50, 2), torch.zeros(50, 2))),
+                                    (UniformPrior(2), (0, 1), (torch.zeros(50, 2), torch.zeros(50, 2)))):
+        z = _grid(lo, hi)                        # N(0, 1) posteriors; Kumaraswamy(1, 1) = U(0, 1)
+        log_qn = prior.log_q(z[None], a.double()[:, None], b.double()[:, None])
+        r = aggregate_map(log_qn.numpy(), prior.log_prob(z).numpy(), n_boot=20)
+        assert abs(r["kl"]) < 1e-9 and r["hole_mass"] == 0 and r["kl_high"] < 1e-9, prior.name
+    # every posterior a tight Gaussian at (2, 2): nearly all of N(0, I)'s mass is in holes; KL = log(box share)
+    prior, z = GaussianPrior(2), _grid(-4, 4, 80)
+    mu, lv = torch.full((30, 2), 2.0, dtype=torch.float64), torch.full((30, 2), math.log(0.01), dtype=torch.float64)
+    r = aggregate_map(prior.log_q(z[None], mu[:, None], lv[:, None]).numpy(), prior.log_prob(z).numpy(), n_boot=20)
+    assert r["hole_mass"] > 0.95 and r["kl"] > 3.0
+    # two clusters of images: the bootstrap interval brackets the estimate and has width
+    mu = torch.cat([torch.full((40, 2), -1.0), torch.full((60, 2), 1.0)]).double()
+    lv = torch.full((100, 2), math.log(0.25), dtype=torch.float64)
+    r = aggregate_map(prior.log_q(z[None], mu[:, None], lv[:, None]).numpy(), prior.log_prob(z).numpy(), seed=3)
+    assert r["kl_low"] < r["kl"] < r["kl_high"] and r["n_images"] == 100 and r["n_cells"] == 6400
+    with pytest.raises(ValueError, match="positive on every cell"):
+        aggregate_map(np.zeros((2, 3)), np.array([0.0, -np.inf, 0.0]))
+
+
+@pytest.mark.parametrize("prior", PRIORS)
+def test_prior_map_view_of_every_prior(prior, digits):
+    from vaelab.measure.views import PRIOR_MAP_N, prior_map_view
+
+    model = _vae(prior, n_latent=2, input_shape=digits.shape)
+    num, arrays = prior_map_view(model, digits, seed=0)
+    assert num["prior"] == prior and arrays["map_log_q"].shape == (PRIOR_MAP_N, PRIOR_MAP_N)
+    assert np.isfinite(arrays["map_log_q"]).all() and np.isfinite(arrays["map_log_p"]).all()
+    x1, x2, y1, y2 = num["extent"]
+    codes = arrays["map_codes"]
+    assert len(codes) == len(arrays["map_labels"]) and (x1, x2, y1, y2) == tuple(arrays["map_extent"])
+    if prior == "uniform":
+        assert (x1, x2, y1, y2) == (0.0, 1.0, 0.0, 1.0)
+    else:                                         # the box holds the codes
+        inside = (codes[:, 0] >= x1) & (codes[:, 0] <= x2) & (codes[:, 1] >= y1) & (codes[:, 1] <= y2)
+        assert inside.mean() >= 0.99

@@ -336,14 +336,14 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
                        **sampler_differences(replicates, ivs)}
         shutil.rmtree(_replicates_dir(out), ignore_errors=True)     # read: not part of the run folder
 
-        pairs: dict[str, Any] = {}
-        if rcfg.use_pair_2d:
-            for pname in PAIR_MODELS:
-                rec = results[pname]
-                unit_timings["pairs_2d"] = unit_timings.get("pairs_2d", 0.0) + float(rec.pop("unit_seconds", 0.0))
-                if rec["status"] == "ok":
-                    curves[pname] = rec["train"].pop("history", None)
-                pairs[pname] = rec
+        pairs: dict[str, Any] = {}          # the AE/VAE pair, then (--priors) the prior-only 2-D VAEs
+        priors_2d: dict[str, Any] = {}
+        for pname in pair_models(rcfg):
+            rec = results[pname]
+            unit_timings["pairs_2d"] = unit_timings.get("pairs_2d", 0.0) + float(rec.pop("unit_seconds", 0.0))
+            if rec["status"] == "ok":
+                curves[pname] = rec["train"].pop("history", None)
+            (pairs if pname in PAIR_MODELS else priors_2d)[pname] = rec
 
         test_time_doc = None
         if use_test_time(rcfg) and kept:
@@ -370,6 +370,7 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
             "reference": reference,
             "models": models_doc,
             "pairs_2d": pairs,
+            **({"priors_2d": priors_2d} if priors_2d else {}),
             "differences": differences,
             "kl_schedule": _kl_schedule_block(rcfg, kept, curves),
             "test_time": test_time_doc,
@@ -474,14 +475,26 @@ def _combine(recs: list[dict[str, Any]]) -> dict[str, Any]:
     return entry
 
 
+def pair_models(cfg: CompareConfig) -> dict[str, str]:
+    """The 2-D-latent models of a comparison, name -> model: the AE/VAE pair (``PAIR_MODELS``) and, in a --priors
+    comparison, a 2-D VAE for each prior but the Gaussian (``vae-uniform-2d``...: the aggregate-posterior maps)."""
+    if not cfg.use_pair_2d:
+        return {}
+    extra = {f"vae-{p}-2d": f"vae-{p}" for p in (cfg.priors or ()) if p != "gaussian"} if len(cfg.priors or ()) > 1 else {}
+    return {**PAIR_MODELS, **extra}
+
+
 def _pair_unit(pname: str, cfg: CompareConfig, data: Any, folder: Path, judge: Any, resume: bool,
                progress: bool, outputs: dict[str, str]) -> dict[str, Any]:
-    """One model of the 2-D-latent AE/VAE pair: trained like the others, scored by the judge over latent grids;
-    the arrays of its manifold grid and holes map go to ``outputs`` ("arrays", "holes")."""
+    """One 2-D-latent model: trained like the others. The AE/VAE pair is scored by the judge over latent grids
+    (the arrays of its manifold grid and holes map go to ``outputs`` "arrays", "holes"); in a --priors comparison
+    each 2-D VAE also maps its aggregate posterior over its prior (``prior_map``; the prior-only 2-D models, whose
+    prior is not N(0, I), only that)."""
     from vaelab.measure.store import save_arrays
-    from vaelab.measure.views import pair_views
+    from vaelab.measure.views import pair_views, prior_map_view
 
-    mname = PAIR_MODELS[pname]
+    mname = pair_models(cfg)[pname]
+    prior = split_model_name(mname)[1]
     rec: dict[str, Any] = {"model": mname, "n_latent": 2, "status": "ok", "error": None}
     try:
         mcfg = model_cfg(cfg, mname, data, n_latent=2)
@@ -490,9 +503,15 @@ def _pair_unit(pname: str, cfg: CompareConfig, data: Any, folder: Path, judge: A
     except FAILURES as e:
         return {**rec, "status": "failed", "error": f"training: {e}"}
     rec["train"] = {**info, "n_params": n_params(model)}     # its "history" goes to the curves
-    grids, arrays = pair_views(model, data, judge)
+    arrays: dict[str, Any] = {}
+    if len(cfg.priors or ()) > 1 and model.is_stochastic:
+        rec["prior_map"], arrays = prior_map_view(model, data, cfg.train.seed)
+    if prior not in (None, "gaussian"):      # a prior-only 2-D model: no N(0, I) grids
+        save_arrays(Path(outputs["arrays"]), arrays)
+        return rec
+    grids, pair_arrays = pair_views(model, data, judge)
     rec.update(grids)
-    save_arrays(Path(outputs["arrays"]), arrays)
+    save_arrays(Path(outputs["arrays"]), {**pair_arrays, **arrays})
     if judge is not None:          # holes measured: q(z) against p(z) on the prior grid, realism of its decodes
         from vaelab.measure.grid import latent_grid
         from vaelab.verdict import pair_holes
@@ -547,14 +566,13 @@ def image_units(cfg: CompareConfig, out: Path, seeds: list[int], resume: bool, p
                               {**base, "kind": "model", "name": name, "seed": s, "folder": str(folder),
                                "outputs": outputs},
                               n_epochs=cfg.train.epochs, n_cpus=max(1, n_threads), n_gpus=gpu))
-    if cfg.use_pair_2d:
-        for pname in PAIR_MODELS:
-            units.append(Unit(pname, "vaelab.compare:run_image_unit",
-                              {**base, "kind": "pair", "name": pname, "seed": cfg.train.seed,
-                               "folder": str(out / "models" / pname),
-                               "outputs": {"arrays": str(arrays_path(out, pname)),
-                                           "holes": str(out / ARRAYS_DIR / f"holes-{pname}.npz")}},
-                              n_epochs=cfg.train.epochs, n_cpus=max(1, n_threads), n_gpus=gpu))
+    for pname in pair_models(cfg):
+        units.append(Unit(pname, "vaelab.compare:run_image_unit",
+                          {**base, "kind": "pair", "name": pname, "seed": cfg.train.seed,
+                           "folder": str(out / "models" / pname),
+                           "outputs": {"arrays": str(arrays_path(out, pname)),
+                                       "holes": str(out / ARRAYS_DIR / f"holes-{pname}.npz")}},
+                          n_epochs=cfg.train.epochs, n_cpus=max(1, n_threads), n_gpus=gpu))
     return units
 
 
@@ -590,7 +608,7 @@ def run_image_unit(spec: dict[str, Any]) -> dict[str, Any]:
 def _executor(cfg: CompareConfig, data: Any, judge: Any, out: Path, progress: bool, n_threads: int,
               device: torch.device) -> tuple[Any, int]:
     """The image comparison's executor and its worker count (large images share the cores among workers)."""
-    n_units = cfg.n_seeds * len(cfg.model_names()) + (len(PAIR_MODELS) if cfg.use_pair_2d else 0)
+    n_units = cfg.n_seeds * len(cfg.model_names()) + len(pair_models(cfg))
     n_workers = resolve_workers(cfg.executor.n_workers, n_units, device, data_bytes(data),
                                 training_work(len(data.x_train), cfg.train.epochs, data.shape))
     if n_workers > 1 and size_class(data.shape) == "large" and not cfg.n_threads:

@@ -183,3 +183,55 @@ def pair_views(model: torch.nn.Module, data: Any, judge: Any) -> tuple[dict[str,
     out["holes_codes"] = mu_test[:N_HOLES_CODES].numpy()
     out.update(_scatter(mu_test))
     return grids, out
+
+
+PRIOR_MAP_N = 80         # cells per axis of a 2-D model's aggregate-posterior map
+PRIOR_MAP_IMAGES = 2000  # test images whose posteriors make q(z) there
+
+
+def prior_map_box(prior: Any, codes: np.ndarray, seed: int = 0) -> tuple[float, float, float, float]:
+    """The (x1, x2, y1, y2) box a 2-D prior's map is drawn over: (0, 1)^2 for the uniform prior, else the
+    0.1..99.9 % range of 2,000 prior draws and of the codes on each axis, widened by 5 % each side."""
+    if prior.name == "uniform":
+        return 0.0, 1.0, 0.0, 1.0
+    with torch.no_grad():
+        draws = prior.sample(2000, generator=torch.Generator().manual_seed(seed)).double().cpu().numpy()
+    both = np.concatenate([draws, np.asarray(codes, dtype=np.float64)])
+    lo, hi = np.percentile(both, 0.1, axis=0), np.percentile(both, 99.9, axis=0)
+    pad = 0.05 * (hi - lo)
+    return float(lo[0] - pad[0]), float(hi[0] + pad[0]), float(lo[1] - pad[1]), float(hi[1] + pad[1])
+
+
+@torch.no_grad()
+def prior_map_view(model: torch.nn.Module, data: Any, seed: int = 0) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The aggregate posterior of a 2-D VAE-family model over its prior, on a PRIOR_MAP_N^2 grid of cell centres
+    (``vaelab.metrics.holes.aggregate_map``: KL(q || p) on the box and the prior mass in holes, with intervals).
+
+    Returns (numbers, arrays): numbers for metrics.json (+ "prior", "extent"); arrays "map_log_q", "map_log_p"
+    (n, n; rows top-down, z2 decreasing as an image is read), "map_extent", "map_codes" (the first
+    N_HOLES_CODES test posterior means) and "map_labels" (their labels, when the data have them).
+    """
+    from vaelab.metrics.holes import aggregate_map
+
+    model.eval()
+    prior = model.prior
+    x = data.x_test[:PRIOR_MAP_IMAGES]
+    dev = next(model.parameters()).device
+    a, b = map(torch.cat, zip(*[model.posterior(x[i:i + 1024].to(dev)) for i in range(0, len(x), 1024)]))
+    codes = encode_means(model, x).numpy()
+    x1, x2, y1, y2 = prior_map_box(prior, codes, seed)
+    n = PRIOR_MAP_N
+    cx = x1 + (np.arange(n) + 0.5) * (x2 - x1) / n
+    cy = (y1 + (np.arange(n) + 0.5) * (y2 - y1) / n)[::-1]
+    gx, gy = np.meshgrid(cx, cy)
+    zg = torch.from_numpy(np.stack([gx.ravel(), gy.ravel()], axis=1)).to(dev, a.dtype)     # (G, 2)
+    log_qn = torch.cat([prior.log_q(zg[None, i:i + 512], a[:, None], b[:, None])           # (N, g) each
+                        for i in range(0, len(zg), 512)], dim=1)
+    log_p = prior.log_prob(zg)
+    res = aggregate_map(log_qn.double().cpu().numpy(), log_p.double().cpu().numpy(), seed=seed)
+    log_q = res.pop("log_q").reshape(n, n)
+    arrays = {"map_log_q": log_q.astype(np.float32), "map_log_p": log_p.reshape(n, n).float().cpu().numpy(),
+              "map_extent": np.array([x1, x2, y1, y2]), "map_codes": codes[:N_HOLES_CODES].astype(np.float32)}
+    if data.y_test is not None:
+        arrays["map_labels"] = data.y_test[:N_HOLES_CODES].numpy()
+    return {**res, "prior": prior.name, "extent": [x1, x2, y1, y2]}, arrays

@@ -107,3 +107,54 @@ def fraction_realistic(real_features: ArrayLike, features: ArrayLike, k: int = 3
     from vaelab.metrics.prd import realism_scores
 
     return float(np.mean(realism_scores(real_features, features, k) >= 1.0))
+
+
+N_MAP_BOOT = 200     # bootstrap resamples of the images for the 2-D map's numbers
+
+
+def aggregate_map(log_qn: ArrayLike, log_p: ArrayLike, n_boot: int = N_MAP_BOOT, seed: int = 0,
+                  ratio: float = HOLE_RATIO) -> dict:
+    """A 2-D model's aggregate posterior q(z) = (1/N) sum_n q(z|x_n) over its prior p(z), on the cells of a grid.
+
+    Works for any prior (the caller evaluates its posteriors and prior at the cell centres). Both densities
+    are normalised over the grid's cells (equal areas), so the numbers are about the grid's box:
+      kl: KL(q || p) = sum_g Q_g log(Q_g / P_g) in nats (0 when the codes fill the prior as it is shaped);
+      hole_mass: the share of the prior's mass in cells where q < ``ratio`` * p (the densities, unnormalised);
+    each with a 95 % percentile bootstrap interval over the N images (``n_boot`` resamples, seeded).
+
+    Args:
+        log_qn: (N, G) log q(z_g | x_n); log_p: (G,) log p(z_g), finite on every cell.
+    Returns:
+        {"kl", "kl_low", "kl_high", "hole_mass", "hole_mass_low", "hole_mass_high", "n_images", "n_cells",
+         "ratio", "log_q": (G,) float64 log q(z_g)}.
+    """
+    lq = np.asarray(log_qn, dtype=np.float64)
+    lp = np.asarray(log_p, dtype=np.float64)
+    if lq.ndim != 2 or lp.shape != (lq.shape[1],):
+        raise ValueError(f"log_qn must be (N, G) and log_p (G,); got {lq.shape} and {lp.shape}")
+    if not np.isfinite(lp).all():
+        raise ValueError("the prior density must be positive on every cell of the grid")
+    n = lq.shape[0]
+    c = lq.max(0)                                        # (G,) per-cell shift: exp() stays finite
+    e = np.exp(lq - c)                                   # (N, G)
+    p_cells = np.exp(lp - lp.max())
+    p_cells /= p_cells.sum()
+
+    def numbers(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """weights (B, N), rows summing to 1 -> kl (B,), hole mass (B,), log q (B, G)."""
+        with np.errstate(divide="ignore"):
+            log_q = np.log(weights @ e) + c
+        q_cells = np.exp(log_q - log_q.max(1, keepdims=True))
+        q_cells /= q_cells.sum(1, keepdims=True)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            kl = np.where(q_cells > 0, q_cells * (np.log(q_cells) - np.log(p_cells)), 0.0).sum(1)
+        hole = ((log_q < lp + math.log(ratio)) * p_cells).sum(1)
+        return kl, hole, log_q
+
+    kl, hole, log_q = numbers(np.full((1, n), 1.0 / n))
+    counts = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=n_boot) / n
+    kl_b, hole_b, _ = numbers(counts)
+    (kl_lo, kl_hi), (h_lo, h_hi) = np.percentile(kl_b, [2.5, 97.5]), np.percentile(hole_b, [2.5, 97.5])
+    return {"kl": float(kl[0]), "kl_low": float(kl_lo), "kl_high": float(kl_hi), "hole_mass": float(hole[0]),
+            "hole_mass_low": float(h_lo), "hole_mass_high": float(h_hi), "n_images": n, "n_cells": lq.shape[1],
+            "ratio": ratio, "log_q": log_q[0]}

@@ -55,8 +55,9 @@ def _f(v: float | None, spec: str = ".2f") -> str:
 
 def _pick(doc: dict[str, Any], preferred: str, stochastic: bool) -> str | None:
     models = doc.get("models", {})
-    if models.get(preferred, {}).get("status") == "ok":
-        return preferred
+    for name in (preferred, f"{preferred}-gaussian"):      # a --priors run names its N(0, I) VAE vae-gaussian
+        if models.get(name, {}).get("status") == "ok":
+            return name
     for n, m in models.items():
         if m.get("status") == "ok" and bool(m.get("is_stochastic")) == stochastic and not n.startswith("cvae") \
                 and not m.get("collapsed"):
@@ -73,7 +74,6 @@ def make_answer(doc: dict[str, Any]) -> dict[str, Any]:
     ae, vae = _pick(doc, "ae", False), _pick(doc, "vae", True)
     ds = doc.get("dataset", {})
     n_classes = int(ds.get("n_classes") or 0)
-    n_seeds = len(doc.get("config", {}).get("seeds", [0]))
     n_test = ds.get("n_test")
     is_two = n_classes == 2
     names = ds.get("class_names") or []
@@ -81,8 +81,8 @@ def make_answer(doc: dict[str, Any]) -> dict[str, Any]:
     question = QUESTION + (f" Here: two classes ({' vs '.join(map(str, names))}). "
                            + FOUNDING.replace("{images}", w.many) if is_two else "")
     if ae is None or vae is None:
-        missing = "a deterministic AE" if ae is None else "a VAE"
-        text = f"This run has no successfully trained {missing}, so it cannot answer the question; see the table."
+        missing = "deterministic AE" if ae is None else "VAE that trained without collapse"
+        text = f"This run has no {missing}, so it cannot answer the question; see the table."
         from vaelab.report.priors import answer as priors_answer
 
         points = [{"topic": "priors", "text": t} for t in priors_answer(doc)]
@@ -175,7 +175,7 @@ def make_answer(doc: dict[str, Any]) -> dict[str, Any]:
         elif verdicts.count("worse") > verdicts.count("better"):
             summary = f"the {VAE}'s clusters are less separable than the {AE}'s"
         else:
-            summary = f"neither model's clusters are clearly more separable"
+            summary = "neither model's clusters are clearly more separable"
         lead = ("The two clusters" if is_two else "Clusters (labels used only to score)")
         points.append({"topic": "clusters", "text": f"{lead}: {summary} ({VAE} vs {AE}: {'; '.join(parts)})."})
         short.append(("The two clusters: " if is_two else "Clusters: ") + summary + f" ({'; '.join(parts[:3])}).")

@@ -66,6 +66,14 @@ FIGURES: dict[str, tuple[str, str]] = {
         "Holes map: judge confidence over the 2-D grid",
         "The judge classifier's confidence (max softmax) for each grid decode; dots are test codes. Dark "
         "regions are holes: codes that decode to images the judge cannot place."),
+    "prior_maps": (
+        "Aggregate posterior over the prior, one 2-D VAE per prior",
+        "Each panel is a VAE with a 2-D latent trained with one prior: the shading is log q(z), the mixture of the "
+        "test {images}' posteriors (brighter = more codes), the white lines enclose 50, 90 and 99 % of the prior's "
+        "mass (none for the uniform prior: its density is flat on the box), the dots are posterior means coloured "
+        "by label. Where the prior has mass and the shading is dark, prior samples decode from regions the encoder "
+        "never used (holes); the title gives KL(q(z) || p(z)) on the box and the prior mass in holes "
+        "(q < p / 10), each with a 95 % bootstrap interval over the {images}."),
     "training_curves": (
         "Training curves",
         "Validation reconstruction term (left) and each model's own validation objective (right) per epoch. "
@@ -234,6 +242,54 @@ def fig_holes_map(path: Path, pair: dict[str, Arrays], blocks: dict[str, dict[st
     save_png(fig, path)
 
 
+def _mass_levels(log_p: np.ndarray, shares: tuple[float, ...] = (0.5, 0.9, 0.99)) -> list[float]:
+    """The density levels of a gridded prior whose upper sets hold ``shares`` of its mass (ascending levels)."""
+    p = np.exp(log_p - log_p.max()).ravel()
+    order = np.sort(p)[::-1]
+    cum = np.cumsum(order) / order.sum()
+    levels = sorted({float(order[min(np.searchsorted(cum, s), len(order) - 1)]) for s in shares})
+    return [np.log(v) + float(log_p.max()) for v in levels]
+
+
+def fig_prior_maps(path: Path, maps: dict[str, tuple[dict[str, Any], Arrays]], class_names: list[str]) -> None:
+    """One panel per 2-D VAE (``maps``: name -> (its prior_map numbers, its arrays))."""
+    plt = _plt()
+    fig, axes = _panels(len(maps), max_cols=3, size=3.8)
+    for ax, (name, (num, a)) in zip(axes, maps.items()):
+        log_q, log_p = a["map_log_q"], a["map_log_p"]
+        extent = tuple(float(v) for v in a["map_extent"])
+        top = float(np.nanmax(log_q))
+        ax.imshow(np.clip(log_q, top - 10, top), cmap="magma", extent=extent, aspect="auto", interpolation="nearest")
+        if np.ptp(log_p) > 1e-9:
+            ax.contour(log_p, levels=_mass_levels(log_p), colors="white", linewidths=0.8, linestyles="solid", extent=extent,
+                       origin="upper")
+        codes, y = a["map_codes"], a.get("map_labels")
+        ax.scatter(codes[:, 0], codes[:, 1], s=2, c=y if y is not None else "cyan", cmap="tab10", vmin=-0.5,
+                   vmax=9.5, alpha=0.6, linewidths=0)
+        ax.set_xlim(extent[0], extent[1])
+        ax.set_ylim(extent[2], extent[3])
+        ax.set_title(f"{name} ({num.get('prior', '?')} prior)\nKL {num['kl']:.2f} [{num['kl_low']:.2f}, "
+                     f"{num['kl_high']:.2f}] nats; holes {100 * num['hole_mass']:.0f} % "
+                     f"[{100 * num['hole_mass_low']:.0f}, {100 * num['hole_mass_high']:.0f}]", fontsize=9)
+    if any(a.get("map_labels") is not None for _, a in maps.values()) and len(class_names) <= 10:
+        handles = [plt.Line2D([], [], marker="o", ls="", color=plt.cm.tab10(i), label=class_names[i])
+                   for i in range(len(class_names))]
+        fig.legend(handles=handles, loc="lower center", ncol=min(10, len(class_names)), frameon=False,
+                   bbox_to_anchor=(0.5, -0.09))
+    fig.suptitle(FIGURES["prior_maps"][0])
+    save_png(fig, path)
+
+
+def prior_maps(doc: dict[str, Any], arrays: dict[str, Arrays]) -> dict[str, tuple[dict[str, Any], Arrays]]:
+    """The 2-D VAEs of a --priors run that mapped their aggregate posterior: name -> (numbers, arrays)."""
+    out = {}
+    for block in ("pairs_2d", "priors_2d"):
+        for name, rec in (doc.get(block) or {}).items():
+            if isinstance(rec, dict) and rec.get("prior_map") and "map_log_q" in arrays.get(name, {}):
+                out[name] = (rec["prior_map"], arrays[name])
+    return out
+
+
 def fig_training_curves(path: Path, curves: dict[str, Any], per: str = "image") -> None:
     import matplotlib.ticker
 
@@ -371,6 +427,9 @@ def plan(doc: dict[str, Any], arrays: dict[str, Arrays]) -> list[tuple[str, Call
         out.append(("manifold_2d", lambda p: fig_manifold_2d(p, pair)))
         if all("grid_prior" in pair_docs[n] for n in pair):
             out.append(("holes_map", lambda p: fig_holes_map(p, pair, pair_docs)))
+    maps = prior_maps(doc, arrays)
+    if maps:
+        out.append(("prior_maps", lambda p: fig_prior_maps(p, maps, names)))
     if doc.get("test_time"):       # the test-time section (vaelab.report.test_time), from arrays/test_time.npz
         from vaelab.report import test_time
 

@@ -18,7 +18,7 @@ from vaelab.config import flat_config, options_summary
 from vaelab.errors import ConfigError, OutputError
 from vaelab.io import atomic_write_text
 from vaelab.report.answer import make_answer
-from vaelab.report.priors import swap_rows
+from vaelab.report.priors import map_rows, swap_rows
 from vaelab.report.table import VECTORS_NOTE, collapse_notes, get, header, table_rows
 from vaelab.report.words import caption, doc_words, reference_name, space
 
@@ -98,6 +98,13 @@ IMAGES_SECTION = """<h1>What does a VAE buy over an autoencoder? — {{ ds.name 
 {% for r in prior_swap.rows %}<tr><td>{{ r.sampler }}</td><td>{{ r.what }}</td>{% for c in r.cells %}<td>{{ c }}</td>{% endfor %}</tr>
 {% endfor %}</table>
 <p>{{ prior_swap.answer }}</p>
+{% endif %}
+{% if prior_maps %}<h2 id="prior-maps">Latent geometry in 2-D: one VAE per prior</h2>
+<p class="muted">A VAE with a 2-D latent per prior; its aggregate posterior q(z) (the mixture of the test posteriors) against its prior on an 80 x 80 grid over the prior's box (figure "Aggregate posterior over the prior"); value [95 % bootstrap interval over the test images].</p>
+<table class="prior-maps"><tr><th>prior</th><th>KL(q(z) ‖ p(z)) on the box (nats) ↓</th><th>prior mass in holes, q &lt; p/10 ↓</th><th>test images</th></tr>
+{% for r in prior_maps.rows %}<tr><td>{{ r.prior }}</td><td>{{ r.kl }}</td><td>{{ r.holes }}</td><td>{{ r.n }}</td></tr>
+{% endfor %}</table>
+{% if prior_maps.answer %}<p>{{ prior_maps.answer }}</p>{% endif %}
 {% endif %}
 
 <h2 id="figures">Figures</h2>
@@ -232,7 +239,7 @@ def _images_context(doc: dict[str, Any], fig_dir: Path) -> dict[str, Any]:
         reference=doc.get("reference") or {}, likelihood_notes=lik_notes,
         failed={n: m for n, m in doc.get("models", {}).items() if m.get("status") != "ok" or m.get("error")},
         figures=figures, protocol=_protocol(doc), all_models=doc.get("models", {}), fmt=_fmt, g=get,
-        test_time=_test_time(doc), prior_swap=swap_rows(doc), vectors_note=VECTORS_NOTE if w.is_vectors else "", w=w,
+        test_time=_test_time(doc), prior_swap=swap_rows(doc), prior_maps=map_rows(doc), vectors_note=VECTORS_NOTE if w.is_vectors else "", w=w,
         reference_name=reference_name)
 
 

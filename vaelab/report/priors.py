@@ -68,7 +68,51 @@ def answer(doc: dict[str, Any]) -> list[str]:
             points.append("Why a Gaussian prior? Measured here, " + ". ".join(parts) + ". Differences are "
                           f"{base} with that prior minus {base} with N(0, I), paired over the same test "
                           f"{doc_words(doc).many}.")
-    return points
+    said = map_answer(doc)
+    return points + ([said] if said else [])
+
+
+def prior_map_numbers(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """{prior: the prior_map numbers of its 2-D VAE} (metrics.json's pairs_2d.vae-2d and priors_2d)."""
+    out = {}
+    for block in ("pairs_2d", "priors_2d"):
+        for rec in (doc.get(block) or {}).values():
+            num = rec.get("prior_map") if isinstance(rec, dict) and rec.get("status") == "ok" else None
+            if num:
+                out[num["prior"]] = num
+    return out
+
+
+def _map_cell(num: dict[str, Any], key: str, scale: float = 1.0, spec: str = ".2f") -> str:
+    return (f"{format(scale * num[key], spec)} [{format(scale * num[key + '_low'], spec)}, "
+            f"{format(scale * num[key + '_high'], spec)}]")
+
+
+def map_answer(doc: dict[str, Any]) -> str | None:
+    """The 2-D maps' sentence: how much of each prior the codes fill, against the Gaussian prior's 2-D VAE.
+
+    The 2-D models are trained independently, so a difference is named only where the two 95 % intervals are
+    disjoint (the conservative reading)."""
+    nums = prior_map_numbers(doc)
+    ref = nums.get("gaussian")
+    if ref is None or len(nums) < 2:
+        return None
+    parts = []
+    for prior, num in nums.items():
+        if prior == "gaussian":
+            continue
+        calls = []
+        for key, what in (("hole_mass", "prior mass in holes"), ("kl", "KL(q(z) || p(z))")):
+            if num[key + "_high"] < ref[key + "_low"]:
+                calls.append(f"less {what}")
+            elif num[key + "_low"] > ref[key + "_high"]:
+                calls.append(f"more {what}")
+        parts.append(f"{prior}: holes {_map_cell(num, 'hole_mass', 100, '.0f')} %, KL {_map_cell(num, 'kl')} nats"
+                     + (f" ({' and '.join(calls)} than N(0, I))" if calls else " (no difference called)"))
+    return ("In two dimensions (one 2-D VAE per prior, the figure of aggregate posteriors), the Gaussian prior's "
+            f"codes leave {_map_cell(ref, 'hole_mass', 100, '.0f')} % of its mass in holes (q(z) < p(z) / 10) with "
+            f"KL(q(z) || p(z)) {_map_cell(ref, 'kl')} nats on the box; " + "; ".join(parts) + ". Intervals: 95 % "
+            "bootstrap over the test images; a difference is named only where two intervals are disjoint.")
 
 
 # -- the prior swap: one Gaussian-prior decoder, five samplers ----------------------------------------------------
@@ -152,3 +196,33 @@ def swap_answer(name: str, m: dict[str, Any]) -> str:
         d = _disjoint(m, sampler, "prior")
         said.append(f"{what} ({fd[sampler]:.2f}) " + (f"differs in {', '.join(d)}." if d else "agrees on every metric."))
     return " ".join(said)
+
+
+def map_rows(doc: dict[str, Any]) -> dict[str, Any] | None:
+    """The 2-D maps' table (one row per prior: KL(q || p) on the box, prior mass in holes) and sentence, or None."""
+    nums = prior_map_numbers(doc)
+    if len(nums) < 2:
+        return None
+    rows = [{"prior": p, "kl": _map_cell(n, "kl"), "holes": _map_cell(n, "hole_mass", 100, ".1f") + " %",
+             "n": n["n_images"]} for p, n in nums.items()]
+    return {"rows": rows, "answer": map_answer(doc)}
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    """The priors sections of a --priors run as Markdown: the answer points, the prior swap, the 2-D maps."""
+    lines = [f"- {t}" for t in answer(doc)]
+    swap = swap_rows(doc)
+    if swap:
+        lines += ["", f"**Prior swap: one decoder ({swap['model']}), five samplers** (value [95 % bootstrap interval])",
+                  "", "| sampler | codes drawn from | " + " | ".join(swap["metrics"]) + " |",
+                  "|---|---|" + "---|" * len(swap["metrics"])]
+        lines += [f"| {r['sampler']} | {r['what']} | " + " | ".join(r["cells"]) + " |" for r in swap["rows"]]
+        lines += ["", swap["answer"]]
+    maps = map_rows(doc)
+    if maps:
+        lines += ["", "**Latent geometry in 2-D: one VAE per prior** (aggregate posterior over the prior on an "
+                  "80 x 80 grid; value [95 % bootstrap interval over the test images])", "",
+                  "| prior | KL(q(z) ‖ p(z)) on the box (nats) ↓ | prior mass in holes, q < p/10 ↓ | test images |",
+                  "|---|---|---|---|"]
+        lines += [f"| {r['prior']} | {r['kl']} | {r['holes']} | {r['n']} |" for r in maps["rows"]]
+    return "\n".join(lines) + "\n"

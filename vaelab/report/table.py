@@ -231,6 +231,10 @@ def markdown_report(doc: dict[str, Any]) -> str:
               *[f"- {line}" for line in collapse_notes(doc)],
               *(["", VECTORS_NOTE] if doc_words(doc).is_vectors else []),
               "", f"**Answer.** {answer.get('short', '')}", ""]
+    if len((doc.get("config") or {}).get("priors") or ()) > 1:
+        from vaelab.report.priors import markdown as priors_markdown
+
+        lines += ["## Why a Gaussian prior?", "", priors_markdown(doc)]
     if doc.get("test_time"):
         from vaelab.report.test_time import markdown as test_time_markdown
 
