@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vaelab.config import Words
+from vaelab.config import Words, split_model_name
 
 from vaelab.report.differences import called, difference
 from vaelab.report.table import get
@@ -101,7 +101,9 @@ def make_answer(doc: dict[str, Any]) -> dict[str, Any]:
 
     points: list[dict[str, str]] = []
     short: list[str] = []
-    AE, VAE = ae.upper(), vae.upper()
+    # the text's names: AE, VAE, RAE...; a --priors run's vae-gaussian is "VAE (N(0, I) prior)"
+    AE, VAE = (n.upper() if split_model_name(n)[1] is None else
+               f"{split_model_name(n)[0].upper()} ({split_model_name(n)[1]} prior)" for n in (ae, vae))
 
     # -- generation ----------------------------------------------------------------------------
     fd_a, fd_v, _, _ = pair(("generation", "prior", "fd"))
