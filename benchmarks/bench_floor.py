@@ -2,6 +2,7 @@
 
     /work/venv/bin/python benchmarks/bench_floor.py --threads 1
     /work/venv/bin/python benchmarks/bench_floor.py --batch 512 --threads 1
+    /work/venv/bin/python benchmarks/bench_floor.py --iw --threads 1 [--hidden 512,256 --latent 16]
 
 The "x limit" of bench_train.py divides a step's time by (counted FLOPs / the rate of a 1024 x 1024
 float32 matmul). This script asks how close *any* fp32 trainer of the same model can get, by timing,
@@ -18,6 +19,11 @@ interleaved in one process and in CPU seconds (``time.process_time``):
 Each is printed in ms and in units of the limit. ``gemm + adamw`` is a floor no fp32 Adam-trained
 step of this model can beat on this machine; the rest of ``vaelab step`` is elementwise work and
 per-op dispatch.
+
+``--iw`` does the same for one block of the IW-NLL (32 images x 128 importance samples, the library's CPU
+block): the block's matmuls replayed alone; the Bernoulli likelihood's least elementwise work (one softplus
+pass over the logits and a dot product with x: a transcendental per pixel that the FLOP count ignores);
+and vaelab's block (``log_weights`` + the float64 logsumexp, as ``importance_weighted_curve`` runs it).
 """
 from __future__ import annotations
 
@@ -35,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train import matmul_gflops  # noqa: E402
 from vaelab.io import atomic_write_json  # noqa: E402
 
-GEMM_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::addmm_")
+GEMM_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::addmm_", "aten::linear")   # linear: under inference_mode
 
 
 def record_gemms(fn) -> list[tuple]:
@@ -62,6 +68,9 @@ def gemm_flops(calls) -> float:
     total = 0.0
     for func, args, _ in calls:
         shapes = [a[0] for a in args if isinstance(a, tuple) and isinstance(a[0], tuple)]
+        if func._schema.name == "aten::linear":           # (input (..., in), weight (out, in), bias)
+            total += 2 * math.prod(shapes[0][:-1]) * shapes[1][1] * shapes[1][0]
+            continue
         a, b = shapes[-2], shapes[-1]
         batch = math.prod(a[:-2]) if len(a) > 2 else 1
         total += 2 * batch * a[-2] * a[-1] * b[-1]
@@ -91,14 +100,78 @@ def replay(calls):
     return run
 
 
+def iw_floor(args) -> None:
+    """--iw: one IW-NLL block (32 images x 128 importance samples, the library's CPU block) split into its floors."""
+    import torch
+    import torch.nn.functional as F
+
+    from vaelab.models import build_model, model_config
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    hidden = tuple(int(h) for h in args.hidden.split(","))
+    model = build_model(model_config("vae", input_shape=(1, 28, 28), n_latent=args.latent, hidden=hidden)).eval()
+    b, k = 32, 128
+    x = torch.rand(b, 1, 28, 28)
+    eps = torch.randn(k, b, args.latent)
+
+    def block(i: int) -> None:           # what importance_weighted_curve does per block
+        with torch.inference_mode():
+            lw = model.log_weights(x, None, k, eps=eps).double()
+            torch.logsumexp(lw, dim=0)
+
+    with torch.inference_mode():
+        logits = model.decode(model.prior.rsample(*model.posterior(x), eps))          # (k, b, 1, 28, 28)
+    flat, xf = logits.reshape(k, b, -1), x.reshape(b, -1)
+
+    def bernoulli(i: int) -> None:       # the least a Bernoulli likelihood needs: one softplus pass + a dot product
+        with torch.inference_mode():
+            F.softplus(flat).sum(-1) - torch.einsum("kbp,bp->kb", flat, xf)
+
+    block(0)
+    calls = record_gemms(lambda: block(1))
+    flops = gemm_flops(calls)
+    gemms = replay(calls)
+    variants = {"gemm floor": lambda i: gemms(), "bernoulli floor": bernoulli, "vaelab block": block}
+    ms = {v: [] for v in variants}
+    gfl = []
+    for r in range(args.repeats):
+        gfl.append(matmul_gflops(clock=time.process_time))
+        for v in (list(variants) if r % 2 == 0 else list(reversed(variants))):
+            t = time.process_time()
+            for i in range(args.steps):
+                variants[v](i)
+            ms[v].append((time.process_time() - t) / args.steps * 1e3)
+    rate = statistics.median(gfl)
+    limit_ms = flops / (rate * 1e9) * 1e3
+    rows = {v: statistics.median(t) for v, t in ms.items()}
+    rows["gemm + bernoulli"] = rows["gemm floor"] + rows["bernoulli floor"]
+    print(f"IW-NLL block of MLP VAE 784-{args.hidden}-{args.latent}: {b} images x {k} samples, {args.threads} "
+          f"thread(s), {flops / (b * k) / 1e6:.3f} MFLOP per importance sample")
+    print(f"1024^2 matmul: {rate:.1f} GFLOP per CPU-second -> FLOP limit {limit_ms:.2f} ms per block")
+    print(f"{'':24s}{'CPU ms/block':>13s}{'x limit':>10s}")
+    for v in ("gemm floor", "bernoulli floor", "gemm + bernoulli", "vaelab block"):
+        print(f"{v:24s}{rows[v]:13.2f}{rows[v] / limit_ms:10.2f}")
+    atomic_write_json(args.out, {"mode": "iw", "hidden": hidden, "latent": args.latent, "threads": args.threads,
+                                 "flops_per_sample": flops / (b * k), "gflops_per_cpu_s": rate, "limit_ms": limit_ms,
+                                 "ms": ms, "median_ms": rows, "x_limit": {v: t / limit_ms for v, t in rows.items()}})
+    print(f"wrote {args.out}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--batch", type=int, default=128, help="batch size (default 128, the issue's)")
     p.add_argument("--steps", type=int, default=30, help="steps per timed block (default 30)")
     p.add_argument("--repeats", type=int, default=7, help="interleaved blocks per variant (default 7)")
-    p.add_argument("--out", default=str(Path(__file__).parent / "results" / "floor.json"))
+    p.add_argument("--out", default=None, help="JSON to write (default results/floor.json, results/floor_iw.json)")
+    p.add_argument("--iw", action="store_true", help="the IW-NLL block's floors instead of the training step's")
+    p.add_argument("--hidden", default="200,200", help="--iw: hidden widths (default 200,200: the likelihoods' model)")
+    p.add_argument("--latent", type=int, default=50, help="--iw: latent size (default 50)")
     args = p.parse_args()
+    args.out = args.out or str(Path(__file__).parent / "results" / ("floor_iw.json" if args.iw else "floor.json"))
+    if args.iw:
+        return iw_floor(args)
     import torch
 
     from vaelab.models import build_model, model_config
