@@ -279,6 +279,13 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
 
         torch.set_num_threads(threads)
         limits.enter_context(threadpool_limits(threads))
+    else:
+        # numpy/scipy's BLAS (GMM fits, probes, FD, bootstrap) works on thin matrices in this process; with a
+        # thread per core OpenBLAS spins against the training threads: np.dot of (16 x 27,000)(27,000 x 16)
+        # took 0.83 s with two threads and 4 ms with one on a loaded 2-core machine (torch keeps its threads)
+        from threadpoolctl import threadpool_limits
+
+        limits.enter_context(threadpool_limits(1, user_api="blas"))
     timings["data"] = time.perf_counter() - t_start - t_sets
     try:
         t0 = time.perf_counter()

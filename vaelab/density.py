@@ -107,8 +107,13 @@ class GaussianMixtureDensity:
             warnings.warn(f"only {len(z)} codes for {k} mixture components; using {len(z)} components",
                           stacklevel=2)
             k = len(z)
-        gm = GaussianMixture(n_components=k, covariance_type=self.covariance_type,
-                             reg_covar=self.reg_covar, random_state=self.seed).fit(z)
+        from threadpoolctl import threadpool_limits
+
+        # one BLAS thread: the EM steps multiply (N x D) by (D x D) matrices, too thin for threads to pay, and on
+        # a loaded machine OpenBLAS's spinning threads made a 27,000 x 16 fit 24x slower (5.7 s -> 135 s wall)
+        with threadpool_limits(1, user_api="blas"):
+            gm = GaussianMixture(n_components=k, covariance_type=self.covariance_type,
+                                 reg_covar=self.reg_covar, random_state=self.seed).fit(z)
         d = z.shape[1]
         cov = np.asarray(gm.covariances_, dtype=np.float64)
         if self.covariance_type == "diag":  # (K, D)
