@@ -107,10 +107,10 @@ def map_answer(doc: dict[str, Any]) -> str | None:
                 calls.append(f"less {what}")
             elif num[key + "_low"] > ref[key + "_high"]:
                 calls.append(f"more {what}")
-        parts.append(f"{prior}: holes {_map_cell(num, 'hole_mass', 100, '.0f')} %, KL {_map_cell(num, 'kl')} nats"
+        parts.append(f"{prior}: holes {_map_cell(num, 'hole_mass', 100, '.1f')} %, KL {_map_cell(num, 'kl')} nats"
                      + (f" ({' and '.join(calls)} than N(0, I))" if calls else " (no difference called)"))
     return ("In two dimensions (one 2-D VAE per prior, the figure of aggregate posteriors), the Gaussian prior's "
-            f"codes leave {_map_cell(ref, 'hole_mass', 100, '.0f')} % of its mass in holes (q(z) < p(z) / 10) with "
+            f"codes leave {_map_cell(ref, 'hole_mass', 100, '.1f')} % of its mass in holes (q(z) < p(z) / 10) with "
             f"KL(q(z) || p(z)) {_map_cell(ref, 'kl')} nats on the box; " + "; ".join(parts) + ". Intervals: 95 % "
             "bootstrap over the test images; a difference is named only where two intervals are disjoint.")
 
