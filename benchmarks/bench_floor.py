@@ -100,6 +100,23 @@ def replay(calls):
     return run
 
 
+def interleaved(variants: dict, repeats: int, steps: int) -> tuple[dict[str, list[float]], float]:
+    """CPU ms per call of each variant (``steps`` calls a block, ``repeats`` blocks, order reversed every other
+    block) and the median 1024^2 matmul rate measured between blocks (GFLOP per CPU-second)."""
+    for fn in variants.values():
+        fn(0)
+    ms: dict[str, list[float]] = {v: [] for v in variants}
+    gfl = []
+    for r in range(repeats):
+        gfl.append(matmul_gflops(clock=time.process_time))
+        for v in (list(variants) if r % 2 == 0 else list(reversed(variants))):
+            t = time.process_time()
+            for i in range(steps):
+                variants[v](i)
+            ms[v].append((time.process_time() - t) / steps * 1e3)
+    return ms, statistics.median(gfl)
+
+
 def iw_floor(args) -> None:
     """--iw: one IW-NLL block (32 images x 128 importance samples, the library's CPU block) split into its floors."""
     import torch
@@ -133,16 +150,7 @@ def iw_floor(args) -> None:
     flops = gemm_flops(calls)
     gemms = replay(calls)
     variants = {"gemm floor": lambda i: gemms(), "bernoulli floor": bernoulli, "vaelab block": block}
-    ms = {v: [] for v in variants}
-    gfl = []
-    for r in range(args.repeats):
-        gfl.append(matmul_gflops(clock=time.process_time))
-        for v in (list(variants) if r % 2 == 0 else list(reversed(variants))):
-            t = time.process_time()
-            for i in range(args.steps):
-                variants[v](i)
-            ms[v].append((time.process_time() - t) / args.steps * 1e3)
-    rate = statistics.median(gfl)
+    ms, rate = interleaved(variants, args.repeats, args.steps)
     limit_ms = flops / (rate * 1e9) * 1e3
     rows = {v: statistics.median(t) for v, t in ms.items()}
     rows["gemm + bernoulli"] = rows["gemm floor"] + rows["bernoulli floor"]
@@ -205,19 +213,7 @@ def main() -> None:
         q.grad = torch.randn_like(q) * 1e-3
 
     variants = {"gemm floor": lambda i: gemms(), "adamw floor": lambda i: opt.step(), "vaelab step": step}
-    for fn in variants.values():
-        fn(0)
-    ms = {k: [] for k in variants}
-    gfl = []
-    for r in range(args.repeats):
-        gfl.append(matmul_gflops(clock=time.process_time))
-        order = list(variants) if r % 2 == 0 else list(reversed(variants))
-        for k in order:
-            t = time.process_time()
-            for i in range(args.steps):
-                variants[k](i)
-            ms[k].append((time.process_time() - t) / args.steps * 1e3)
-    rate = statistics.median(gfl)
+    ms, rate = interleaved(variants, args.repeats, args.steps)
     limit_ms = flops / (rate * 1e9) * 1e3
     med = {k: statistics.median(v) for k, v in ms.items()}
     print(f"MLP VAE 784-512-256-16, batch {b}, {args.threads} thread(s): {len(calls)} matmuls per step, "

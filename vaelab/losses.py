@@ -67,8 +67,12 @@ def bernoulli_nll(logits: Tensor, x: Tensor) -> Tensor:
     Returns:
         (B,) or (...,) nats
     """
-    nll = F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none")
-    return nll.flatten(-3).sum(-1)
+    if torch.is_grad_enabled() and logits.requires_grad:     # training: autograd's fused BCE backward
+        nll = F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none")
+        return nll.flatten(-3).sum(-1)
+    # evaluation: the same function, softplus(l) - x l, in two passes instead of BCE's log-sigmoid, fills and
+    # in-place updates: an IW-NLL block of the 784-200-200-50 VAE in 66 instead of 93 CPU ms (bench_floor --iw)
+    return F.softplus(logits).flatten(-3).sum(-1) - (logits * x).flatten(-3).sum(-1)
 
 
 def continuous_bernoulli_log_norm(logits: Tensor) -> Tensor:

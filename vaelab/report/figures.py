@@ -157,9 +157,19 @@ def fig_interpolations(path: Path, models: dict[str, Arrays]) -> None:
     rows_figure(rows, path, FIGURES["interpolations"][0])
 
 
+def _class_legend(fig: Any, class_names: list[str], below: float) -> None:
+    """One legend of the tab10 class colours under the panels (up to ten classes; more would be unreadable)."""
+    if len(class_names) > 10:
+        return
+    plt = _plt()
+    handles = [plt.Line2D([], [], marker="o", ls="", color=plt.cm.tab10(i), label=class_names[i])
+               for i in range(len(class_names))]
+    fig.legend(handles=handles, loc="lower center", ncol=min(10, len(class_names)), frameon=False,
+               bbox_to_anchor=(0.5, below))
+
+
 def fig_latent_scatter(path: Path, models: dict[str, Arrays], labels: np.ndarray | None,
                        class_names: list[str]) -> None:
-    plt = _plt()
     fig, axes = _panels(len(models))
     for ax, (name, a) in zip(axes, models.items()):
         z = a["scatter"]
@@ -169,11 +179,8 @@ def fig_latent_scatter(path: Path, models: dict[str, Arrays], labels: np.ndarray
         ax.set_title(name + (" (PCA)" if bool(a["scatter_is_pca"]) else ""))
         ax.set_xticks([])
         ax.set_yticks([])
-    if labels is not None and len(class_names) <= 10:
-        handles = [plt.Line2D([], [], marker="o", ls="", color=plt.cm.tab10(i), label=class_names[i])
-                   for i in range(len(class_names))]
-        fig.legend(handles=handles, loc="lower center", ncol=min(10, len(class_names)), frameon=False,
-                   bbox_to_anchor=(0.5, -0.02))
+    if labels is not None:
+        _class_legend(fig, class_names, -0.02)
     fig.suptitle(FIGURES["latent_scatter"][0])
     save_png(fig, path)
 
@@ -253,7 +260,6 @@ def _mass_levels(log_p: np.ndarray, shares: tuple[float, ...] = (0.5, 0.9, 0.99)
 
 def fig_prior_maps(path: Path, maps: dict[str, tuple[dict[str, Any], Arrays]], class_names: list[str]) -> None:
     """One panel per 2-D VAE (``maps``: name -> (its prior_map numbers, its arrays))."""
-    plt = _plt()
     fig, axes = _panels(len(maps), max_cols=3, size=3.8)
     for ax, (name, (num, a)) in zip(axes, maps.items()):
         log_q, log_p = a["map_log_q"], a["map_log_p"]
@@ -271,11 +277,8 @@ def fig_prior_maps(path: Path, maps: dict[str, tuple[dict[str, Any], Arrays]], c
         ax.set_title(f"{name} ({num.get('prior', '?')} prior)\nKL {num['kl']:.2f} [{num['kl_low']:.2f}, "
                      f"{num['kl_high']:.2f}] nats; holes {100 * num['hole_mass']:.0f} % "
                      f"[{100 * num['hole_mass_low']:.0f}, {100 * num['hole_mass_high']:.0f}]", fontsize=9)
-    if any(a.get("map_labels") is not None for _, a in maps.values()) and len(class_names) <= 10:
-        handles = [plt.Line2D([], [], marker="o", ls="", color=plt.cm.tab10(i), label=class_names[i])
-                   for i in range(len(class_names))]
-        fig.legend(handles=handles, loc="lower center", ncol=min(10, len(class_names)), frameon=False,
-                   bbox_to_anchor=(0.5, -0.09))
+    if any(a.get("map_labels") is not None for _, a in maps.values()):
+        _class_legend(fig, class_names, -0.09)
     fig.suptitle(FIGURES["prior_maps"][0])
     save_png(fig, path)
 
