@@ -569,6 +569,9 @@ CASES: list[Case] = [
     Case("ood-images-for-table", "--ood-dataset: images for models trained on a table",
          lambda d: _compare(d, "--dataset", _csv(d), "--ood-dataset", "digits"),
          "--ood-dataset digits holds images, but the model was trained on a table"),
+    Case("inliers-too-few-test-images", "--inliers leaving a test split too small for the sample metrics",
+         lambda d: _compare(d, "--dataset", _npz(d, x=images(18), y=np.arange(18) % 3), "--inliers", "0,1"),
+         "needs at least 4 to measure precision, recall and coverage"),
     # -- memory: declared sizes and size-driven allocations (vaelab.budget) --------------------
     Case("gz-inflates-past-header", ".gz inflating to 4.3 GB past its header's 60,000 images", _gz_too_long,
          "it is too long"),

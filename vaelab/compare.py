@@ -247,6 +247,7 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
     out = Path(out)
     timings: dict[str, float] = {}
     data = load_dataset(cfg.data.dataset, **{**cfg.data.load_kwargs(), "classes": training_classes(cfg)})
+    _check_enough_test(data, cfg)
     rcfg = cfg.resolved(data.shape)
     if any(split_model_name(m)[0] == "cvae" for m in rcfg.model_names()) and not data.has_labels:
         raise ConfigError(f"cvae needs labels and {data.name} has none; drop it from --models.")
@@ -673,6 +674,21 @@ def _cores() -> int:
 def data_bytes(data: Any) -> int:
     """Bytes of a dataset's train/val/test tensors."""
     return sum(int(t.numel()) * t.element_size() for t in (data.x_train, data.x_val, data.x_test) if t is not None)
+
+
+def _check_enough_test(data: Any, cfg: CompareConfig) -> None:
+    """Refuse, with one message, a test split too small for the sample metrics' k-NN balls (more than k images)."""
+    from vaelab.evaluate import PR_K
+
+    n = len(data.x_test)
+    if n > PR_K:
+        return
+    w = words(data.domain)
+    kept = (f" of the {len(cfg.inliers or cfg.data.classes)} classes kept by "
+            f"{'--inliers' if cfg.inliers else '--classes'}") if (cfg.inliers or cfg.data.classes) else ""
+    raise ConfigError(f"{data.name}: the test split has {n} {w.many if n != 1 else w.one}{kept}; vaelab compare "
+                      f"needs at least {PR_K + 1} to measure precision, recall and coverage (k-NN balls with "
+                      f"k = {PR_K}). Add {w.many}, or keep more classes.")
 
 
 def _load_trained(folder: str | Path, device: torch.device) -> torch.nn.Module:
