@@ -109,6 +109,7 @@ def test_workers_give_the_same_metrics_as_one_after_the_other(sequential, tmp_pa
     seq = json.loads((sequential / "metrics.json").read_text())
     par = json.loads((tmp_path / "par" / "metrics.json").read_text())
     assert par["config"]["workers"] == 2 and seq["config"]["workers"] == 1
+    assert par["config"]["torch_threads"] == seq["config"]["torch_threads"] == 1     # per unit: small images
     a, b = numbers(seq), numbers(par)
     assert len(a) > 500 and a == b
     # the multi-seed layout, with one folder per (model, seed)

@@ -303,7 +303,7 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
         shutil.rmtree(out / ARRAYS_DIR, ignore_errors=True)
         save_arrays(arrays_path(out, DATA_NAME), data_views(data, rcfg.train.seed))
         seeds = [rcfg.train.seed + i for i in range(rcfg.n_seeds)]
-        executor, n_workers = _executor(rcfg, data, judge, out, progress, threads, device)
+        executor, n_workers, unit_threads = _executor(rcfg, data, judge, out, progress, threads, device)
         # in-process units draw their own bars (training, evaluation); worker units get the executor's bars
         units = image_units(rcfg, out, seeds, resume, progress and n_workers == 1 and rcfg.executor.executor == "local",
                             threads)
@@ -370,7 +370,7 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
             "command": command,
             "dataset": data.summary(),
             "config": {**rcfg.to_dict(), "seeds": seeds, "size_class": size_class(data.shape), "workers": n_workers,
-                       "device": str(device), "torch_threads": torch.get_num_threads(),
+                       "device": str(device), "torch_threads": unit_threads,
                        **({"batch_note": batch_note} if batch_note else {})},
             "versions": versions() | _more_versions(),
             "judge": ({"test_accuracy": judge.test_accuracy, "fingerprint": judge.fingerprint,
@@ -614,15 +614,17 @@ def run_image_unit(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _executor(cfg: CompareConfig, data: Any, judge: Any, out: Path, progress: bool, n_threads: int,
-              device: torch.device) -> tuple[Any, int]:
-    """The image comparison's executor and its worker count (large images share the cores among workers)."""
+              device: torch.device) -> tuple[Any, int, int]:
+    """The image comparison's executor, its worker count and the torch threads of each unit (large images share
+    the cores among workers)."""
     n_units = cfg.n_seeds * len(cfg.model_names()) + len(pair_models(cfg))
     n_workers = resolve_workers(cfg.executor.n_workers, n_units, device, data_bytes(data),
                                 training_work(len(data.x_train), cfg.train.epochs, data.shape))
     if n_workers > 1 and size_class(data.shape) == "large" and not cfg.n_threads:
         n_threads = max(1, _cores() // n_workers)
     cache = [f"judge/{judge.fingerprint}"] if judge is not None else []
-    return unit_executor(cfg.executor, n_workers, n_threads, progress, out, cache), n_workers
+    return (unit_executor(cfg.executor, n_workers, n_threads, progress, out, cache), n_workers,
+            n_threads or torch.get_num_threads())
 
 
 # auto workers (--workers 0) only when a unit trains on at least this many elements (images x epochs x pixels, or

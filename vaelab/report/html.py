@@ -213,7 +213,7 @@ def _protocol(doc: dict[str, Any]) -> list[tuple[str, str]]:
         ("options", "every option that differs from its default: "
                     + options_summary(doc.get("config")) if isinstance((doc.get("config") or {}).get("model"), dict)
                     else "not recorded (a run of an older vaelab)"),
-        ("device", f"{c.get('device')}, {c.get('torch_threads')} torch thread(s)"),
+        ("device", f"{c.get('device')}, {c.get('workers') or 1} worker(s) x {c.get('torch_threads')} torch thread(s) each"),
         ("time", ", ".join(f"{k} {v:.0f} s" for k, v in (doc.get("timings") or {}).items() if isinstance(v, (int, float)))),
     ]
     return rows

@@ -216,7 +216,7 @@ def markdown_report(doc: dict[str, Any]) -> str:
     lines += [f"{ds.get('n_train')} training / {ds.get('n_test')} test {doc_words(doc).many}; {c.get('backbone')} backbone "
               f"{c.get('hidden')}, latent {c.get('n_latent')}, {c.get('epochs')} epochs, batch {c.get('batch_size')}, "
               f"seeds {c.get('seeds')}; {c.get('n_samples')} samples per sampler, IW K = {c.get('iw_k')}; "
-              f"device {c.get('device')} ({c.get('torch_threads')} torch thread(s))"
+              f"device {c.get('device')} ({c.get('workers') or 1} worker(s) x {c.get('torch_threads')} torch thread(s))"
               + (f"; {total:.0f} s end to end." if isinstance(total, (int, float)) else "."), ""]
     lines += ["| metric | " + " | ".join(header(doc, n) for n in names) + " | reference (train vs test, noise) |",
               "|---|" + "---:|" * len(names) + "---|"]
