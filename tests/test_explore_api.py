@@ -161,6 +161,23 @@ def test_sample_prior_and_gmm(client, models):
     assert g1["z"] == g2["z"] != g3["z"] and g1["coords"] == g1["z"]
 
 
+def test_sample_prior_is_the_models_own_prior(run, tmp_path):
+    """A model trained with --prior uniform samples U(0, 1)^d from the explorer's "prior", not N(0, I)."""
+    from vaelab.config import TrainConfig
+    from vaelab.data import load_dataset
+    from vaelab.models import model_config
+    from vaelab.train import fit
+
+    cfg = json.loads((run / "models" / "vae-2d" / "config.json").read_text())
+    data = load_dataset("digits")
+    fit(model_config("vae", input_shape=data.shape, n_latent=2, hidden=(16,), prior="uniform"), data,
+        TrainConfig(epochs=1, seed=0, device="cpu"), tmp_path / "models" / "vae-uniform", progress=False,
+        data_meta=cfg.get("data"))
+    z = np.asarray(TestClient(create_app(tmp_path, judge_loader=None)).post(
+        "/api/models/vae-uniform/sample", json={"sampler": "prior", "n": 200, "seed": 3}).json()["z"])
+    assert z.shape == (200, 2) and (z > 0).all() and (z < 1).all() and abs(z.mean() - 0.5) < 0.05
+
+
 def test_conditional_model_decodes_with_a_label(client, models):
     z = [[0.0, 0.0, 0.0]]
     r3 = client.post("/api/models/cvae-3/decode", json={"z": z, "label": 3}).json()

@@ -361,11 +361,10 @@ class Explorer:
         return out
 
     def density(self, m: ModelState, sampler: str, seed: int) -> Any:
-        from vaelab.density import make_density
         from vaelab.sampling import fit_density
 
-        if sampler == "prior":
-            return make_density("prior", m.n_latent, seed)
+        if sampler == "prior":               # the model's own p(z): N(0, I), or its --prior (uniform, mog, ...)
+            return fit_density("prior", m.model, None, seed)
         data = self.dataset(m)
         with m.lock:
             if m.gmm is None:
