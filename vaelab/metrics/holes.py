@@ -120,7 +120,8 @@ def aggregate_map(log_qn: ArrayLike, log_p: ArrayLike, n_boot: int = N_MAP_BOOT,
     are normalised over the grid's cells (equal areas), so the numbers are about the grid's box:
       kl: KL(q || p) = sum_g Q_g log(Q_g / P_g) in nats (0 when the codes fill the prior as it is shaped);
       hole_mass: the share of the prior's mass in cells where q < ``ratio`` * p (the densities, unnormalised);
-    each with a 95 % percentile bootstrap interval over the N images (``n_boot`` resamples, seeded).
+    each with a 95 % bootstrap interval over the N images (``n_boot`` resamples, seeded), the percentile
+    interval's spread centred on the value (``vaelab.metrics.intervals.centred_interval``).
 
     Args:
         log_qn: (N, G) log q(z_g | x_n); log_p: (G,) log p(z_g), finite on every cell.
@@ -154,7 +155,12 @@ def aggregate_map(log_qn: ArrayLike, log_p: ArrayLike, n_boot: int = N_MAP_BOOT,
     kl, hole, log_q = numbers(np.full((1, n), 1.0 / n))
     counts = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=n_boot) / n
     kl_b, hole_b, _ = numbers(counts)
-    (kl_lo, kl_hi), (h_lo, h_hi) = np.percentile(kl_b, [2.5, 97.5]), np.percentile(hole_b, [2.5, 97.5])
-    return {"kl": float(kl[0]), "kl_low": float(kl_lo), "kl_high": float(kl_hi), "hole_mass": float(hole[0]),
-            "hole_mass_low": float(h_lo), "hole_mass_high": float(h_hi), "n_images": n, "n_cells": lq.shape[1],
+    # a resample repeats images, so its mixture is spikier and its KL and holes larger: the percentile interval
+    # sits beside the value (on 2,000 Fashion-MNIST codes it excluded it). Its spread, centred on the value:
+    from vaelab.metrics.intervals import centred_interval
+
+    kl_iv = centred_interval(float(kl[0]), kl_b, lower_bound=0.0)
+    h_iv = centred_interval(float(hole[0]), hole_b, lower_bound=0.0)
+    return {"kl": float(kl[0]), "kl_low": kl_iv.low, "kl_high": kl_iv.high, "hole_mass": float(hole[0]),
+            "hole_mass_low": h_iv.low, "hole_mass_high": min(h_iv.high, 1.0), "n_images": n, "n_cells": lq.shape[1],
             "ratio": ratio, "log_q": log_q[0]}
