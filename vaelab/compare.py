@@ -459,7 +459,7 @@ def _run_model(name: str, cfg: CompareConfig, data: Any, seed: int, folder: Path
 def samplers_for(cfg: CompareConfig, name: str) -> tuple[str, ...]:
     """The samplers a model is scored with: --samplers; in a --priors comparison the Gaussian-prior models decode
     the prior swap's samplers too (vaelab.report.priors: one decoder, five samplers)."""
-    if len(cfg.priors or ()) > 1 and split_model_name(name)[1] == "gaussian":
+    if cfg.compares_priors and split_model_name(name)[1] == "gaussian":
         return tuple(dict.fromkeys((*cfg.eval.samplers, *PRIOR_SWAP_SAMPLERS)))
     return cfg.eval.samplers
 
@@ -488,7 +488,7 @@ def pair_models(cfg: CompareConfig) -> dict[str, str]:
     comparison, a 2-D VAE for each prior but the Gaussian (``vae-uniform-2d``...: the aggregate-posterior maps)."""
     if not cfg.use_pair_2d:
         return {}
-    extra = {f"vae-{p}-2d": f"vae-{p}" for p in (cfg.priors or ()) if p != "gaussian"} if len(cfg.priors or ()) > 1 else {}
+    extra = {f"vae-{p}-2d": f"vae-{p}" for p in cfg.priors if p != "gaussian"} if cfg.compares_priors else {}
     return {**PAIR_MODELS, **extra}
 
 
@@ -512,7 +512,7 @@ def _pair_unit(pname: str, cfg: CompareConfig, data: Any, folder: Path, judge: A
         return {**rec, "status": "failed", "error": f"training: {e}"}
     rec["train"] = {**info, "n_params": n_params(model)}     # its "history" goes to the curves
     arrays: dict[str, Any] = {}
-    if len(cfg.priors or ()) > 1 and model.is_stochastic:
+    if cfg.compares_priors and model.is_stochastic:
         rec["prior_map"], arrays = prior_map_view(model, data, cfg.train.seed)
     if prior not in (None, "gaussian"):      # a prior-only 2-D model: no N(0, I) grids
         save_arrays(Path(outputs["arrays"]), arrays)

@@ -721,6 +721,11 @@ class CompareConfig:
                                   "(--inliers also makes the other test classes the anomalies).")
         _check_ranges(self)
 
+    @property
+    def compares_priors(self) -> bool:
+        """A --priors comparison of two or more priors (the prior swap and the 2-D maps apply)."""
+        return len(self.priors or ()) > 1
+
     def model_names(self) -> tuple[str, ...]:
         """The models compared: ``models``, and with ``priors`` each VAE-family model once per prior
         ("vae-uniform"; ``split_model_name`` reads it back) and the AEs once (the default models become ae, vae)."""

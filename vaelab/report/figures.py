@@ -285,12 +285,10 @@ def fig_prior_maps(path: Path, maps: dict[str, tuple[dict[str, Any], Arrays]], c
 
 def prior_maps(doc: dict[str, Any], arrays: dict[str, Arrays]) -> dict[str, tuple[dict[str, Any], Arrays]]:
     """The 2-D VAEs of a --priors run that mapped their aggregate posterior: name -> (numbers, arrays)."""
-    out = {}
-    for block in ("pairs_2d", "priors_2d"):
-        for name, rec in (doc.get(block) or {}).items():
-            if isinstance(rec, dict) and rec.get("prior_map") and "map_log_q" in arrays.get(name, {}):
-                out[name] = (rec["prior_map"], arrays[name])
-    return out
+    from vaelab.report.priors import prior_map_records
+
+    return {name: (num, arrays[name]) for name, num in prior_map_records(doc).items()
+            if "map_log_q" in arrays.get(name, {})}
 
 
 def fig_training_curves(path: Path, curves: dict[str, Any], per: str = "image") -> None:

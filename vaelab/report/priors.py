@@ -72,15 +72,15 @@ def answer(doc: dict[str, Any]) -> list[str]:
     return points + ([said] if said else [])
 
 
+def prior_map_records(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """{2-D model: its prior_map numbers} (metrics.json's pairs_2d.vae-2d and priors_2d), for models that trained."""
+    return {name: rec["prior_map"] for block in ("pairs_2d", "priors_2d") for name, rec in (doc.get(block) or {}).items()
+            if isinstance(rec, dict) and rec.get("status") == "ok" and rec.get("prior_map")}
+
+
 def prior_map_numbers(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """{prior: the prior_map numbers of its 2-D VAE} (metrics.json's pairs_2d.vae-2d and priors_2d)."""
-    out = {}
-    for block in ("pairs_2d", "priors_2d"):
-        for rec in (doc.get(block) or {}).values():
-            num = rec.get("prior_map") if isinstance(rec, dict) and rec.get("status") == "ok" else None
-            if num:
-                out[num["prior"]] = num
-    return out
+    """{prior: the prior_map numbers of its 2-D VAE}."""
+    return {num["prior"]: num for num in prior_map_records(doc).values()}
 
 
 def _map_cell(num: dict[str, Any], key: str, scale: float = 1.0, spec: str = ".2f") -> str:
