@@ -104,8 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  -ELBO            {elbo['neg_elbo']:9.2f} +- {elbo['se']:.2f} nats")
     for k, v, se, b in zip(curve["k"], curve["nll"], curve["se"], curve["bits_per_dim"]):
         print(f"  IW {label} K={k:<5d} {v:9.2f} +- {se:.2f} nats  {b:.4f} bits/dim")
-    print(f"  active units {diag['active_units']}/{diag['n_latent']}, KL {diag['kl']:.2f} nats, "
-          f"I(x;z) {diag['mutual_info']:.2f} nats (max log N = {diag['mi_max']:.2f})")
+    def nats(v):   # None where a prior has no closed-form per-dimension split (uniform, mog, vamp)
+        return "n/a" if v is None else f"{v:.2f}"
+
+    print(f"  active units {diag['active_units']}/{diag['n_latent']}, KL {nats(diag['kl'])} nats, "
+          f"I(x;z) {nats(diag['mutual_info'])} nats (max log N = {nats(diag['mi_max'])})")
     print(f"  {x.shape[0]} test images, {curve['seconds']:.0f} s for the IW curve "
           f"({curve['samples_per_s']:.0f} samples/s, {torch.get_num_threads()} threads), peak RSS {peak_mib:.0f} MiB")
     print(f"  {iw_cpu:.0f} CPU-s = {n_samples / iw_cpu:.0f} samples per CPU-second; FLOP limit {limit_cpu:.0f} CPU-s "

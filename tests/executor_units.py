@@ -14,6 +14,13 @@ def square(spec: dict[str, Any]) -> dict[str, Any]:
     return {"x": spec["x"], "y": spec["x"] ** 2, "pid": os.getpid()}
 
 
+def stamp(spec: dict[str, Any]) -> dict[str, Any]:
+    """Append spec["key"] to the file spec["log"] (one line per unit, in the order the units started)."""
+    with open(spec["log"], "a", encoding="utf-8") as f:
+        f.write(spec["key"] + "\n")
+    return {"key": spec["key"]}
+
+
 def die_once(spec: dict[str, Any]) -> dict[str, Any]:
     """Kill its own worker (SIGKILL-like, no clean-up) the first time; succeed when run again with resume."""
     marker = Path(spec["marker"])

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from vaelab.executor import ExecutorError, InProcess, LocalProcesses, Unit, pack_folder, unpack_folder
+from vaelab.executor import (ExecutorError, InProcess, LocalProcesses, Unit, longest_first, pack_folder,
+                             unpack_folder)
 
 SKIP = {"timings", "folder", "reused", "train_wall_seconds", "eval_seconds", "seconds"}
 
@@ -55,6 +56,26 @@ def test_units_run_in_processes_and_come_back_by_key(tmp_path):
     pids = {v["pid"] for v in par.values()}
     assert os.getpid() not in pids and 1 <= len(pids) <= 2        # spawned workers, at most two
     assert (tmp_path / "u3" / "out.txt").read_text() == "9"
+
+
+def test_the_costliest_units_start_first(tmp_path):
+    """Longest-processing-time order: a long unit started last would run alone at the end (the IWAE of a compare)."""
+    log = tmp_path / "order.txt"
+    works = {"a": 1.0, "b": 3.0, "c": 1.0, "d": 2.0}
+    units = [Unit(k, "executor_units:stamp", {"key": k, "log": str(log)}, work=w) for k, w in works.items()]
+    assert [u.key for u in longest_first(units)] == ["b", "d", "a", "c"]     # ties keep the given order
+    res = LocalProcesses(n_workers=1).run(units)
+    assert set(res) == set(works) and log.read_text().split() == ["b", "d", "a", "c"]
+
+
+def test_iwae_units_weigh_by_their_importance_samples():
+    from vaelab.compare import unit_work
+    from vaelab.config import CompareConfig, ModelConfig
+
+    cfg = CompareConfig()
+    assert unit_work(cfg, "vae") == unit_work(cfg, "ae") == unit_work(cfg, "vae-uniform") == 1.0
+    assert unit_work(cfg, "iwae") == 3.0                                     # k = 5 by default
+    assert unit_work(dataclasses.replace(cfg, model=ModelConfig(k=9), auto=()), "iwae") == 5.0
 
 
 def test_a_killed_worker_s_unit_is_redone_and_finished_units_are_kept(tmp_path):

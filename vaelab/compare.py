@@ -573,7 +573,8 @@ def image_units(cfg: CompareConfig, out: Path, seeds: list[int], resume: bool, p
             units.append(Unit(_unit_key(name, s), "vaelab.compare:run_image_unit",
                               {**base, "kind": "model", "name": name, "seed": s, "folder": str(folder),
                                "outputs": outputs},
-                              n_epochs=cfg.train.epochs, n_cpus=max(1, n_threads), n_gpus=gpu))
+                              n_epochs=cfg.train.epochs, n_cpus=max(1, n_threads), n_gpus=gpu,
+                              work=unit_work(cfg, name)))
     for pname in pair_models(cfg):
         units.append(Unit(pname, "vaelab.compare:run_image_unit",
                           {**base, "kind": "pair", "name": pname, "seed": cfg.train.seed,
@@ -582,6 +583,18 @@ def image_units(cfg: CompareConfig, out: Path, seeds: list[int], resume: bool, p
                                        "holes": str(out / ARRAYS_DIR / f"holes-{pname}.npz")}},
                           n_epochs=cfg.train.epochs, n_cpus=max(1, n_threads), n_gpus=gpu))
     return units
+
+
+def unit_work(cfg: CompareConfig, name: str) -> float:
+    """A model unit's cost relative to a plain VAE's (the executor starts the costliest first): a training step
+    encodes once and decodes once per importance sample, so the IWAE's costs about (1 + k) / 2 of it."""
+    from vaelab.models import MODEL_DEFAULTS
+
+    base, _ = split_model_name(name)
+    if base != "iwae":
+        return 1.0
+    k = cfg.model.k if "model.k" not in cfg.auto else MODEL_DEFAULTS["iwae"]["k"]
+    return (1 + k) / 2
 
 
 def run_image_unit(spec: dict[str, Any]) -> dict[str, Any]:

@@ -63,6 +63,8 @@ class Unit:
         spec: the function's JSON arguments; ``spec["folder"]`` (when present) is the folder it writes
         n_epochs: epochs the unit trains (the length of its progress bar; 0 = no bar)
         n_cpus, n_gpus: what the unit asks of a Ray node
+        work: its expected cost relative to the others (any unit); executors start the costliest first, so that
+            no long unit is left to run alone at the end (longest-processing-time order)
     """
 
     key: str
@@ -71,11 +73,17 @@ class Unit:
     n_epochs: int = 0
     n_cpus: float = 1.0
     n_gpus: float = 0.0
+    work: float = 1.0
 
     @property
     def folder(self) -> Path | None:
         f = self.spec.get("folder")
         return Path(f) if f else None
+
+
+def longest_first(units: Sequence[Unit]) -> list[Unit]:
+    """The order an executor starts ``units`` in: the largest ``work`` first, ties in the given order."""
+    return sorted(units, key=lambda u: -u.work)
 
 
 def call(func: str, spec_json: str) -> str:
@@ -260,7 +268,7 @@ class LocalProcesses:
         with cf.ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_worker_init,
                                     initargs=(self.n_threads, os.getpid())) as pool:
             futures: dict[cf.Future, str] = {}
-            queue = list(todo.values())
+            queue = longest_first(list(todo.values()))
 
             def submit() -> None:    # keep exactly n units in flight, so a bar means a unit that runs
                 u = queue.pop(0)
@@ -376,7 +384,7 @@ class RayExecutor:
         refs: dict[Any, Unit] = {}
         out: dict[str, dict[str, Any]] = {}
         try:
-            for u in units:
+            for u in longest_first(units):
                 spec, shared_folder = dict(u.spec), None
                 if self.shared_dir and u.folder is not None:
                     shared_folder = self._shared(u.folder)
