@@ -26,6 +26,24 @@ def test_nearest_neighbours_matches_brute_force(sets):
     assert np.allclose(d, full.min(1))
 
 
+def test_nearest_neighbours_are_exact_on_ties_and_near_ties():
+    """The float32 ranking keeps the true neighbour: exact duplicates go to the lowest index, and a
+    reference whose rows are equally far to float32 precision (a sphere around the query) is decided in
+    float64."""
+    rng = np.random.default_rng(2)
+    train = rng.normal(size=(400, 12))
+    train[7], train[30:40] = train[250], train[3]           # duplicates: row 7 == 250, rows 3 == 30..39
+    u = rng.normal(size=(60, 12))
+    sphere = 5.0 + u / np.linalg.norm(u, axis=1, keepdims=True) * (1 + 1e-11 * rng.normal(size=(60, 1)))
+    train = np.concatenate([train, sphere])
+    query = np.concatenate([train[[3, 35, 250, 7]], rng.normal(size=(20, 12)), np.full((1, 12), 5.0)])
+    d, j = N.nearest_neighbours(query, train)
+    full = np.linalg.norm(query[:, None] - train[None], axis=2)
+    assert j[:4].tolist() == [3, 3, 7, 7]
+    assert np.array_equal(j, full.argmin(1))
+    assert np.allclose(d, full.min(1), rtol=0, atol=1e-12)
+
+
 def test_copies_of_training_images_are_detected(sets):
     train, test, rng = sets
     copies = train[rng.integers(0, len(train), 1000)] + rng.normal(0, 0.01, size=(1000, train.shape[1]))
