@@ -14,7 +14,7 @@ from test_executor import numbers
 from test_molecule_models import smiles_file  # noqa: F401  (the 300-molecule smiles:FILE fixture)
 
 pytestmark = pytest.mark.slow
-EPOCHS = 4
+EPOCHS = 3
 
 
 def _args(smiles_file, out) -> list[str]:
