@@ -80,7 +80,8 @@ def nearest_neighbours(x: ArrayLike, ref: ArrayLike) -> tuple[np.ndarray, np.nda
             dist[rows], idx[rows] = d.numpy(), j.numpy()
             continue
         ri, cj = ri.numpy(), cj.numpy()
-        d = np.sqrt(np.einsum("ij,ij->i", *(2 * [a64[i + ri] - r64[cj]])))
+        diff = a64[i + ri] - r64[cj]               # (candidates, D): at most 8 per row of the block
+        d = np.sqrt(np.einsum("ij,ij->i", diff, diff))
         first = np.lexsort((cj, d, ri))           # per row: the smallest distance, then the lowest index
         first = first[np.r_[True, ri[first][1:] != ri[first][:-1]]]
         dist[i + ri[first]], idx[i + ri[first]] = d[first], cj[first]
