@@ -140,15 +140,20 @@ def test_workers_give_the_same_metrics_as_one_after_the_other(sequential, tmp_pa
 
 
 def _children(pid: int) -> list[int]:
-    out = []
+    """Every descendant of ``pid`` (the workers are children of a fork server, itself a child of the driver)."""
+    parents = {}
     for p in Path("/proc").iterdir():
         if p.name.isdigit():
             try:
-                ppid = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                parents[int(p.name)] = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
             except (OSError, IndexError, ValueError):
                 continue
-            if ppid == pid:
-                out.append(int(p.name))
+    out, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        kids = [c for c, pp in parents.items() if pp == parent]
+        out += kids
+        todo += kids
     return out
 
 

@@ -647,7 +647,7 @@ def _executor(cfg: CompareConfig, data: Any, judge: Any, out: Path, progress: bo
     if n_workers > 1 and size_class(data.shape) == "large" and not cfg.n_threads:
         n_threads = max(1, _cores() // n_workers)
     cache = [f"judge/{judge.fingerprint}"] if judge is not None else []
-    return (unit_executor(cfg.executor, n_workers, n_threads, progress, out, cache), n_workers,
+    return (unit_executor(cfg.executor, n_workers, n_threads, progress, out, cache, UNIT_PRELOAD), n_workers,
             n_threads or torch.get_num_threads())
 
 
@@ -677,8 +677,14 @@ def training_work(n_train: int, epochs: int, shape: tuple[int, ...]) -> int:
     return int(n_train) * int(epochs) * math.prod(shape)
 
 
+# what an image unit imports besides vaelab.compare (scikit-learn and scipy alone: 2.7 CPU-s): the fork server
+# imports them once for every worker (vaelab.executor.worker_context)
+UNIT_PRELOAD = ("vaelab.evaluate", "vaelab.train", "vaelab.metrics", "sklearn.datasets", "sklearn.mixture",
+                "sklearn.neighbors", "scipy.stats")
+
+
 def unit_executor(ecfg: Any, n_workers: int, n_threads: int, progress: bool, out: Path,
-                  cache_dirs: list[str]) -> Any:
+                  cache_dirs: list[str], preload: tuple[str, ...] = ()) -> Any:
     """The executor of ``ecfg`` (an ExecutorConfig) for any domain's units.
 
     A unit whose worker died is run again with resume on: it continues from its last epoch checkpoint.
@@ -690,7 +696,7 @@ def unit_executor(ecfg: Any, n_workers: int, n_threads: int, progress: bool, out
 
     return make_executor(ecfg.executor, n_workers=n_workers, n_threads=n_threads or 1, progress=progress,
                          ray_address=ecfg.ray_address, shared_dir=ecfg.ray_shared_dir, cache_dirs=cache_dirs,
-                         run_root=str(out), on_retry=again)
+                         run_root=str(out), on_retry=again, preload=preload)
 
 
 def _cores() -> int:
