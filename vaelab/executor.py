@@ -252,7 +252,7 @@ def _running(pid: int) -> bool:
 
 @dataclass
 class LocalProcesses:
-    """Run the units in ``n_workers`` spawned worker processes, each with ``n_threads`` threads."""
+    """Run the units in ``n_workers`` worker processes (``worker_context``), each with ``n_threads`` threads."""
 
     n_workers: int
     n_threads: int = 1
@@ -524,7 +524,8 @@ def add_executor_args(p: Any) -> None:
 def make_executor(kind: str, *, n_workers: int = 1, n_threads: int = 1, progress: bool = False,
                   ray_address: str | None = "auto", shared_dir: str | None = None,
                   cache_dirs: Sequence[str] = (), run_root: str | None = None,
-                  on_retry: Callable[[Unit], Unit] | None = None, preload: Sequence[str] = ()) -> InProcess | LocalProcesses | RayExecutor:
+                  on_retry: Callable[[Unit], Unit] | None = None,
+                  preload: Sequence[str] = ()) -> InProcess | LocalProcesses | RayExecutor:
     """The executor named ``kind`` ("local" with n_workers == 1 runs in-process)."""
     if kind not in EXECUTORS:
         raise ConfigError(f"unknown --executor {kind!r}; choose from {', '.join(EXECUTORS)}.")
