@@ -2,6 +2,7 @@
 
     /work/venv/bin/python benchmarks/bench_floor.py --threads 1
     /work/venv/bin/python benchmarks/bench_floor.py --batch 512 --threads 1
+    /work/venv/bin/python benchmarks/bench_floor.py --side 8 --batch 64 --hidden 256,128 --latent 8 --threads 1
     /work/venv/bin/python benchmarks/bench_floor.py --iw --threads 1 [--hidden 512,256 --latent 16]
 
 The "x limit" of bench_train.py divides a step's time by (counted FLOPs / the rate of a 1024 x 1024
@@ -13,12 +14,14 @@ interleaved in one process and in CPU seconds (``time.process_time``):
   exactly as autograd issues them) and replayed alone on fresh tensors. No elementwise op, no
   autograd, no allocation between them: a trainer cannot spend less on its matmuls.
 * ``adamw floor``: one fused AdamW step on the model's parameters (vaelab's optimiser), alone.
-* ``vaelab step``: the whole step (batch gather, objective, backward, gradient-norm guard, AdamW),
-  as ``vaelab.train.fit`` runs it.
+* ``vaelab step``: the whole step as ``vaelab.train.fit`` runs it by default (batch gather, the hand-derived
+  objective and backward of vaelab.models.fused, gradient-norm guard, AdamW); ``vaelab step, autograd``: the
+  same step through ``model.loss`` and autograd (``--backward autograd``, and every model the fused step does
+  not cover).
 
 Each is printed in ms and in units of the limit. ``gemm + adamw`` is a floor no fp32 Adam-trained
-step of this model can beat on this machine; the rest of ``vaelab step`` is elementwise work and
-per-op dispatch.
+step of this model can beat on this machine; the rest of a ``vaelab step`` is elementwise work and
+per-op dispatch. ``--side 8 --batch 64 --hidden 256,128 --latent 8`` times the default digits compare's model.
 
 ``--iw`` does the same for one block of the IW-NLL (32 images x 128 importance samples, the library's CPU
 block): the block's matmuls replayed alone; the Bernoulli likelihood's least elementwise work (one softplus
@@ -126,7 +129,8 @@ def iw_floor(args) -> None:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    hidden = tuple(int(h) for h in args.hidden.split(","))
+    hidden = tuple(int(h) for h in (args.hidden or "200,200").split(","))
+    args.latent = args.latent or 50
     model = build_model(model_config("vae", input_shape=(1, 28, 28), n_latent=args.latent, hidden=hidden)).eval()
     b, k = 32, 128
     x = torch.rand(b, 1, 28, 28)
@@ -169,7 +173,7 @@ def iw_floor(args) -> None:
     limit_ms = flops / (rate * 1e9) * 1e3
     rows = {v: statistics.median(t) for v, t in ms.items()}
     rows["gemm + bernoulli"] = rows["gemm floor"] + rows["bernoulli floor"]
-    print(f"IW-NLL block of MLP VAE 784-{args.hidden}-{args.latent}: {b} images x {k} samples, {args.threads} "
+    print(f"IW-NLL block of MLP VAE 784-{'-'.join(map(str, hidden))}-{args.latent}: {b} images x {k} samples, {args.threads} "
           f"thread(s), {flops / (b * k) / 1e6:.3f} MFLOP per importance sample")
     print(f"1024^2 matmul: {rate:.1f} GFLOP per CPU-second -> FLOP limit {limit_ms:.2f} ms per block")
     print(f"{'':24s}{'CPU ms/block':>13s}{'x limit':>10s}")
@@ -189,8 +193,11 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=7, help="interleaved blocks per variant (default 7)")
     p.add_argument("--out", default=None, help="JSON to write (default results/floor.json, results/floor_iw.json)")
     p.add_argument("--iw", action="store_true", help="the IW-NLL block's floors instead of the training step's")
-    p.add_argument("--hidden", default="200,200", help="--iw: hidden widths (default 200,200: the likelihoods' model)")
-    p.add_argument("--latent", type=int, default=50, help="--iw: latent size (default 50)")
+    p.add_argument("--hidden", default=None, help="hidden widths (default 512,256; with --iw 200,200: the likelihoods' "
+                   "model)")
+    p.add_argument("--latent", type=int, default=None, help="latent size (default 16; with --iw 50)")
+    p.add_argument("--side", type=int, default=28, help="image side (default 28; 8 with --batch 64 --hidden 256,128 "
+                   "--latent 8 is the default digits compare's model)")
     args = p.parse_args()
     args.out = args.out or str(Path(__file__).parent / "results" / ("floor_iw.json" if args.iw else "floor.json"))
     if args.iw:
@@ -199,25 +206,36 @@ def main() -> None:
 
     from vaelab.models import build_model, model_config
 
+    from vaelab.models.fused import fused_step
+
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    b = args.batch
-    x = torch.rand(20000, 1, 28, 28).bernoulli_()
-    model = build_model(model_config("vae", input_shape=(1, 28, 28), n_latent=16, hidden=(512, 256)))
+    b, side = args.batch, args.side
+    hidden = tuple(int(h) for h in (args.hidden or "512,256").split(","))
+    latent = args.latent or 16
+    x = torch.rand(20000, 1, side, side).bernoulli_()
+    model = build_model(model_config("vae", input_shape=(1, side, side), n_latent=latent, hidden=hidden))
     params = list(model.parameters())
     opt = torch.optim.AdamW(params, lr=1e-4, fused=True)
-    buf = torch.empty(b, 1, 28, 28)
+    buf = torch.empty(b, 1, side, side)
     perm = torch.randperm(x.shape[0])
     n_params = sum(q.numel() for q in params)
+    fused = fused_step(model)
 
-    def step(i: int) -> None:
+    def step(i: int) -> None:          # autograd: what fit runs with --backward autograd (and for other models)
         idx = perm[(i * b) % (20000 - b):(i * b) % (20000 - b) + b]
         xb = torch.index_select(x, 0, idx, out=buf)
         lt = model.loss(xb)
         opt.zero_grad(set_to_none=True)
         lt.total.backward()
-        torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in
-                                              (q.grad for q in params)]))   # the NaN guard's norm
+        torch.linalg.vector_norm(torch.stack(torch._foreach_norm([q.grad for q in params])))  # the guard's norm
+        opt.step()
+
+    def step_fused(i: int) -> None:    # the hand-derived step: what fit runs by default (vaelab.models.fused)
+        idx = perm[(i * b) % (20000 - b):(i * b) % (20000 - b) + b]
+        xb = torch.index_select(x, 0, idx, out=buf)
+        fused(xb)
+        torch.linalg.vector_norm(torch.stack(torch._foreach_norm([q.grad for q in params])))
         opt.step()
 
     step(0)
@@ -227,24 +245,28 @@ def main() -> None:
     for q in params:                                   # gradients present for the optimiser-only variant
         q.grad = torch.randn_like(q) * 1e-3
 
-    variants = {"gemm floor": lambda i: gemms(), "adamw floor": lambda i: opt.step(), "vaelab step": step}
+    variants = {"gemm floor": lambda i: gemms(), "adamw floor": lambda i: opt.step(), "vaelab step": step_fused,
+                "vaelab step, autograd": step}
     ms, rate = interleaved(variants, args.repeats, args.steps)
     limit_ms = flops / (rate * 1e9) * 1e3
     med = {k: statistics.median(v) for k, v in ms.items()}
-    print(f"MLP VAE 784-512-256-16, batch {b}, {args.threads} thread(s): {len(calls)} matmuls per step, "
+    arch = f"{side * side}-{'-'.join(map(str, hidden))}-{latent}"
+    print(f"MLP VAE {arch}, batch {b}, {args.threads} thread(s): {len(calls)} matmuls per step, "
           f"{flops / 1e6:.0f} MFLOP per step ({flops / b / 1e6:.2f} per image), {n_params / 1e6:.2f} M parameters")
     print(f"1024^2 matmul: {rate:.1f} GFLOP per CPU-second -> FLOP limit {limit_ms:.2f} ms per step")
     print(f"{'':24s}{'CPU ms/step':>12s}{'x limit':>10s}")
     rows = dict(med)
     rows["gemm + adamw"] = med["gemm floor"] + med["adamw floor"]
-    for k in ("gemm floor", "adamw floor", "gemm + adamw", "vaelab step"):
+    for k in ("gemm floor", "adamw floor", "gemm + adamw", "vaelab step", "vaelab step, autograd"):
         print(f"{k:24s}{rows[k]:12.2f}{rows[k] / limit_ms:10.2f}")
-    rest = med["vaelab step"] - rows["gemm + adamw"]
-    print(f"{'rest (elementwise, dispatch, autograd)':40s}{rest:8.2f} ms = {rest / limit_ms:.2f}x")
+    for k in ("vaelab step", "vaelab step, autograd"):
+        rest = med[k] - rows["gemm + adamw"]
+        print(f"rest of the {k + ' (elementwise, dispatch)':44s}{rest:8.2f} ms = {rest / limit_ms:.2f}x")
+    print(f"fused / autograd step: {med['vaelab step'] / med['vaelab step, autograd']:.2f}")
     gemm_rate = flops / (med["gemm floor"] / 1e3) / 1e9
     print(f"the step's own matmuls run at {gemm_rate:.1f} GFLOP per CPU-second "
           f"({gemm_rate / rate:.2f} of the 1024^2 rate)")
-    atomic_write_json(args.out, {"batch": b, "threads": args.threads, "flops_per_step": flops,
+    atomic_write_json(args.out, {"model": arch, "batch": b, "threads": args.threads, "flops_per_step": flops,
                                "gflops_per_cpu_s": rate, "limit_ms": limit_ms, "ms": ms, "median_ms": rows,
                                "x_limit": {k: v / limit_ms for k, v in rows.items()},
                                "gemm_gflops_per_cpu_s": gemm_rate})

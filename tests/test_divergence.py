@@ -8,6 +8,7 @@ before the injected step: training is bit-reproducible on the CPU, so the kept f
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -70,9 +71,10 @@ def train_cfg(epochs: int = 4, lr: float = 1e-3) -> TrainConfig:
 
 
 def clean_run(data, out: Path, epochs: int):
-    """The same model, built the same way, and seed, without the fault."""
+    """The same model, built the same way, and seed, without the fault; through autograd, as the faulty
+    subclass is (the hand-derived step of vaelab.models.fused, which a plain VAE gets, rounds differently)."""
     torch.manual_seed(0)
-    return fit(VAE(cfg_for(data)), data, train_cfg(epochs), out, progress=False)
+    return fit(VAE(cfg_for(data)), data, replace(train_cfg(epochs), backward="autograd"), out, progress=False)
 
 
 def state(out: Path) -> dict:

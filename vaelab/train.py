@@ -4,6 +4,8 @@ One readable loop (nanoGPT-style), no callbacks; its named pieces live beside it
   * the training split lives as tensors on the device; each epoch is one ``randperm`` and
     index-select batches (no per-sample Python, no DataLoader);
   * AdamW (fused on CPU/CUDA where this torch has it), optional gradient clipping;
+  * the plain MLP models' objective and gradients in one hand-derived pass (vaelab.models.fused), autograd
+    for every other model (and with ``--backward autograd``);
   * no host-device sync per step: loss terms accumulate on the device and are read every
     ``log_every`` steps, where the NaN/inf guard (vaelab.guard) is read too;
   * under torchrun, DistributedDataParallel with per-rank slices of each global batch (vaelab.distributed);
@@ -30,6 +32,7 @@ from vaelab.errors import ConfigError
 from vaelab.guard import CtrlC, NanGuard
 from vaelab.guard import diverged_term as _diverged_term  # noqa: F401  (its old import path)
 from vaelab.models import Autoencoder, build_model, count_params
+from vaelab.models.fused import FusedStep, fused_step
 from vaelab.schedules import kl_weight  # noqa: F401  (re-exported: vaelab.train.kl_weight)
 
 
@@ -108,6 +111,7 @@ class _Loop:
     splits: tuple[Tensor, ...]       # x_train, y_train, x_static, x_val, x_test (see _splits_as_modelled)
     opt: torch.optim.Optimizer
     objective: torch.nn.Module
+    fused: FusedStep | None           # the hand-derived step (vaelab.models.fused), or None: autograd
     bounds: list[tuple[int, int]]     # global batches [b0, b1) of one epoch
     shuffle_gen: torch.Generator
     folder: rundir.RunDir | None
@@ -197,6 +201,8 @@ def _prepare(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig, out:
     if model.cfg.backbone == "conv":
         model.to(memory_format=torch.channels_last)
     opt = make_optimizer(model, cfg)
+    fused = _fused_step(model, cfg, dctx)
+    training_info["backward"] = "fused" if fused is not None else "autograd"
     shuffle_gen = torch.Generator().manual_seed(cfg.seed)
     folder = rundir.RunDir(out, model, cfg, data, data_meta, dctx.is_main) if out is not None else None
     s = (folder.start(opt, shuffle_gen, resume, overwrite, {"status": "running", "world_size": dctx.world_size,
@@ -206,8 +212,8 @@ def _prepare(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig, out:
     objective = distributed.wrap(_Objective(model), dctx, device)
     if cfg.compile:
         objective = torch.compile(objective)
-    return _Loop(model, cfg, dctx, device, splits, opt, objective, distributed.global_batches(n, cfg.batch_size, dctx),
-                 shuffle_gen, folder, training_info), s
+    return _Loop(model, cfg, dctx, device, splits, opt, objective, fused,
+                 distributed.global_batches(n, cfg.batch_size, dctx), shuffle_gen, folder, training_info), s
 
 
 def _train_epoch(lp: _Loop, s: rundir.LoopState, guard: NanGuard, bar: Any, epoch: int, ctrl_c: CtrlC) -> dict[str, float]:
@@ -241,12 +247,15 @@ def _train_epoch(lp: _Loop, s: rundir.LoopState, guard: NanGuard, bar: Any, epoc
         if channels_last and xb.shape[1] > 1:      # one channel: NCHW already is NHWC
             xb = xb.contiguous(memory_format=torch.channels_last)
         yb = y[perm[lo:hi]] if y is not None else None
-        with amp:
-            lt = lp.objective(xb, yb, kl_weight(cfg, s.step))
         # DDP averages gradients over ranks: weight each rank by its share of the global batch
         scale = m * dctx.world_size / (b1 - b0)
-        lp.opt.zero_grad(set_to_none=True)
-        (lt.total if scale == 1 else lt.total * scale).backward()
+        if lp.fused is not None:    # objective and gradients in one hand-derived pass (vaelab.models.fused)
+            lt = lp.fused(xb, kl_weight(cfg, s.step), scale)
+        else:
+            with amp:
+                lt = lp.objective(xb, yb, kl_weight(cfg, s.step))
+            lp.opt.zero_grad(set_to_none=True)
+            (lt.total if scale == 1 else lt.total * scale).backward()
         grad_norm = _clip_grad_norm(params, cfg.grad_clip)
         lp.opt.step()
         s.step += 1
@@ -335,6 +344,14 @@ def _splits_as_modelled(model: Autoencoder, data: Any, device: torch.device) -> 
     x_static = preprocess.modelled(x_grey, mcfg, "train") if mcfg.binarize == "static" else None
     x_val, x_test = preprocess.modelled(data.x_val, mcfg, "val"), preprocess.modelled(data.x_test, mcfg, "test")
     return x_grey, y, x_static, x_val, x_test
+
+
+def _fused_step(model: Autoencoder, cfg: TrainConfig, dctx: Any) -> FusedStep | None:
+    """The hand-derived step when ``cfg.backward`` is auto and it applies (one process: DDP hooks autograd; fp32;
+    not compiled), else None."""
+    if cfg.backward != "auto" or dctx.is_distributed or cfg.precision != "fp32" or cfg.compile:
+        return None
+    return fused_step(model)
 
 
 def _clip_grad_norm(params: list[torch.nn.Parameter], max_norm: float) -> Tensor:
