@@ -1,4 +1,5 @@
-"""Training throughput: vaelab.fit vs a plain hand-written PyTorch loop vs pythae 0.1.2, against the FLOP limit.
+"""Training throughput: vaelab.fit (its hand-derived step, and with --backward autograd) vs a plain hand-written
+PyTorch loop vs pythae 0.1.2, against the FLOP limit.
 
     /work/venv/bin/python benchmarks/bench_train.py                       # MLP and conv, 2 epochs, 3 rounds
     /work/venv/bin/python benchmarks/bench_train.py --backbones mlp --rounds 5 --out benchmarks/results/train.json
@@ -17,6 +18,7 @@ noisy). "x limit" = measured s/epoch / limit s/epoch, computed per run, then the
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import resource
@@ -31,7 +33,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DEFAULT_PYTHAE = os.environ.get("PYTHAE_VENV", "/work/venv-pythae")
-CONTENDERS = ("vaelab", "plain", "pythae")
+CONTENDERS = ("vaelab", "vaelab-autograd", "plain", "pythae")   # vaelab-autograd: fit with --backward autograd
 
 
 # -- shared, pure-torch pieces (importable from the pythae virtualenv too) -------------------------
@@ -96,7 +98,7 @@ def _load_split(folder: Path):
 
 
 # -- the contenders (each runs in a child process) ------------------------------------------------
-def run_vaelab(d, backbone: str, epochs: int, seed: int) -> dict:
+def run_vaelab(d, backbone: str, epochs: int, seed: int, backward: str = "auto") -> dict:
     sys.path.insert(0, str(ROOT))
     from vaelab.config import TrainConfig
     from vaelab.models import model_config
@@ -114,7 +116,7 @@ def run_vaelab(d, backbone: str, epochs: int, seed: int) -> dict:
     out = Path(tempfile.mkdtemp(prefix="bench-vaelab-"))
     try:
         t = time.perf_counter()
-        run = fit(mcfg, Data(), TrainConfig(epochs=epochs, seed=seed, device="cpu"), out / "m", progress=False)
+        run = fit(mcfg, Data(), TrainConfig(epochs=epochs, seed=seed, device="cpu", backward=backward), out / "m", progress=False)
         wall = time.perf_counter() - t
     finally:
         shutil.rmtree(out, ignore_errors=True)
@@ -246,7 +248,9 @@ def child(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     d = _load_split(Path(args.data))
     g0, c0 = matmul_gflops(), matmul_gflops(clock=time.process_time)
-    res = {"vaelab": run_vaelab, "plain": run_plain, "pythae": run_pythae}[args.child](d, args.backbone, args.epochs, 0)
+    run_autograd = functools.partial(run_vaelab, backward="autograd")
+    res = {"vaelab": run_vaelab, "vaelab-autograd": run_autograd, "plain": run_plain,
+           "pythae": run_pythae}[args.child](d, args.backbone, args.epochs, 0)
     g1, c1 = matmul_gflops(), matmul_gflops(clock=time.process_time)
     res.update(gflops=max(g0, g1), gflops_per_cpu_s=max(c0, c1), peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                n_train=int(d["x_train"].shape[0]), torch=torch.__version__, threads=torch.get_num_threads())
@@ -354,7 +358,7 @@ def summarise(runs: dict[str, list[dict]], contenders: list[str]) -> dict:
                 "x_limit_cpu": med(v for r in rs for v in r["x_limit_cpu"]),
                 "limit_s_per_epoch": med(r["limit_seconds"] for r in rs), "gflops": med(r["gflops"] for r in rs),
                 "peak_rss_mb": max(r["peak_rss_mb"] for r in rs), "test_neg_elbo": med(r["test_neg_elbo"] for r in rs)}
-    for other in ("plain", "pythae"):
+    for other in ("vaelab-autograd", "plain", "pythae"):
         if other in s and "vaelab" in s:
             s["vaelab"][f"speedup_vs_{other}"] = s[other]["s_per_epoch"] / s["vaelab"]["s_per_epoch"]
             s["vaelab"][f"cpu_speedup_vs_{other}"] = s[other]["cpu_s_per_epoch"] / s["vaelab"]["cpu_s_per_epoch"]
@@ -366,15 +370,16 @@ def print_table(results: dict, contenders: list[str]) -> None:
         print(f"\n{bb} VAE, Fashion-MNIST, batch 128, {results['epochs']} epochs x {results['rounds']} rounds, "
               f"{results['threads']} threads, {r['flops_per_image'] / 1e6:.2f} MFLOP/image (fwd+bwd), "
               f"load {results['load_1min']:.1f}")
-        print(f"{'':8s} {'s/epoch':>8s} {'img/s':>8s} {'wall s/ep':>9s} {'limit s':>8s} {'x limit':>8s} "
+        print(f"{'':15s} {'s/epoch':>8s} {'img/s':>8s} {'wall s/ep':>9s} {'limit s':>8s} {'x limit':>8s} "
               f"{'cpu s/ep':>8s} {'x limit(cpu)':>12s} {'GFLOP/s':>8s} {'RSS MB':>7s} {'test -ELBO':>10s}")
         for c in contenders:
             s = r["summary"][c]
-            print(f"{c:8s} {s['s_per_epoch']:8.2f} {s['images_per_s']:8.0f} {s['wall_s_per_epoch']:9.2f} "
+            print(f"{c:15s} {s['s_per_epoch']:8.2f} {s['images_per_s']:8.0f} {s['wall_s_per_epoch']:9.2f} "
                   f"{s['limit_s_per_epoch']:8.2f} {s['x_limit']:8.2f} {s['cpu_s_per_epoch']:8.2f} "
                   f"{s['x_limit_cpu']:12.2f} {s['gflops']:8.0f} {s['peak_rss_mb']:7.0f} {s['test_neg_elbo']:10.2f}")
         v = r["summary"].get("vaelab", {})
-        for k in ("speedup_vs_plain", "speedup_vs_pythae", "cpu_speedup_vs_plain", "cpu_speedup_vs_pythae"):
+        for k in ("speedup_vs_vaelab-autograd", "speedup_vs_plain", "speedup_vs_pythae", "cpu_speedup_vs_vaelab-autograd",
+                  "cpu_speedup_vs_plain", "cpu_speedup_vs_pythae"):
             if k in v:
                 print(f"vaelab {k.replace('_', ' ')}: {v[k]:.2f}x")
 

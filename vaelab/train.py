@@ -4,7 +4,7 @@ One readable loop (nanoGPT-style), no callbacks; its named pieces live beside it
   * the training split lives as tensors on the device; each epoch is one ``randperm`` and
     index-select batches (no per-sample Python, no DataLoader);
   * AdamW (fused on CPU/CUDA where this torch has it), optional gradient clipping;
-  * the plain MLP models' objective and gradients in one hand-derived pass (vaelab.models.fused), autograd
+  * the plain MLP models' objectives and gradients in one hand-derived pass (vaelab.models.fused), autograd
     for every other model (and with ``--backward autograd``);
   * no host-device sync per step: loss terms accumulate on the device and are read every
     ``log_every`` steps, where the NaN/inf guard (vaelab.guard) is read too;

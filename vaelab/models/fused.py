@@ -8,7 +8,7 @@ one CPU thread (benchmarks/README.md, ``bench_floor.py``): the MLP VAE 784-512-2
 about 0.9x of the autograd step's time, and the digits model 64-256-128-8 at batch 64 in about 0.6x.
 
 Where it applies (:func:`fused_step` says why not, else the trainer uses autograd): the mlp backbone, the
-Bernoulli likelihood, models ae, dae, rae, vae and beta-vae (free bits included) with the Gaussian prior,
+Bernoulli likelihood, models ae, dae, rae, vae, beta-vae (free bits included) and iwae with the Gaussian prior,
 no labels, no property head; fp32, one process, not compiled. The forward is the models' own arithmetic
 (values through vaelab.losses and the prior object, the same random draws in the same order: the DAE's
 corruption, then the reparameterisation noise), so a run gives autograd's numbers up to float rounding.
@@ -23,6 +23,9 @@ The derivatives (per example; s = 1/B for the batch mean, times the trainer's ra
     z = mu + exp(logvar / 2) eps                             dz/dmu = 1, dz/dlogvar = eps exp(logvar / 2) / 2
     logvar = clamp(head, LOGVAR_MIN, LOGVAR_MAX)             gradient 0 outside the range (as autograd's clamp)
     RAE: gamma ||z||^2 / 2 per example; lambda ||theta_dec||^2   d/dz = gamma z; d/dtheta = 2 lambda theta
+    IWAE: -log (1/K) sum_k w_k, log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x)
+          d/d(log w_k) = -softmax_k(log w); log p(z) = -||z||^2 / 2 + c gives d/dz = -z; log q(z(mu, logvar)|x)
+          = -1/2 sum (logvar + eps^2) + c through its own sample: 0 in mu, -1/2 in each logvar
 """
 from __future__ import annotations
 
@@ -34,7 +37,7 @@ from vaelab.models.ae import DenoisingAE, RegularizedAE
 from vaelab.models.base import Autoencoder, LossTerms
 from vaelab.models.likelihoods import Bernoulli
 from vaelab.models.priors import LOGVAR_MAX, LOGVAR_MIN, GaussianPrior
-from vaelab.models.vae import VAE
+from vaelab.models.vae import IWAE, VAE
 
 _relu_grad = torch.ops.aten.threshold_backward   # g * [r > 0], from the ReLU's output r (what autograd uses)
 
@@ -42,8 +45,8 @@ _relu_grad = torch.ops.aten.threshold_backward   # g * [r > 0], from the ReLU's 
 def why_not(model: Autoencoder) -> str | None:
     """None when :class:`FusedStep` computes this model's objective exactly, else the reason it does not."""
     cfg = model.cfg
-    if type(model) not in (Autoencoder, DenoisingAE, RegularizedAE, VAE):
-        return f"{cfg.model} has its own objective (only ae, dae, rae, vae and beta-vae are written out)"
+    if type(model) not in (Autoencoder, DenoisingAE, RegularizedAE, VAE, IWAE):
+        return f"{cfg.model} has its own objective (only ae, dae, rae, vae, beta-vae and iwae are written out)"
     if cfg.backbone != "mlp" or not isinstance(model.likelihood, Bernoulli):
         return "only the mlp backbone with the Bernoulli likelihood is written out"
     if model.is_stochastic and type(model.prior) is not GaussianPrior:
@@ -96,31 +99,43 @@ class FusedStep:
         for lin in self.enc:
             acts.append(torch.addmm(lin.bias, acts[-1], lin.weight.t()).relu_())
         head = torch.addmm(self.head.bias, acts[-1], self.head.weight.t())      # (B, D) or (B, 2D)
+        iwae = isinstance(model, IWAE)
+        k = cfg.k if iwae else 1
         if model.is_stochastic:
             raw_a, raw_b = head.chunk(2, dim=-1)
             mu, logvar = model.prior.params(raw_a, raw_b)
-            eps = torch.randn_like(mu)                            # VAE.loss's draw
-            z = model.prior.rsample(mu, logvar, eps)
+            # the models' own draws: VAE.loss's randn_like(mu), IWAE.loss's (K, B, D)
+            eps = torch.randn((k, *mu.shape), dtype=mu.dtype, device=mu.device) if iwae else torch.randn_like(mu)
+            z = model.prior.rsample(mu, logvar, eps)              # (B, D), or (K, B, D)
         else:
             z = head
-        dacts = [z]                                               # the input of each decoder layer
+        dacts = [z.reshape(-1, z.shape[-1])]                      # the input of each decoder layer (K B rows)
         for lin in self.dec[:-1]:
             dacts.append(torch.addmm(lin.bias, dacts[-1], lin.weight.t()).relu_())
-        logits = torch.addmm(self.dec[-1].bias, dacts[-1], self.dec[-1].weight.t())   # (B, P)
-        recon = losses.bernoulli_nll(logits.view(x.shape), x)    # (B,): values, in vaelab.losses' form
-
+        logits = torch.addmm(self.dec[-1].bias, dacts[-1], self.dec[-1].weight.t())   # (K B, P)
+        recon = losses.bernoulli_nll(logits.view(*z.shape[:-1], *x.shape[1:]), x)    # (B,) or (K, B): the values
+        if iwae:                                                  # each sample's share of the bound's gradient
+            log_pz, log_qz = model.prior.log_prob(z), model.prior.log_q(z, mu, logvar)   # (K, B) each
+            bound = losses.iwae_bound(-recon, log_pz, log_qz)     # (B,)
+            share = torch.softmax(-recon + log_pz - log_qz, dim=0).mul_(s)   # (K, B): -dL/d(log w), the weights
         # backward: the decoder from the likelihood's gradient
-        g = torch.sigmoid(logits).sub_(x.reshape(n, -1)).mul_(s)
+        g = torch.sigmoid(logits).view(k, n, -1).sub_(x.reshape(n, -1))
+        g.mul_(share.unsqueeze(-1) if iwae else s)
+        g = g.view(k * n, -1)
         for i in range(len(self.dec) - 1, -1, -1):
             g = self._linear_backward(self.dec[i], g, dacts[i], relu_input=i > 0)
         if isinstance(model, RegularizedAE):
             g.add_(z, alpha=cfg.rae_gamma * s)
             dec_params = [p for lin in self.dec for p in (lin.weight, lin.bias)]
             torch._foreach_add_([p.grad for p in dec_params], dec_params, alpha=2 * cfg.rae_lambda * scale)
-        if model.is_stochastic:
+        if iwae:
+            g = self._iwae_posterior_backward(g.view(z.shape), raw_b, z, logvar, eps, share, s)
+        elif model.is_stochastic:
             g = self._posterior_backward(g, raw_b, mu, logvar, eps, kl_weight, s)
         for i, lin in [(len(self.enc), self.head), *reversed(list(enumerate(self.enc)))]:
             g = self._linear_backward(lin, g, acts[i], relu_input=i > 0, input_grad=i > 0)
+        if iwae:
+            return self._iwae_terms(recon, bound, z, mu, logvar)
         return self._terms(recon, z, mu if model.is_stochastic else None, logvar if model.is_stochastic else None,
                            kl_weight)
 
@@ -155,6 +170,31 @@ class FusedStep:
         g_lv.mul_(std).mul_(0.5).add_(kl_lv)
         g_lv.masked_fill_((raw_b < LOGVAR_MIN) | (raw_b > LOGVAR_MAX), 0.0)
         return g
+
+    @staticmethod
+    def _iwae_posterior_backward(gz: Tensor, raw_b: Tensor, z: Tensor, logvar: Tensor, eps: Tensor, share: Tensor,
+                                 s: float) -> Tensor:
+        """IWAE: dL/d(head output) (B, 2D) from the decoder's dL/dz (K, B, D) and each sample's share of the bound.
+
+        log w = log p(x|z) + log p(z) - log q(z|x) at z = mu + sigma eps. log p(z) adds share * z to dL/dz; log q,
+        as a function of (mu, logvar) through its own sample, is -1/2 sum (logvar + eps^2 + log 2 pi), so its
+        total derivative is 0 in mu and -1/2 in each logvar (the shares of an example sum to s).
+        """
+        gz = torch.addcmul(gz, share.unsqueeze(-1), z)            # (K, B, D)
+        g = torch.empty((gz.shape[1], 2 * gz.shape[2]), dtype=gz.dtype, device=gz.device)
+        g_mu, g_lv = g.chunk(2, dim=-1)
+        torch.sum(gz, 0, out=g_mu)
+        torch.sum(gz.mul_(eps), 0, out=g_lv)
+        g_lv.mul_(torch.exp(0.5 * logvar)).mul_(0.5).sub_(0.5 * s)
+        g_lv.masked_fill_((raw_b < LOGVAR_MIN) | (raw_b > LOGVAR_MAX), 0.0)
+        return g
+
+    def _iwae_terms(self, recon: Tensor, bound: Tensor, z: Tensor, mu: Tensor, logvar: Tensor) -> LossTerms:
+        """IWAE.loss's total and terms."""
+        total = -bound.mean()
+        kl = self.model.prior.kl(mu, logvar, z[0])
+        return LossTerms(total, {"neg_iwae": total, "recon": recon.mean(), "kl": kl.mean(),
+                                 "neg_elbo": (recon.mean(0) + kl).mean()})
 
     def _terms(self, recon: Tensor, z: Tensor, mu: Tensor | None, logvar: Tensor | None,
                kl_weight: float) -> LossTerms:
