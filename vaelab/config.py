@@ -278,8 +278,9 @@ class TrainConfig:
     precision: str = opt("fp32", "fp32, or bf16 autocast for GPUs with bf16 units", choices=PRECISIONS)
     backward: str = opt("auto", "auto: the hand-derived training step (vaelab.models.fused) where it applies: mlp "
                         "ae, dae, rae, vae, beta-vae, iwae with the Bernoulli likelihood and the Gaussian prior, fp32, "
-                        "one process, not compiled; the same gradients to float rounding, 1.1-1.6x faster per step on "
-                        "a CPU. Elsewhere, and with autograd: torch's autograd", choices=BACKWARDS)
+                        "one process, not compiled; the same gradients to float rounding, 1.05-1.3x faster per step "
+                        "on a CPU (benchmarks/README.md). Elsewhere, and with autograd: torch's autograd",
+                        choices=BACKWARDS)
     on_nan: str = opt("stop", "when a loss term or the gradient becomes NaN/inf: stop (keep the last good checkpoint, "
                               "exit 3) or retry from the last good checkpoint with half the learning rate",
                       choices=ON_NAN)

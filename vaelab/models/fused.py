@@ -5,7 +5,8 @@ dispatched, recorded and replayed by autograd. Here the forward runs on the laye
 ReLU in place) and the backward is written out, with the gradients going straight into ``p.grad``. The
 matmuls are the same 17 (for two hidden layers) that autograd issues; what goes is the tail. Measured on
 one CPU thread (benchmarks/README.md, ``bench_floor.py``): the MLP VAE 784-512-256-16 at batch 128 in
-about 0.9x of the autograd step's time, and the digits model 64-256-128-8 at batch 64 in about 0.6x.
+0.95x of the autograd step's time, and the digits model 64-256-128-8 at batch 64 in 0.78x; ``fit`` on the
+former 1.18x faster (bench_train.py), as the loop's own per-step work shrinks too.
 
 Where it applies (:func:`fused_step` says why not, else the trainer uses autograd): the mlp backbone, the
 Bernoulli likelihood, models ae, dae, rae, vae, beta-vae (free bits included) and iwae with the Gaussian prior,
