@@ -133,6 +133,11 @@ def test_workers_give_the_same_metrics_as_one_after_the_other(sequential, tmp_pa
     assert par["config"]["torch_threads"] == seq["config"]["torch_threads"] == 1     # per unit: small images
     a, b = numbers(seq), numbers(par)
     assert len(a) > 500 and a == b
+    # the figures, drawn in the workers (one unit each), are the same list and the same PNG bytes
+    assert par["figures"] == seq["figures"] and len(seq["figures"]) >= 12
+    for fig in seq["figures"]:
+        drawn = (tmp_path / "par" / "figures" / fig["file"]).read_bytes()
+        assert drawn == (sequential / "figures" / fig["file"]).read_bytes(), fig["file"]
     # the multi-seed layout, with one folder per (model, seed)
     for name in ("ae", "vae"):
         for s in (0, 1):
@@ -223,6 +228,22 @@ def test_sweep_units_in_workers_give_the_same_points(tmp_path):
     a, b = (json.loads((tmp_path / w / "sweep.json").read_text()) for w in ("w1", "w2"))
     assert a["points"] == b["points"] and a["ae"] == b["ae"] and len(a["points"]) == 2
     assert (tmp_path / "w2" / "models" / "beta-4" / "weights.safetensors").is_file()
+
+
+def test_the_fork_server_starts_in_the_background_only_for_runs_that_may_use_workers(tmp_path):
+    from vaelab.executor import start_fork_server
+
+    assert start_fork_server((), 1) is False                  # one process: nothing to start
+    assert start_fork_server((), 2) is True                   # returns at once; a no-op when it already runs
+    cmdlines = []
+    for pid in _children(os.getpid()):
+        try:
+            cmdlines.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except OSError:
+            continue
+    assert any("multiprocessing.forkserver" in c for c in cmdlines)
+    units = [Unit(f"u{i}", "executor_units:square", {"x": i}) for i in range(3)]
+    assert {k: v["y"] for k, v in LocalProcesses(n_workers=2).run(units).items()} == {"u0": 0, "u1": 1, "u2": 4}
 
 
 def test_auto_workers_use_the_cores_only_for_units_worth_a_worker():

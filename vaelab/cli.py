@@ -372,12 +372,17 @@ def compare_args(p: argparse.ArgumentParser) -> None:
 
 
 def compare_cmd(args: argparse.Namespace) -> int:
-    from vaelab.compare import compare
-    from vaelab.report.table import headline_table, wide_console
-
     cfg = compare_config(args)
     out = Path(args.out) if args.out else default_out(cfg)
     _check_mlflow(args, out)
+    if cfg.executor.executor == "local" and not cfg.train.device.startswith("cuda"):
+        from vaelab.config import COMPARE_PRELOAD
+        from vaelab.executor import start_fork_server
+
+        start_fork_server(COMPARE_PRELOAD, cfg.executor.n_workers)    # its imports overlap the driver's (torch...)
+    from vaelab.compare import compare
+    from vaelab.report.table import headline_table, wide_console
+
     command = "vaelab " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["compare"] else None
     from vaelab import lock
 

@@ -37,8 +37,8 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 import torch
 
-from vaelab.config import (DEFAULT_MODELS, EXECUTOR_RESUME_FREE, PRIOR_SWAP_SAMPLERS, SIZE_DEFAULTS, CompareConfig,
-                           ModelConfig, TrainConfig, config_diff, refuse_resume_differences, size_class,
+from vaelab.config import (COMPARE_PRELOAD, DEFAULT_MODELS, EXECUTOR_RESUME_FREE, PRIOR_SWAP_SAMPLERS, SIZE_DEFAULTS,
+                           CompareConfig, ModelConfig, TrainConfig, config_diff, refuse_resume_differences, size_class,
                            split_model_name, words)
 from vaelab.callable_module import make_callable
 from vaelab.errors import ConfigError, OutputError, VaelabError
@@ -245,6 +245,10 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
     t_start = time.perf_counter()
     out = Path(out)
     timings: dict[str, float] = {}
+    if cfg.executor.executor == "local" and _device(cfg).type == "cpu":     # `vaelab compare` started it already
+        from vaelab.executor import start_fork_server
+
+        start_fork_server(COMPARE_PRELOAD, cfg.executor.n_workers)
     data = load_dataset(cfg.data.dataset, **{**cfg.data.load_kwargs(), "classes": training_classes(cfg)})
     _check_enough_test(data, cfg)
     rcfg = cfg.resolved(data.shape)
@@ -383,10 +387,9 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
         doc["training_curves"] = curves
         doc["unit_timings"] = unit_timings
         t0 = time.perf_counter()
-        from vaelab.report.figures import draw_run
-
-        # every figure from the run folder's files alone (metrics + arrays/), as `vaelab report` redraws them
-        doc["figures"] = draw_run(out, strict_json(doc))
+        # every figure from the run folder's files alone (metrics + arrays/), as `vaelab report` redraws them; in
+        # the local workers when the units ran there (5 s of matplotlib for the default digits compare)
+        doc["figures"] = draw_figures(out, strict_json(doc), n_workers if rcfg.executor.executor == "local" else 1)
         timings["figures"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         timings["total"] = t0 - t_start
@@ -590,6 +593,22 @@ def image_units(cfg: CompareConfig, out: Path, seeds: list[int], resume: bool, p
     return units
 
 
+def draw_figures(out: Path, doc: dict[str, Any], n_workers: int) -> list[dict[str, str]]:
+    """The report's figures of run folder ``out`` (``vaelab.report.figures.draw_run``); with ``n_workers`` > 1 each
+    figure is a unit of that many local workers, costliest first: the same PNGs and the same list, in the same
+    order (tests/test_executor.py checks it). The driver then imports no matplotlib at all."""
+    from vaelab.executor import Unit, make_executor
+    from vaelab.report.figures import FIGURE_WORK, draw_run, figure_names
+
+    names = figure_names(out, doc)
+    if n_workers <= 1 or len(names) < 2:
+        return draw_run(out, doc)
+    units = [Unit(f"figure/{n}", "vaelab.report.figures:draw_unit", {"run": str(out), "doc": doc, "name": n},
+                  work=FIGURE_WORK.get(n, 1.0)) for n in names]
+    done = make_executor("local", n_workers=min(n_workers, len(units)), preload=COMPARE_PRELOAD).run(units)
+    return [e for n in names for e in done[f"figure/{n}"]["entries"]]
+
+
 def unit_work(cfg: CompareConfig, name: str) -> float:
     """A model unit's cost relative to a plain VAE's (the executor starts the costliest first): a training step
     encodes once and decodes once per importance sample, so the IWAE's costs about (1 + k) / 2 of it."""
@@ -647,7 +666,7 @@ def _executor(cfg: CompareConfig, data: Any, judge: Any, out: Path, progress: bo
     if n_workers > 1 and size_class(data.shape) == "large" and not cfg.n_threads:
         n_threads = max(1, _cores() // n_workers)
     cache = [f"judge/{judge.fingerprint}"] if judge is not None else []
-    return (unit_executor(cfg.executor, n_workers, n_threads, progress, out, cache, UNIT_PRELOAD), n_workers,
+    return (unit_executor(cfg.executor, n_workers, n_threads, progress, out, cache, COMPARE_PRELOAD), n_workers,
             n_threads or torch.get_num_threads())
 
 
@@ -677,12 +696,6 @@ def training_work(n_train: int, epochs: int, shape: tuple[int, ...]) -> int:
     return int(n_train) * int(epochs) * math.prod(shape)
 
 
-# what an image unit imports besides vaelab.compare (scikit-learn and scipy alone: 2.7 CPU-s): the fork server
-# imports them once for every worker (vaelab.executor.worker_context)
-UNIT_PRELOAD = ("vaelab.evaluate", "vaelab.train", "vaelab.metrics", "sklearn.datasets", "sklearn.mixture",
-                "sklearn.neighbors", "scipy.stats")
-
-
 def unit_executor(ecfg: Any, n_workers: int, n_threads: int, progress: bool, out: Path,
                   cache_dirs: list[str], preload: tuple[str, ...] = ()) -> Any:
     """The executor of ``ecfg`` (an ExecutorConfig) for any domain's units.
@@ -700,7 +713,9 @@ def unit_executor(ecfg: Any, n_workers: int, n_threads: int, progress: bool, out
 
 
 def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    from vaelab.executor import usable_cores
+
+    return usable_cores()
 
 
 def data_bytes(data: Any) -> int:

@@ -456,6 +456,14 @@ EXECUTOR_RESUME_FREE = {f"executor.{f.name}": "where and how many units run at o
                         for f in dataclasses.fields(ExecutorConfig)}
 
 
+# what the workers of an image comparison import: its units (vaelab.compare.run_image_unit: scikit-learn and scipy
+# alone 2.7 CPU-s) and its figures (vaelab.report.figures, matplotlib 1.4 s). The fork server imports them once for
+# every worker (vaelab.executor.worker_context); `vaelab compare` starts it before the driver imports torch. A name
+# here, not in vaelab.compare, so that the CLI can read it without that import
+COMPARE_PRELOAD = ("vaelab.compare", "vaelab.evaluate", "vaelab.train", "vaelab.metrics", "sklearn.datasets",
+                   "sklearn.mixture", "sklearn.neighbors", "scipy.stats", "vaelab.report.figures", "matplotlib.pyplot")
+
+
 MOLECULE_MODELS = ("ae", "dae", "vae", "beta-vae", "iwae", "rae")
 TOKENIZERS = ("selfies", "smiles")
 MOLECULE_PROPERTIES = ("qed", "logp", "sa", "mw", "penalized-logp")   # vaelab.molecules.properties.PROPERTIES

@@ -104,9 +104,14 @@ def set_threads(n_threads: int) -> None:
         threadpool_limits(n_threads)
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, else the machine's)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def default_workers(bytes_per_worker: int) -> int:
     """The number of usable cores, capped so that the workers fit in 80 % of the available memory."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores()
     avail = _available_memory()
     if avail is None or bytes_per_worker <= 0:
         return max(1, cores)
@@ -313,6 +318,25 @@ class LocalProcesses:
                         submit()
         finally:     # every result is in: the workers exit while the driver goes on (about 1 s of torch teardown)
             pool.shutdown(wait=False, cancel_futures=True)
+
+
+def start_fork_server(preload: Sequence[str], n_workers: int) -> bool:
+    """Start the fork server of ``worker_context`` now, in the background, when a run may use local workers
+    (``n_workers`` > 1, or 0 = auto on a machine of several cores); return whether one runs.
+
+    Its imports (``preload``: torch, scikit-learn, scipy, matplotlib, about 4 s) then overlap the driver's own
+    start (its torch import, the data, the judge) instead of delaying the first unit: measured on the default
+    digits compare, the workers' first units started 3.1 s after the driver submitted them. Nothing waits here:
+    the server loads while the caller goes on, and the first worker asked of it is forked once it has. A run
+    that ends up in one process (auto, small units) leaves the server idle: one process's imports, on a core the
+    driver does not use. A no-op when the server already runs (its preload is fixed by the first start)."""
+    if n_workers == 1 or (n_workers == 0 and usable_cores() < 2) or "forkserver" not in mp.get_all_start_methods():
+        return False
+    from multiprocessing import forkserver
+
+    worker_context(preload)
+    forkserver.ensure_running()
+    return True
 
 
 def worker_context(preload: Sequence[str]) -> Any:

@@ -9,13 +9,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from vaelab.config import flat_config
-
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from vaelab.report.png import save_png  # noqa: E402
+from vaelab.report.png import pyplot, save_png
 
 
 def _save(fig: Any, path: str | Path) -> Path:
@@ -31,7 +25,7 @@ def plot_iw_curve(curves: dict[str, dict[str, Any]], path: str | Path, kind: str
         kind: "nll" or "training objective" (``likelihood_kind``), written in the axis label
         per: what one example is ("image", or "row" of a table), written in the axis label
     """
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    fig, ax = pyplot().subplots(figsize=(5.5, 3.6))
     for i, (name, c) in enumerate(curves.items()):
         color = f"C{i}"
         ax.errorbar(c["k"], c["nll"], yerr=c.get("se"), marker="o", ms=4, capsize=3, color=color,
@@ -64,7 +58,7 @@ def plot_kl_schedule(train_cfg: dict[str, Any], n_steps: int, path: str | Path,
 
     cfg = TrainConfig.from_dict(dict(train_cfg))
     steps = list(range(0, max(n_steps, 1) + 1, max(1, n_steps // 500)))
-    fig, ax = plt.subplots(figsize=(5.5, 2.6))
+    fig, ax = pyplot().subplots(figsize=(5.5, 2.6))
     ax.plot(steps, [kl_weight(cfg, s) for s in steps], lw=1.5, label=f"{cfg.kl_schedule} schedule")
     if history:
         ax.plot([r["step"] for r in history], [r["kl_weight"] for r in history], "o", ms=3, label="end of epoch")
@@ -83,7 +77,7 @@ def plot_kl_per_dim(kl_per_dim: dict[str, Sequence[float]], path: str | Path, th
     """Sorted KL per latent dimension per model (nats): collapsed units sit at the bottom.
 
     ``free_bits`` > 0 draws the free-bits floor (nats per dimension) as a dashed line."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.0))
+    fig, ax = pyplot().subplots(figsize=(5.5, 3.0))
     for i, (name, kl) in enumerate(kl_per_dim.items()):
         vals = sorted(kl, reverse=True)
         ax.plot(range(1, len(vals) + 1), vals, marker=".", color=f"C{i}", label=name)

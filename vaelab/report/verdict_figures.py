@@ -99,9 +99,10 @@ def fig_holes_q_vs_p(path: Path, arrays: dict[str, dict[str, np.ndarray]]) -> bo
     return True
 
 
-def draw_from_arrays(run: str | Path, fig_dir: str | Path, w: Words = words(None)) -> list[dict[str, str]]:
-    """Draw the novelty and holes figures from ``run``/arrays into ``fig_dir``; return the report's entries
-    (``w``: what the captions call the examples)."""
+def draw_from_arrays(run: str | Path, fig_dir: str | Path, w: Words = words(None),
+                     names: tuple[str, ...] = tuple(FIGURES)) -> list[dict[str, str]]:
+    """Draw the novelty and holes figures (those in ``names``) from ``run``/arrays into ``fig_dir``; return the
+    report's entries (``w``: what the captions call the examples)."""
 
     import matplotlib
 
@@ -110,10 +111,11 @@ def draw_from_arrays(run: str | Path, fig_dir: str | Path, w: Words = words(None
     fig_dir.mkdir(parents=True, exist_ok=True)
     if not folder.is_dir():
         return []
-    nov = {p.stem[len("novelty-"):]: _load(p) for p in sorted(folder.glob("novelty-*.npz"))}
-    holes = {p.stem[len("holes-"):]: _load(p) for p in sorted(folder.glob("holes-*.npz"))}
     out = []
-    for name, draw, arrays in (("novelty", fig_novelty, nov), ("holes_q_vs_p", fig_holes_q_vs_p, holes)):
+    for name, draw, prefix in (("novelty", fig_novelty, "novelty-"), ("holes_q_vs_p", fig_holes_q_vs_p, "holes-")):
+        if name not in names:
+            continue
+        arrays = {p.stem[len(prefix):]: _load(p) for p in sorted(folder.glob(f"{prefix}*.npz"))}
         if draw(fig_dir / f"{name}.png", arrays):
             title, text = FIGURES[name]
             out.append({"file": f"{name}.png", "title": title, "caption": caption(text, w)})
