@@ -372,7 +372,7 @@ def fig_code_norms(path: Path, models: dict[str, Arrays]) -> None:
         codes, prior = models[n]["code_norms"], models[n].get("prior_norms")
         hi = float(max(codes.max(), prior.max() if prior is not None else 0.0)) * 1.05 + 1e-9
         bins = np.linspace(0.0, hi, 40)
-        # one filled outline, not 40 bars: the same picture, drawn in a quarter of the time
+        # one filled outline, not 40 bars: the same picture, in about a quarter less time (benchmarks/README.md)
         ax.hist(codes, bins=bins, density=True, histtype="stepfilled", alpha=0.6, color="C0",
                 label="test codes ||mu(x)||")
         if prior is not None:
@@ -483,8 +483,8 @@ def draw_run(run: str | Path, doc: dict[str, Any]) -> list[dict[str, str]]:
     """``draw_all`` from run folder ``run``'s files (``doc``: its metrics.json; ``run/arrays/*.npz``), then the
     novelty and holes figures (``vaelab.report.verdict_figures``, from arrays/ alone).
 
-    The same figures one at a time: ``draw_unit`` for each of ``figure_names`` (in any process; vaelab.compare
-    draws them in its local workers), the entries joined in that order."""
+    ``draw_unit`` draws one of ``figure_names`` (in any process: vaelab.compare.draw_figures runs them in its local
+    workers); their entries, in that order, are this list."""
     from vaelab.measure.store import load_run_arrays
     from vaelab.report.verdict_figures import draw_from_arrays
 
