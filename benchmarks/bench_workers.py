@@ -97,6 +97,10 @@ def main() -> None:
     ap.add_argument("extra", nargs="*", help="more `vaelab compare` options (after --)")
     args = ap.parse_args()
     counts = [int(w) for w in args.workers.split(",")]
+    # a folder without vaelab/ would silently time this checkout (the installed one) as the baseline
+    if args.baseline is not None and not (args.baseline / "vaelab" / "__init__.py").is_file():
+        raise SystemExit(f"--baseline {args.baseline}: no vaelab/ package there; give a checkout's root "
+                         "(git worktree add DIR COMMIT).")
     tmp = Path(tempfile.mkdtemp(prefix="bench-workers-"))
     env = {**os.environ, "VAELAB_CACHE": str(tmp / "cache"), "PYTHONPATH": str(ROOT)}
     subprocess.run([sys.executable, "-m", "vaelab", "compare", "--models", "ae", "--epochs", "1", "--no-pair",
@@ -104,7 +108,8 @@ def main() -> None:
                    stdout=subprocess.DEVNULL)                       # trains and caches the judge
     contenders: list[tuple[str, int, dict[str, str]]] = [(str(w), w, env) for w in counts]
     if args.baseline is not None:
-        contenders.append((f"baseline {max(counts)}", max(counts), {**env, "PYTHONPATH": str(args.baseline.resolve())}))
+        contenders.append((f"baseline {max(counts)}", max(counts),
+                           {**env, "PYTHONPATH": str(args.baseline.resolve())}))
     runs: dict[str, list[dict[str, float]]] = {c: [] for c, _, _ in contenders}
     load = [os.getloadavg()[0]]
     for r in range(args.rounds):

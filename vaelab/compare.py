@@ -600,8 +600,10 @@ def draw_figures(out: Path, doc: dict[str, Any], n_workers: int) -> list[dict[st
     from vaelab.executor import Unit, make_executor
     from vaelab.report.figures import FIGURE_WORK, draw_run, figure_names
 
+    if n_workers <= 1:
+        return draw_run(out, doc)
     names = figure_names(out, doc)
-    if n_workers <= 1 or len(names) < 2:
+    if len(names) < 2:
         return draw_run(out, doc)
     units = [Unit(f"figure/{n}", "vaelab.report.figures:draw_unit", {"run": str(out), "doc": doc, "name": n},
                   work=FIGURE_WORK.get(n, 1.0)) for n in names]
@@ -664,7 +666,9 @@ def _executor(cfg: CompareConfig, data: Any, judge: Any, out: Path, progress: bo
     n_workers = resolve_workers(cfg.executor.n_workers, n_units, device, data_bytes(data),
                                 training_work(len(data.x_train), cfg.train.epochs, data.shape))
     if n_workers > 1 and size_class(data.shape) == "large" and not cfg.n_threads:
-        n_threads = max(1, _cores() // n_workers)
+        from vaelab.executor import usable_cores
+
+        n_threads = max(1, usable_cores() // n_workers)
     cache = [f"judge/{judge.fingerprint}"] if judge is not None else []
     return (unit_executor(cfg.executor, n_workers, n_threads, progress, out, cache, COMPARE_PRELOAD), n_workers,
             n_threads or torch.get_num_threads())
@@ -710,12 +714,6 @@ def unit_executor(ecfg: Any, n_workers: int, n_threads: int, progress: bool, out
     return make_executor(ecfg.executor, n_workers=n_workers, n_threads=n_threads or 1, progress=progress,
                          ray_address=ecfg.ray_address, shared_dir=ecfg.ray_shared_dir, cache_dirs=cache_dirs,
                          run_root=str(out), on_retry=again, preload=preload)
-
-
-def _cores() -> int:
-    from vaelab.executor import usable_cores
-
-    return usable_cores()
 
 
 def data_bytes(data: Any) -> int:
