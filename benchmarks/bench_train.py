@@ -33,7 +33,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DEFAULT_PYTHAE = os.environ.get("PYTHAE_VENV", "/work/venv-pythae")
-CONTENDERS = ("vaelab", "vaelab-autograd", "plain", "pythae")   # vaelab-autograd: fit with --backward autograd
+# vaelab-autograd: fit with --backward autograd; vaelab-ieee: fit keeping subnormal numbers (no flush_denormals)
+CONTENDERS = ("vaelab", "vaelab-autograd", "vaelab-ieee", "plain", "pythae")
 
 
 # -- shared, pure-torch pieces (importable from the pythae virtualenv too) -------------------------
@@ -98,11 +99,15 @@ def _load_split(folder: Path):
 
 
 # -- the contenders (each runs in a child process) ------------------------------------------------
-def run_vaelab(d, backbone: str, epochs: int, seed: int, backward: str = "auto") -> dict:
+def run_vaelab(d, backbone: str, epochs: int, seed: int, backward: str = "auto", flush: bool = True) -> dict:
     sys.path.insert(0, str(ROOT))
+    import vaelab.train
     from vaelab.config import TrainConfig
     from vaelab.models import model_config
     from vaelab.train import fit
+
+    if not flush:   # the CPU's default IEEE mode: subnormal numbers kept (and slow); this child never sets the mode
+        vaelab.train.flush_denormals = lambda: None
 
     class Data:   # the split written by the parent, in the shape fit expects
         x_train, x_val, x_test = d["x_train"], d["x_val"], d["x_test"]
@@ -249,7 +254,8 @@ def child(args: argparse.Namespace) -> None:
     d = _load_split(Path(args.data))
     g0, c0 = matmul_gflops(), matmul_gflops(clock=time.process_time)
     run_autograd = functools.partial(run_vaelab, backward="autograd")
-    res = {"vaelab": run_vaelab, "vaelab-autograd": run_autograd, "plain": run_plain,
+    run_ieee = functools.partial(run_vaelab, flush=False)
+    res = {"vaelab": run_vaelab, "vaelab-autograd": run_autograd, "vaelab-ieee": run_ieee, "plain": run_plain,
            "pythae": run_pythae}[args.child](d, args.backbone, args.epochs, 0)
     g1, c1 = matmul_gflops(), matmul_gflops(clock=time.process_time)
     res.update(gflops=max(g0, g1), gflops_per_cpu_s=max(c0, c1), peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -357,8 +363,11 @@ def summarise(runs: dict[str, list[dict]], contenders: list[str]) -> dict:
                 "cpu_s_per_epoch": med(v for r in rs for v in r["epoch_cpu_seconds"]),
                 "x_limit_cpu": med(v for r in rs for v in r["x_limit_cpu"]),
                 "limit_s_per_epoch": med(r["limit_seconds"] for r in rs), "gflops": med(r["gflops"] for r in rs),
-                "peak_rss_mb": max(r["peak_rss_mb"] for r in rs), "test_neg_elbo": med(r["test_neg_elbo"] for r in rs)}
-    for other in ("vaelab-autograd", "plain", "pythae"):
+                "peak_rss_mb": max(r["peak_rss_mb"] for r in rs), "test_neg_elbo": med(r["test_neg_elbo"] for r in rs),
+                # the first and the last quarter of the epochs (subnormal numbers build up over a run)
+                "first_cpu_s_per_epoch": med(v for r in rs for v in r["epoch_cpu_seconds"][:max(1, len(r["epoch_cpu_seconds"]) // 4)]),
+                "last_cpu_s_per_epoch": med(v for r in rs for v in r["epoch_cpu_seconds"][-max(1, len(r["epoch_cpu_seconds"]) // 4):])}
+    for other in ("vaelab-autograd", "vaelab-ieee", "plain", "pythae"):
         if other in s and "vaelab" in s:
             s["vaelab"][f"speedup_vs_{other}"] = s[other]["s_per_epoch"] / s["vaelab"]["s_per_epoch"]
             s["vaelab"][f"cpu_speedup_vs_{other}"] = s[other]["cpu_s_per_epoch"] / s["vaelab"]["cpu_s_per_epoch"]
@@ -377,11 +386,15 @@ def print_table(results: dict, contenders: list[str]) -> None:
             print(f"{c:15s} {s['s_per_epoch']:8.2f} {s['images_per_s']:8.0f} {s['wall_s_per_epoch']:9.2f} "
                   f"{s['limit_s_per_epoch']:8.2f} {s['x_limit']:8.2f} {s['cpu_s_per_epoch']:8.2f} "
                   f"{s['x_limit_cpu']:12.2f} {s['gflops']:8.0f} {s['peak_rss_mb']:7.0f} {s['test_neg_elbo']:10.2f}")
+        if results["epochs"] >= 4:
+            print("CPU s/epoch, first quarter of the epochs -> last quarter: " + ", ".join(
+                f"{c} {r['summary'][c]['first_cpu_s_per_epoch']:.2f} -> {r['summary'][c]['last_cpu_s_per_epoch']:.2f}"
+                for c in contenders))
         v = r["summary"].get("vaelab", {})
-        for k in ("speedup_vs_vaelab-autograd", "speedup_vs_plain", "speedup_vs_pythae", "cpu_speedup_vs_vaelab-autograd",
-                  "cpu_speedup_vs_plain", "cpu_speedup_vs_pythae"):
-            if k in v:
-                print(f"vaelab {k.replace('_', ' ')}: {v[k]:.2f}x")
+        for other in ("vaelab-autograd", "vaelab-ieee", "plain", "pythae"):
+            for k in (f"speedup_vs_{other}", f"cpu_speedup_vs_{other}"):
+                if k in v:
+                    print(f"vaelab {k.replace('_', ' ')}: {v[k]:.2f}x")
 
 
 if __name__ == "__main__":

@@ -33,3 +33,13 @@ def die_once(spec: dict[str, Any]) -> dict[str, Any]:
 def always_die(spec: dict[str, Any]) -> dict[str, Any]:
     """Kill its own worker every time it runs."""
     os._exit(9)
+
+
+def subnormals_left(spec: dict[str, Any]) -> dict[str, Any]:
+    """How many of 4 M subnormal float32 numbers survive x * 1 on two threads: 0 where the worker flushes
+    them to zero in every thread (vaelab.executor.flush_denormals), all of them where it does not."""
+    import torch
+
+    torch.set_num_threads(2)
+    x = torch.full((1 << 22,), 1000, dtype=torch.int32).view(torch.float32)   # 1.4e-42, subnormal, by its bits
+    return {"left": int((x * 1.0).count_nonzero())}

@@ -262,3 +262,42 @@ def test_auto_workers_use_the_cores_only_for_units_worth_a_worker():
     assert resolve_workers(0, 1, cpu, 0, digits_unit) == 1                 # never more workers than units
     assert resolve_workers(0, 8, torch.device("cuda"), 0, digits_unit) == 1   # one GPU: one process
     assert resolve_workers(3, 8, cpu, 0, 10) == 3                          # what the user asked for
+
+
+SUBNORMALS = """
+import sys, torch
+{before}
+{call}
+x = torch.full((1 << 22,), 1000, dtype=torch.int32).view(torch.float32)   # 1.4e-42, subnormal, by its bits
+print(int((x * 1.0).count_nonzero()), int((x[:1].clone() * 1.0).count_nonzero()))   # two threads; this one
+"""
+
+
+@pytest.mark.parametrize("before, call", [
+    ("", ""),                                                           # IEEE: every subnormal survives
+    ("", "from vaelab.executor import flush_denormals; flush_denormals()"),
+    ("", "from vaelab.cli import main; assert main(['evaluate', '/nonexistent/model', '--out', '/nonexistent/m.json']) == 2"),  # the CLI, first thing
+    ("", "import vaelab; from vaelab.data import load_dataset; from vaelab.config import TrainConfig; "
+         "vaelab.fit(vaelab.ModelConfig(model='ae', input_shape=(1, 8, 8), hidden=(16,), n_latent=2), load_dataset('digits', max_train=64), "
+         "TrainConfig(epochs=1), progress=False)"),
+    ("torch.set_num_threads(2); torch.ones(1 << 22).sum()", "from vaelab.executor import flush_denormals; flush_denormals()"),
+])
+def test_the_cli_fit_and_flush_denormals_flush_subnormal_numbers_in_every_thread(before, call):
+    """Subnormal numbers take a slow path on x86 CPUs (AdamW's moments of dead weights become subnormal after about
+    800 steps: 1.6-1.8x slower epochs, benchmarks/README.md). Set before torch's thread pool starts, the mode holds
+    in every thread; set after it (the last case), in the calling thread only (documented in flush_denormals)."""
+    r = subprocess.run([sys.executable, "-c", SUBNORMALS.format(before=before, call=call)], capture_output=True,
+                       text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "2"})
+    assert r.returncode == 0, r.stderr
+    left, main_thread_left = map(int, r.stdout.split()[-2:])
+    if not call:
+        assert (left, main_thread_left) == (1 << 22, 1)
+    elif before:
+        assert main_thread_left == 0 and 0 < left < 1 << 22    # the other thread's half survives
+    else:
+        assert (left, main_thread_left) == (0, 0)
+
+
+def test_workers_flush_subnormal_numbers_in_every_thread():
+    units = [Unit(f"u{i}", "executor_units:subnormals_left", {}) for i in range(2)]
+    assert {k: v["left"] for k, v in LocalProcesses(n_workers=2).run(units).items()} == {"u0": 0, "u1": 0}

@@ -380,6 +380,9 @@ def compare_cmd(args: argparse.Namespace) -> int:
         from vaelab.executor import start_fork_server
 
         start_fork_server(COMPARE_PRELOAD, cfg.executor.n_workers)    # its imports overlap the driver's (torch...)
+    from vaelab.executor import flush_denormals
+
+    flush_denormals()
     from vaelab.compare import compare
     from vaelab.report.table import headline_table, wide_console
 
@@ -455,6 +458,8 @@ def explore_cmd(args: argparse.Namespace) -> int:
     return run(args)
 
 
+# commands that need no torch (datasets, report) or import it later themselves (compare: after its fork server)
+NO_TORCH = ("datasets", "report", "compare")
 COMMANDS: dict[str, tuple[Callable, Callable, str]] = {
     "train": (train_args, train_cmd, "train one model and write its folder (config.json + weights.safetensors)"),
     "sample": (sample_args, sample_cmd, "decode samples from a trained model's prior or ex-post GMM"),
@@ -535,6 +540,10 @@ def main(argv: list[str] | None = None) -> int:
         from vaelab import budget
 
         budget.set_max_memory(getattr(args, "max_memory", None))
+        if first not in NO_TORCH:   # before torch's thread pool starts, so that its threads inherit the mode
+            from vaelab.executor import flush_denormals
+
+            flush_denormals()
         if _under_torchrun():   # join the process group (gloo on CPU, NCCL on CUDA)
             from vaelab import distributed
 

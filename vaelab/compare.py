@@ -42,6 +42,7 @@ from vaelab.config import (COMPARE_PRELOAD, DEFAULT_MODELS, EXECUTOR_RESUME_FREE
                            split_model_name, words)
 from vaelab.callable_module import make_callable
 from vaelab.errors import ConfigError, OutputError, VaelabError
+from vaelab.executor import flush_denormals
 from vaelab.lock import LOCK_NAME
 
 if TYPE_CHECKING:
@@ -249,6 +250,7 @@ def compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, resum
         from vaelab.executor import start_fork_server
 
         start_fork_server(COMPARE_PRELOAD, cfg.executor.n_workers)
+    flush_denormals()   # after the fork server: its workers set it themselves
     data = load_dataset(cfg.data.dataset, **{**cfg.data.load_kwargs(), "classes": training_classes(cfg)})
     _check_enough_test(data, cfg)
     rcfg = cfg.resolved(data.shape)

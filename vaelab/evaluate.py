@@ -38,6 +38,7 @@ from vaelab import metrics as M
 from vaelab.data import CORRUPTIONS, corrupt, corruptions_for
 from vaelab.config import DEFAULT_SAMPLERS, SAMPLERS, words
 from vaelab.errors import ConfigError
+from vaelab.executor import flush_denormals
 from vaelab.io import strict_json
 from vaelab.metrics._arrays import as_numpy
 from vaelab.measure.batched import decode_mean, device_of, encode, over_batches, recon_nll, split_features
@@ -329,6 +330,7 @@ def evaluate(model: torch.nn.Module, data: Any, *, judge: Any = None, n_samples:
         interpolation, latent, collapse, denoising, timings, notes (see module docstring / DESIGN.md).
     """
     _check_n(n_samples)
+    flush_denormals()
     if not isinstance(iw_k, int) or iw_k < 1:
         raise ConfigError(f"the number of importance samples must be a positive integer, got {iw_k!r}.")
     if not isinstance(n_interp_pairs, int) or n_interp_pairs < 2:

@@ -104,6 +104,26 @@ def set_threads(n_threads: int) -> None:
         threadpool_limits(n_threads)
 
 
+def flush_denormals() -> None:
+    """Have the CPU treat float results and inputs below the smallest normal number (1.2e-38 in float32) as zero.
+
+    Why: subnormal numbers take a slow microcode path on x86 CPUs, many times the cost of a normal operation, and
+    training makes them. AdamW's first moment of a weight whose gradient stays zero (a dead ReLU unit, a pixel
+    that is 0 in every image) decays by beta1 = 0.9 a step and is subnormal after about 800 steps: measured on the
+    MLP VAE 784-512-256-16 (Fashion-MNIST, batch 128, one thread), an epoch went from 0.69 to 1.1-1.3 CPU s from
+    the ninth epoch on, and stayed at 0.63-0.69 s with this set (benchmarks/README.md, "Subnormal numbers").
+    No value vaelab reports depends on numbers that small (losses and likelihoods are computed in log space).
+    TensorFlow sets the same mode (flush-to-zero and denormals-are-zero) in its own threads.
+
+    The mode belongs to a thread and a thread starts with its creator's: set before the first parallel torch op,
+    it holds in the intra-op threads too; set later, only in the calling thread. So the CLI and each worker set
+    it first thing, and fit and evaluate set it for library callers (their own thread at least). It stays set.
+    """
+    import torch
+
+    torch.set_flush_denormal(True)
+
+
 def usable_cores() -> int:
     """The cores this process may run on (its CPU affinity, else the machine's)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -230,6 +250,7 @@ def _worker_init(n_threads: int, driver: int) -> None:
 
     The worker's parent is the driver (spawn) or the fork server, which outlives a killed driver for as long as
     its workers do (they hold its liveness pipe): so the worker watches the driver's pid itself."""
+    flush_denormals()
     set_threads(n_threads)
 
     def watch() -> None:
@@ -388,6 +409,7 @@ def ray_task(func: str, spec_json: str, files: dict[str, str], cache_files: dict
     from vaelab.judge import cache_root
 
     spec = json.loads(spec_json)
+    flush_denormals()
     set_threads(int(spec.get("n_threads") or 0))
     for rel, fs in cache_files.items():
         if not (cache_root() / rel).exists():

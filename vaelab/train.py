@@ -29,6 +29,7 @@ from torch import Tensor
 from vaelab import budget, distributed, preprocess, rundir
 from vaelab.config import ModelConfig, TrainConfig
 from vaelab.errors import ConfigError
+from vaelab.executor import flush_denormals
 from vaelab.guard import CtrlC, NanGuard
 from vaelab.guard import diverged_term as _diverged_term  # noqa: F401  (its old import path)
 from vaelab.models import Autoencoder, build_model, count_params
@@ -138,6 +139,7 @@ def fit(model: Autoencoder | ModelConfig, data: Any, cfg: TrainConfig = TrainCon
         Run with the best weights loaded. Raises DivergenceError on a NaN/inf (the last good checkpoint is kept).
     """
     out = Path(out) if out is not None else None
+    flush_denormals()
     lp, s = _prepare(model, data, cfg, out, resume, overwrite, data_meta, training_info)
     model, cfg, dctx = lp.model, lp.cfg, lp.dctx
     guard = NanGuard(model, model.cfg.model, cfg.lr, out)
