@@ -36,8 +36,10 @@ def child(args: argparse.Namespace) -> None:
     from bench_train import matmul_gflops
     from vaelab.checkpoint import load_model
     from vaelab.data import load_dataset
+    from vaelab.executor import flush_denormals
     from vaelab.metrics.likelihood import importance_weighted_nll
 
+    flush_denormals()                  # as vaelab.evaluate does, before the thread pool starts
     torch.set_num_threads(args.threads)
     model = load_model(args.model).model
     x = load_dataset("fashion-mnist", seed=0).x_test[:args.n_test]

@@ -7,15 +7,16 @@
 
 The "x limit" of bench_train.py divides a step's time by (counted FLOPs / the rate of a 1024 x 1024
 float32 matmul). This script asks how close *any* fp32 trainer of the same model can get, by timing,
-interleaved in one process and in CPU seconds (``time.process_time``):
+interleaved in one process and in CPU seconds (``time.process_time``), subnormal numbers flushed as vaelab does:
 
 * ``gemm floor``: the matrix multiplies of one real vaelab step (MLP VAE 784-512-256-16, Bernoulli),
   recorded with a dispatch mode (op, shapes, strides: the forward ``addmm`` and the backward ``mm``
   exactly as autograd issues them) and replayed alone on fresh tensors. No elementwise op, no
   autograd, no allocation between them: a trainer cannot spend less on its matmuls.
-* ``adamw floor``: one fused AdamW step on the model's parameters (vaelab's optimiser), alone.
+* ``adamw floor``: one fused AdamW step on the model's parameters, alone: the kernel as vaelab's hand-derived
+  path calls it (``vaelab.train.AdamWKernel``, without the optimiser's Python wrapper).
 * ``vaelab step``: the whole step as ``vaelab.train.fit`` runs it by default (batch gather, the hand-derived
-  objective and backward of vaelab.models.fused, gradient-norm guard, AdamW); ``vaelab step, autograd``: the
+  objective and backward of vaelab.models.fused, gradient-norm guard, AdamWKernel); ``vaelab step, autograd``: the
   same step through ``model.loss`` and autograd (``--backward autograd``, and every model the fused step does
   not cover).
 
@@ -125,8 +126,10 @@ def iw_floor(args) -> None:
     import torch
     import torch.nn.functional as F
 
+    from vaelab.executor import flush_denormals
     from vaelab.models import build_model, model_config
 
+    flush_denormals()                  # as vaelab.evaluate does
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     hidden = tuple(int(h) for h in (args.hidden or "200,200").split(","))
@@ -204,10 +207,12 @@ def main() -> None:
         return iw_floor(args)
     import torch
 
+    from vaelab.executor import flush_denormals
     from vaelab.models import build_model, model_config
-
     from vaelab.models.fused import fused_step
+    from vaelab.train import AdamWKernel
 
+    flush_denormals()                  # as vaelab's CLI and fit do, before the thread pool starts
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     b, side = args.batch, args.side
@@ -216,7 +221,9 @@ def main() -> None:
     x = torch.rand(20000, 1, side, side).bernoulli_()
     model = build_model(model_config("vae", input_shape=(1, side, side), n_latent=latent, hidden=hidden))
     params = list(model.parameters())
-    opt = torch.optim.AdamW(params, lr=1e-4, fused=True)
+    opt = torch.optim.AdamW(params, lr=1e-4, fused=True)           # the autograd step's
+    opt_fused = torch.optim.AdamW(params, lr=1e-4, fused=True)     # the hand-derived step's, stepped as fit does
+    adamw = AdamWKernel(opt_fused)
     buf = torch.empty(b, 1, side, side)
     perm = torch.randperm(x.shape[0])
     n_params = sum(q.numel() for q in params)
@@ -236,16 +243,17 @@ def main() -> None:
         xb = torch.index_select(x, 0, idx, out=buf)
         fused(xb)
         torch.linalg.vector_norm(torch.stack(torch._foreach_norm([q.grad for q in params])))
-        opt.step()
+        adamw()
 
     step(0)
+    step_fused(0)
     calls = record_gemms(lambda: step(1))
     flops = gemm_flops(calls)
     gemms = replay(calls)
     for q in params:                                   # gradients present for the optimiser-only variant
         q.grad = torch.randn_like(q) * 1e-3
 
-    variants = {"gemm floor": lambda i: gemms(), "adamw floor": lambda i: opt.step(), "vaelab step": step_fused,
+    variants = {"gemm floor": lambda i: gemms(), "adamw floor": lambda i: adamw(), "vaelab step": step_fused,
                 "vaelab step, autograd": step}
     ms, rate = interleaved(variants, args.repeats, args.steps)
     limit_ms = flops / (rate * 1e9) * 1e3

@@ -3,6 +3,11 @@ PyTorch loop vs pythae 0.1.2, against the FLOP limit.
 
     /work/venv/bin/python benchmarks/bench_train.py                       # MLP and conv, 2 epochs, 3 rounds
     /work/venv/bin/python benchmarks/bench_train.py --backbones mlp --rounds 5 --out benchmarks/results/train.json
+    /work/venv/bin/python benchmarks/bench_train.py --backbones mlp --contenders vaelab,vaelab-ieee --epochs 16 \
+        --max-train 12000 --threads 1 --out benchmarks/results/train_subnormals.json    # what flushing subnormals buys
+
+``vaelab-ieee`` is vaelab.fit with the CPU's default float mode (subnormal numbers kept: no
+``vaelab.executor.flush_denormals``); with 4 or more epochs the table adds the first and the last quarter's epochs.
 
 The model is a VAE on Fashion-MNIST (MLP 784-512-256-16, or conv 32,64 + dense 256), batch 128,
 Adam(W) lr 1e-3, Bernoulli likelihood. Every contender runs in its own subprocess (pythae in its own

@@ -109,3 +109,39 @@ def test_a_model_with_hooks_is_left_to_autograd():
     other = build_model(model_config("ae", input_shape=(1, 8, 8), n_latent=4, hidden=(16,)))
     other.decoder.register_forward_hook(lambda m, i, o: o)
     assert "hooks" in why_not(other)
+
+
+def test_the_direct_adamw_kernel_steps_as_torchs_adamw_bit_for_bit():
+    """AdamWKernel skips the optimiser's wrapper, not its arithmetic: the same parameters and state as opt.step()
+    after every step, through a change of lr, and it falls back to opt.step() when a hook is registered."""
+    from vaelab.train import AdamWKernel
+
+    def make():
+        torch.manual_seed(0)
+        ps = [torch.nn.Parameter(torch.randn(s)) for s in ((32, 16), (32,), (8, 32))]
+        for p in ps:
+            p.grad = torch.empty_like(p)
+        return ps, torch.optim.AdamW(ps, lr=1e-2, weight_decay=0.1, fused=True)
+
+    (pa, oa), (pb, ob) = make(), make()
+    kernel = AdamWKernel(ob)
+    assert kernel.usable
+    seen = []
+    for step in range(8):
+        g = torch.Generator().manual_seed(step)
+        for a, b in zip(pa, pb):
+            a.grad.copy_(torch.randn(a.shape, generator=g))
+            b.grad.copy_(a.grad)
+        if step == 4:
+            for o in (oa, ob):
+                o.param_groups[0]["lr"] = 3e-3
+        if step == 6:
+            ob.register_step_post_hook(lambda *_: seen.append(step))    # a hook: the wrapper must run it
+        oa.step()
+        kernel()
+        assert all(torch.equal(a, b) for a, b in zip(pa, pb))
+        for a, b in zip(pa, pb):
+            assert all(torch.equal(oa.state[a][k], ob.state[b][k]) for k in ("exp_avg", "exp_avg_sq", "step"))
+    assert kernel.lists is not None and seen == [6, 7]
+    assert not AdamWKernel(torch.optim.AdamW(pa, lr=1e-2, fused=True, amsgrad=True)).usable
+    assert not AdamWKernel(torch.optim.AdamW(pa, lr=1e-2, foreach=True)).usable

@@ -198,7 +198,9 @@ def test_checkpoint_config_bytes_fuzz(ckpt: Path, data) -> None:
         shutil.rmtree(folder)
 
 
-JSON = st.recursive(st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=8),
+# no subnormal floats: vaelab (and tests/conftest.py) flush them to zero on the CPU, which hypothesis refuses to mix
+JSON = st.recursive(st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_subnormal=False)
+                    | st.text(max_size=8),
                     lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=6), kids, max_size=4),
                     max_leaves=8)
 

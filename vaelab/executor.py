@@ -109,9 +109,10 @@ def flush_denormals() -> None:
 
     Why: subnormal numbers take a slow microcode path on x86 CPUs, many times the cost of a normal operation, and
     training makes them. AdamW's first moment of a weight whose gradient stays zero (a dead ReLU unit, a pixel
-    that is 0 in every image) decays by beta1 = 0.9 a step and is subnormal after about 800 steps: measured on the
-    MLP VAE 784-512-256-16 (Fashion-MNIST, batch 128, one thread), an epoch went from 0.69 to 1.1-1.3 CPU s from
-    the ninth epoch on, and stayed at 0.63-0.69 s with this set (benchmarks/README.md, "Subnormal numbers").
+    that is 0 in every image) decays by beta1 = 0.9 a step and is subnormal after about 800 steps: on the MLP VAE
+    784-512-256-16 (Fashion-MNIST, 84 steps an epoch, one thread) the last four of 16 epochs took 1.37 CPU s each
+    with subnormals kept and 0.83 s with them flushed, the first four 0.83 s either way, the test loss the same
+    (benchmarks/README.md, "Subnormal numbers").
     No value vaelab reports depends on numbers that small (losses and likelihoods are computed in log space).
     TensorFlow sets the same mode (flush-to-zero and denormals-are-zero) in its own threads.
 

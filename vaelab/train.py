@@ -73,6 +73,51 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
         return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
 
 
+class AdamWKernel:
+    """``opt.step()`` for a fused AdamW on the CPU whose parameters keep their gradient tensors from step to step
+    (the hand-derived step writes into ``p.grad``): the kernel torch's AdamW calls, on lists built once, without
+    the optimiser's Python wrapper (hooks, profiler record, state checks, grouping by device and dtype). Measured
+    on the 1.08 M parameters of the MLP VAE, one thread: 0.86 against 1.07 CPU ms a step; the same numbers bit for
+    bit (tests/test_fused.py). The first call is ``opt.step()`` itself (it makes the state); so is every call
+    where the step would not be exactly torch's: another optimiser, hooks, amsgrad, a tensor lr, a missing or
+    replaced gradient. Build one per epoch: a resume or a rollback between epochs may replace the state's tensors.
+    """
+
+    def __init__(self, opt: torch.optim.Optimizer):
+        self.opt = opt
+        self.lists: tuple[list[Tensor], ...] | None = None
+        g = opt.param_groups[0]
+        self.usable = (type(opt) is torch.optim.AdamW and len(opt.param_groups) == 1 and bool(g.get("fused"))
+                       and g.get("decoupled_weight_decay", True) and not (g["amsgrad"] or g["maximize"]
+                       or g["capturable"] or g["differentiable"] or isinstance(g["lr"], Tensor))
+                       and all(p.device.type == "cpu" for p in g["params"]))
+
+    def __call__(self) -> None:
+        from torch.optim import optimizer as torch_optimizer
+
+        opt = self.opt
+        if self.lists is None or opt._optimizer_step_pre_hooks or opt._optimizer_step_post_hooks \
+                or torch_optimizer._global_optimizer_pre_hooks or torch_optimizer._global_optimizer_post_hooks \
+                or any(p.grad is not gr for p, gr in zip(self.lists[0], self.lists[1])):
+            opt.step()
+            self.lists = self._lists() if self.usable else None
+            return
+        params, grads, exp_avgs, exp_avg_sqs, steps = self.lists
+        g = opt.param_groups[0]
+        torch._foreach_add_(steps, 1)
+        torch._fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, [], steps, lr=g["lr"], beta1=g["betas"][0],
+                            beta2=g["betas"][1], weight_decay=g["weight_decay"], eps=g["eps"], amsgrad=False,
+                            maximize=False)
+
+    def _lists(self) -> tuple[list[Tensor], ...] | None:
+        params = [p for p in self.opt.param_groups[0]["params"]]
+        if any(p.grad is None or p not in self.opt.state for p in params):
+            return None
+        st = [self.opt.state[p] for p in params]
+        return (params, [p.grad for p in params], [s["exp_avg"] for s in st], [s["exp_avg_sq"] for s in st],
+                [s["step"] for s in st])
+
+
 @torch.inference_mode()
 def evaluate_loss(model: Autoencoder, x: Tensor, y: Tensor | None = None, batch_size: int = 2048) -> dict[str, float]:
     """Mean loss terms over a split (kl_weight 1: the model's full objective), plus "loss" = the total.
@@ -231,6 +276,7 @@ def _train_epoch(lp: _Loop, s: rundir.LoopState, guard: NanGuard, bar: Any, epoc
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
     xbuf = torch.empty((cfg.batch_size + 1, *x_grey.shape[1:]), dtype=x_grey.dtype, device=device)  # +1: uneven last batch
     params = list(model.parameters())
+    opt_step = AdamWKernel(lp.opt) if lp.fused is not None else lp.opt.step   # gradients kept in place: no wrapper
     model.train()
     if dctx.is_distributed:     # independent noise per rank, and a resume point at every epoch
         torch.manual_seed(cfg.seed + 1_000_003 * epoch + 7919 * dctx.rank)
@@ -259,7 +305,7 @@ def _train_epoch(lp: _Loop, s: rundir.LoopState, guard: NanGuard, bar: Any, epoc
             lp.opt.zero_grad(set_to_none=True)
             (lt.total if scale == 1 else lt.total * scale).backward()
         grad_norm = _clip_grad_norm(params, cfg.grad_clip)
-        lp.opt.step()
+        opt_step()
         s.step += 1
         vals = torch.stack([lt.total.detach(), *lt.terms.values(), grad_norm]).double()  # (1 + T + 1,)
         if not names:
