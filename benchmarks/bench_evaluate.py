@@ -36,7 +36,7 @@ def child(args: argparse.Namespace) -> None:
     from bench_train import matmul_gflops
     from vaelab.checkpoint import load_model
     from vaelab.data import load_dataset
-    from vaelab.executor import flush_denormals
+    from vaelab.budget import flush_denormals
     from vaelab.metrics.likelihood import importance_weighted_nll
 
     flush_denormals()                  # as vaelab.evaluate does, before the thread pool starts

@@ -126,7 +126,7 @@ def iw_floor(args) -> None:
     import torch
     import torch.nn.functional as F
 
-    from vaelab.executor import flush_denormals
+    from vaelab.budget import flush_denormals
     from vaelab.models import build_model, model_config
 
     flush_denormals()                  # as vaelab.evaluate does
@@ -207,7 +207,7 @@ def main() -> None:
         return iw_floor(args)
     import torch
 
-    from vaelab.executor import flush_denormals
+    from vaelab.budget import flush_denormals
     from vaelab.models import build_model, model_config
     from vaelab.models.fused import fused_step
     from vaelab.train import AdamWKernel

@@ -7,7 +7,7 @@ PyTorch loop vs pythae 0.1.2, against the FLOP limit.
         --max-train 12000 --threads 1 --out benchmarks/results/train_subnormals.json    # what flushing subnormals buys
 
 ``vaelab-ieee`` is vaelab.fit with the CPU's default float mode (subnormal numbers kept: no
-``vaelab.executor.flush_denormals``); with 4 or more epochs the table adds the first and the last quarter's epochs.
+``vaelab.budget.flush_denormals``); with 4 or more epochs the table adds the first and the last quarter's epochs.
 
 The model is a VAE on Fashion-MNIST (MLP 784-512-256-16, or conv 32,64 + dense 256), batch 128,
 Adam(W) lr 1e-3, Bernoulli likelihood. Every contender runs in its own subprocess (pythae in its own

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from vaelab.executor import flush_denormals
+from vaelab.budget import flush_denormals
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))   # helper modules in tests/ (bad_inputs.py)
 

@@ -37,7 +37,7 @@ def always_die(spec: dict[str, Any]) -> dict[str, Any]:
 
 def subnormals_left(spec: dict[str, Any]) -> dict[str, Any]:
     """How many of 4 M subnormal float32 numbers survive x * 1 on two threads: 0 where the worker flushes
-    them to zero in every thread (vaelab.executor.flush_denormals), all of them where it does not."""
+    them to zero in every thread (vaelab.budget.flush_denormals), all of them where it does not."""
     import torch
 
     torch.set_num_threads(2)

@@ -275,12 +275,12 @@ print(int((x * 1.0).count_nonzero()), int((x[:1].clone() * 1.0).count_nonzero())
 
 @pytest.mark.parametrize("before, call", [
     ("", ""),                                                           # IEEE: every subnormal survives
-    ("", "from vaelab.executor import flush_denormals; flush_denormals()"),
+    ("", "from vaelab.budget import flush_denormals; flush_denormals()"),
     ("", "from vaelab.cli import main; assert main(['evaluate', '/nonexistent/model', '--out', '/nonexistent/m.json']) == 2"),  # the CLI, first thing
     ("", "import vaelab; from vaelab.data import load_dataset; from vaelab.config import TrainConfig; "
          "vaelab.fit(vaelab.ModelConfig(model='ae', input_shape=(1, 8, 8), hidden=(16,), n_latent=2), load_dataset('digits', max_train=64), "
          "TrainConfig(epochs=1), progress=False)"),
-    ("torch.set_num_threads(2); torch.ones(1 << 22).sum()", "from vaelab.executor import flush_denormals; flush_denormals()"),
+    ("torch.set_num_threads(2); torch.ones(1 << 22).sum()", "from vaelab.budget import flush_denormals; flush_denormals()"),
 ])
 def test_the_cli_fit_and_flush_denormals_flush_subnormal_numbers_in_every_thread(before, call):
     """Subnormal numbers take a slow path on x86 CPUs (AdamW's moments of dead weights become subnormal after about

@@ -380,7 +380,7 @@ def compare_cmd(args: argparse.Namespace) -> int:
         from vaelab.executor import start_fork_server
 
         start_fork_server(COMPARE_PRELOAD, cfg.executor.n_workers)    # its imports overlap the driver's (torch...)
-    from vaelab.executor import flush_denormals
+    from vaelab.budget import flush_denormals
 
     flush_denormals()
     from vaelab.compare import compare
@@ -541,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
 
         budget.set_max_memory(getattr(args, "max_memory", None))
         if first not in NO_TORCH:   # before torch's thread pool starts, so that its threads inherit the mode
-            from vaelab.executor import flush_denormals
+            from vaelab.budget import flush_denormals
 
             flush_denormals()
         if _under_torchrun():   # join the process group (gloo on CPU, NCCL on CUDA)

@@ -42,7 +42,7 @@ from vaelab.config import (COMPARE_PRELOAD, DEFAULT_MODELS, EXECUTOR_RESUME_FREE
                            split_model_name, words)
 from vaelab.callable_module import make_callable
 from vaelab.errors import ConfigError, OutputError, VaelabError
-from vaelab.executor import flush_denormals
+from vaelab.budget import flush_denormals
 from vaelab.lock import LOCK_NAME
 
 if TYPE_CHECKING:

@@ -38,7 +38,7 @@ from vaelab import metrics as M
 from vaelab.data import CORRUPTIONS, corrupt, corruptions_for
 from vaelab.config import DEFAULT_SAMPLERS, SAMPLERS, words
 from vaelab.errors import ConfigError
-from vaelab.executor import flush_denormals
+from vaelab.budget import flush_denormals
 from vaelab.io import strict_json
 from vaelab.metrics._arrays import as_numpy
 from vaelab.measure.batched import decode_mean, device_of, encode, over_batches, recon_nll, split_features

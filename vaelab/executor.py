@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vaelab.budget import flush_denormals
 from vaelab.errors import ConfigError, VaelabError
 
 EXECUTORS = ("local", "ray")
@@ -102,27 +103,6 @@ def set_threads(n_threads: int) -> None:
 
         torch.set_num_threads(n_threads)
         threadpool_limits(n_threads)
-
-
-def flush_denormals() -> None:
-    """Have the CPU treat float results and inputs below the smallest normal number (1.2e-38 in float32) as zero.
-
-    Why: subnormal numbers take a slow microcode path on x86 CPUs, many times the cost of a normal operation, and
-    training makes them. AdamW's first moment of a weight whose gradient stays zero (a dead ReLU unit, a pixel
-    that is 0 in every image) decays by beta1 = 0.9 a step and is subnormal after about 800 steps: on the MLP VAE
-    784-512-256-16 (Fashion-MNIST, 84 steps an epoch, one thread) the last four of 16 epochs took 1.37 CPU s each
-    with subnormals kept and 0.83 s with them flushed, the first four 0.83 s either way, the test loss the same
-    (benchmarks/README.md, "Subnormal numbers").
-    No value vaelab reports depends on numbers that small (losses and likelihoods are computed in log space).
-    TensorFlow sets the same mode (flush-to-zero and denormals-are-zero) in its own threads.
-
-    The mode belongs to a thread and a thread starts with its creator's: set before the first parallel torch op,
-    it holds in the intra-op threads too; set later, only in the calling thread. So the CLI and each worker set
-    it first thing, and fit and evaluate set it for library callers (their own thread at least). It stays set.
-    """
-    import torch
-
-    torch.set_flush_denormal(True)
 
 
 def usable_cores() -> int:

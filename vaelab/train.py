@@ -29,7 +29,7 @@ from torch import Tensor
 from vaelab import budget, distributed, preprocess, rundir
 from vaelab.config import ModelConfig, TrainConfig
 from vaelab.errors import ConfigError
-from vaelab.executor import flush_denormals
+from vaelab.budget import flush_denormals
 from vaelab.guard import CtrlC, NanGuard
 from vaelab.guard import diverged_term as _diverged_term  # noqa: F401  (its old import path)
 from vaelab.models import Autoencoder, build_model, count_params
@@ -280,8 +280,7 @@ def _train_epoch(lp: _Loop, s: rundir.LoopState, guard: NanGuard, bar: Any, epoc
     model.train()
     if dctx.is_distributed:     # independent noise per rank, and a resume point at every epoch
         torch.manual_seed(cfg.seed + 1_000_003 * epoch + 7919 * dctx.rank)
-    t0 = time.perf_counter()
-    names: list[str] = []
+    t0, names = time.perf_counter(), []
     sums = torch.zeros(0, device=device)   # (1 + n_terms,) running sum of terms x images, on the device
     guard.start_epoch(device)
     x = preprocess.training_view(x_grey, model.cfg, cfg.seed, epoch, x_static)
